@@ -1,0 +1,255 @@
+"""Reading the user's documents: finding files, telling text from binary, decoding, and
+streaming them into one compact id array for training.
+
+Nothing here holds the corpus as Python strings: files are read line by line and each sentence
+becomes integers in an ``array`` as soon as it is tokenized.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import io
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from engine.errors import ForetellError
+from engine.tokenizer import iter_words, split_lines
+from engine.vocab import BOS, BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, VocabularyBuilder
+
+PROSE_EXTENSIONS = {".txt", ".text", ".md", ".markdown", ".rst", ".tex", ".org", ".adoc", ".asciidoc"}
+BINARY_EXTENSIONS = {
+    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".pdf", ".zip", ".gz", ".bz2", ".xz",
+    ".7z", ".tar", ".rar", ".exe", ".dll", ".so", ".dylib", ".o", ".a", ".pyc", ".class", ".jar",
+    ".mp3", ".mp4", ".wav", ".ogg", ".mov", ".avi", ".woff", ".woff2", ".ttf", ".otf", ".sqlite",
+    ".db", ".npy", ".npz", ".pt", ".bin", ".docx", ".xlsx", ".pptx", ".odt",
+}
+SNIFF_BYTES = 64 * 1024
+
+
+class NotText(ForetellError):
+    """A file that is binary or cannot be read as text."""
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class Corpus:
+    """Training text as one id stream: every sentence is ``<s> w1 ... wn </s>``."""
+
+    vocab: Vocabulary
+    ids: np.ndarray
+    summary: dict = field(default_factory=dict)
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def find_files(paths: list[str]) -> tuple[list[Path], list[Skipped]]:
+    """Expand files, folders (recursively) and globs into files to read, noting what is skipped."""
+    files: list[Path] = []
+    skipped: list[Skipped] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists() and not path.is_symlink() and _has_glob(raw):
+            matches = sorted(glob.glob(raw, recursive=True))
+            if not matches:
+                skipped.append(Skipped(raw, "no file matches this pattern"))
+            for m in matches:
+                (files if Path(m).is_file() else skipped).append(Path(m) if Path(m).is_file() else Skipped(m, "not a file"))
+            continue
+        if path.is_dir():
+            for sub in sorted(path.rglob("*")):
+                if _is_hidden(sub, path) or sub.is_dir():
+                    continue
+                if sub.suffix.lower() in BINARY_EXTENSIONS:
+                    skipped.append(Skipped(str(sub), "binary file type"))
+                elif not sub.is_file():
+                    skipped.append(Skipped(str(sub), "broken link or not a regular file"))
+                else:
+                    files.append(sub)
+        elif path.is_file():
+            files.append(path)
+        elif path.is_symlink():
+            skipped.append(Skipped(raw, "broken symbolic link"))
+        else:
+            skipped.append(Skipped(raw, "no such file or folder"))
+    return files, skipped
+
+
+def detect_encoding(head: bytes) -> str:
+    """The encoding to read a file with, judged from its first bytes; raises NotText for binary."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in head:
+        raise NotText("binary file (contains NUL bytes)")
+    controls = sum(head.count(bytes([c])) for c in range(1, 32) if c not in (9, 10, 12, 13, 27))
+    if head and controls / len(head) > 0.05:
+        raise NotText("binary file (mostly control bytes)")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < SNIFF_BYTES)
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "cp1252"
+
+
+def open_text(path: Path) -> tuple[io.TextIOBase, str]:
+    """The file opened for reading as text (undecodable bytes replaced), and its encoding."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except PermissionError:
+        raise NotText("permission denied") from None
+    except OSError as exc:
+        raise NotText(exc.strerror or str(exc)) from None
+    encoding = detect_encoding(head)
+    return open(path, encoding=encoding, errors="replace", newline=""), encoding
+
+
+def read_text(path: str) -> str:
+    """A whole file as text, or a clear error ('-' reads standard input)."""
+    if path == "-":
+        import sys
+
+        return sys.stdin.read()
+    p = Path(path)
+    if p.is_dir():
+        raise ForetellError(f"{path} is a folder; give a file")
+    if not p.exists():
+        raise ForetellError(f"{path}: no such file")
+    try:
+        f, _ = open_text(p)
+    except NotText as exc:
+        raise ForetellError(f"{path}: {exc}") from None
+    with f:
+        return f.read()
+
+
+def iter_lines(f: io.TextIOBase) -> Iterator[str]:
+    """Lines ending in '\\n' only, as KenLM splits them; long lines arrive whole."""
+    pending = ""
+    while True:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            break
+        parts = (pending + chunk).split("\n")
+        pending = parts.pop()
+        for part in parts:
+            yield part + "\n"
+    if pending:
+        yield pending
+
+
+class CorpusBuilder:
+    """Accumulates sentences as ids while documents stream past."""
+
+    def __init__(self, pretokenized: bool = False):
+        self.pretokenized = pretokenized
+        self.vocab = VocabularyBuilder()
+        self.ids = array("i")
+        self.documents = 0
+        self.sentences = 0
+
+    def add_lines(self, lines) -> int:
+        """Add one document's lines; returns how many sentences it held."""
+        added = 0
+        for words in iter_words(lines, self.pretokenized):
+            if BOS in words or EOS in words:  # structure markers are ours, not the text's
+                words = [w for w in words if w not in (BOS, EOS)]
+            if not words and not self.pretokenized:
+                continue
+            self.ids.append(BOS_ID)
+            self.ids.extend(self.vocab.add(words))
+            self.ids.append(EOS_ID)
+            added += 1
+        if added:
+            self.documents += 1
+            self.sentences += added
+        return added
+
+    def finish(self, min_count: int = 1, max_vocab: int | None = None, **summary) -> Corpus:
+        raw = np.frombuffer(self.ids, dtype=np.int32)
+        words = len(raw) - 2 * self.sentences
+        if self.sentences == 0 or (words == 0 and not self.pretokenized):
+            raise ForetellError("no usable text found")
+        vocab, ids = self.vocab.finish(raw, min_count=min_count, max_size=max_vocab)
+        summary = {
+            "documents": self.documents,
+            "sentences": self.sentences,
+            "words": int(words),
+            "tokens": int(words + self.sentences),
+            "oov_in_training": int(np.count_nonzero(ids == UNK_ID)),
+            **summary,
+        }
+        return Corpus(vocab, np.ascontiguousarray(ids, dtype=np.int32), summary)
+
+
+def build_corpus(
+    paths: list[str],
+    pretokenized: bool = False,
+    min_count: int = 1,
+    max_vocab: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Corpus:
+    """Tokenize every readable file under ``paths`` into one id stream and its vocabulary."""
+    started = time.perf_counter()
+    files, skipped = find_files(paths)
+    sizes = [_size(f) for f in files]
+    total, done = sum(sizes), 0
+    builder = CorpusBuilder(pretokenized)
+    for path, size in zip(files, sizes):
+        try:
+            f, _ = open_text(path)
+            with f:
+                if not builder.add_lines(iter_lines(f)):
+                    skipped.append(Skipped(str(path), "no text"))
+        except NotText as exc:
+            skipped.append(Skipped(str(path), str(exc)))
+        except OSError as exc:
+            skipped.append(Skipped(str(path), f"read error: {exc.strerror or exc}"))
+        done += size
+        if progress:
+            progress(done, total)
+    try:
+        return builder.finish(
+            min_count,
+            max_vocab,
+            skipped=[{"path": s.path, "reason": s.reason} for s in skipped],
+            seconds=round(time.perf_counter() - started, 3),
+        )
+    except ForetellError:
+        where = ", ".join(paths) if len(paths) <= 3 else f"{len(paths)} paths"
+        note = f" ({len(skipped)} skipped: {skipped[0].path}: {skipped[0].reason}{', ...' if len(skipped) > 1 else ''})" if skipped else ""
+        raise ForetellError(f"no usable text found in {where}{note}") from None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def corpus_from_text(text: str, pretokenized: bool = False, **summary) -> Corpus:
+    """A training corpus from one string (the default model, tests)."""
+    builder = CorpusBuilder(pretokenized)
+    builder.add_lines(split_lines(text))
+    return builder.finish(skipped=[], **summary)

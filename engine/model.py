@@ -1,0 +1,121 @@
+"""The one interface every backend implements, and the option parsing they share.
+
+Primitives (per backend): the full next-token distribution for a state, the log-probability of
+every token of an id stream in one pass, an incremental state, fit, save and load. Everything
+else (surprisal, rank, entropy, perplexity, sampling, completion) derives from these in the
+engine, once for every backend.
+
+Log-probabilities are natural logs. An id stream is sentences ``<s> w1 ... wn </s>`` laid end to
+end; ``<s>`` is context only and never scored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from engine.errors import ForetellError
+from engine.vocab import BOS_ID, Vocabulary
+
+Progress = Callable[[str, float], None]  # (stage, fraction done 0..1)
+
+
+class LanguageModel(ABC):
+    """A trained model over a fixed vocabulary."""
+
+    name: ClassVar[str]  # the backend's name, e.g. "ngram"
+    Options: ClassVar[type]  # a dataclass of training options with defaults
+    format_version: ClassVar[int] = 1
+
+    def __init__(self, vocab: Vocabulary, options):
+        self.vocab = vocab
+        self.options = options
+
+    # -- training and storage -------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def fit(cls, corpus, options, progress: Progress | None = None) -> "LanguageModel":
+        """Train on ``corpus`` (an engine.corpus.Corpus)."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> dict:
+        """Write the backend's arrays into ``folder``; return facts for the manifest."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, vocab: Vocabulary, options, facts: dict) -> "LanguageModel":
+        """Read a model that ``save`` wrote (never with pickle)."""
+
+    # -- scoring primitives ------------------------------------------------------------------
+    @abstractmethod
+    def score_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Log-probability of each position of an id stream; NaN where ``ids`` is ``<s>``."""
+
+    @abstractmethod
+    def initial_state(self) -> Any:
+        """The state at the start of a sentence (just after ``<s>``)."""
+
+    @abstractmethod
+    def advance(self, state, token_id: int) -> Any:
+        """The state after ``token_id``; after ``</s>`` it is a new sentence's initial state."""
+
+    @abstractmethod
+    def next_logprobs(self, state) -> np.ndarray:
+        """Log-probabilities of every vocabulary id after ``state`` (``<s>`` gets -inf)."""
+
+    def describe(self) -> dict:
+        """Facts for ``foretell models info`` beyond the manifest (architecture, sizes)."""
+        return {}
+
+
+def options_from_strings(options_cls: type, values: dict[str, Any]):
+    """Build a backend's options dataclass from CLI strings, with one clear error per bad value."""
+    fields = {f.name: f for f in dataclasses.fields(options_cls)}
+    hints = typing.get_type_hints(options_cls)
+    kwargs = {}
+    for key, raw in values.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            known = ", ".join(f.replace("_", "-") for f in fields)
+            raise ForetellError(f"unknown option {key!r} for this backend; options are: {known}")
+        kwargs[name] = _convert(name, hints[name], raw)
+    try:
+        return options_cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ForetellError(str(exc)) from None
+
+
+def _convert(name: str, hint, raw):
+    if not isinstance(raw, str):
+        return raw
+    target = hint
+    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if raw.lower() in ("none", ""):
+            return None
+        target = args[0]
+    try:
+        if target is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return target(raw)
+    except (TypeError, ValueError):
+        raise ForetellError(f"option {name.replace('_', '-')}: {raw!r} is not a valid {getattr(target, '__name__', target)}") from None
+
+
+def options_to_dict(options) -> dict:
+    return dataclasses.asdict(options)
+
+
+def sentence_starts(ids: np.ndarray) -> np.ndarray:
+    """For every position, the position of the ``<s>`` that opens its sentence (0 if none)."""
+    positions = np.arange(len(ids))
+    return np.maximum.accumulate(np.where(ids == BOS_ID, positions, 0)) if len(ids) else positions

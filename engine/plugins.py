@@ -1,0 +1,92 @@
+"""The plugin manager, built on first use (never at import) from the ``foretell`` entry points.
+
+``FORETELL_LOAD_PLUGINS`` (comma-separated entry-point names) limits which plugins load, for
+debugging; set it to an empty string to load none.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import metadata
+
+import pluggy
+
+from engine import hookspecs
+from engine.errors import ForetellError
+
+ENTRY_POINT_GROUP = "foretell"
+
+_manager: pluggy.PluginManager | None = None
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    cls: type
+    distribution: str
+    version: str
+
+
+def _load_allowed_entry_points(pm: pluggy.PluginManager, allowed: set[str]) -> None:
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in allowed and pm.get_plugin(ep.name) is None:
+            pm.register(ep.load(), name=ep.name)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, loading entry points the first time it is asked for."""
+    global _manager
+    if _manager is None:
+        pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        pm.add_hookspecs(hookspecs)
+        allow = os.environ.get("FORETELL_LOAD_PLUGINS")
+        if allow is None:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        else:
+            _load_allowed_entry_points(pm, {n.strip() for n in allow.split(",") if n.strip()})
+        _manager = pm
+    return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget the manager so the next call rediscovers plugins (tests use this)."""
+    global _manager
+    _manager = None
+
+
+def _origin(pm: pluggy.PluginManager, plugin) -> tuple[str, str]:
+    for plugin_obj, dist in pm.list_plugin_distinfo():
+        if plugin_obj is plugin:
+            return dist.project_name, dist.version
+    module = getattr(plugin, "__name__", None) or type(plugin).__module__
+    return f"registered in-process ({module})", "-"
+
+
+def backends() -> dict[str, BackendInfo]:
+    """Every registered backend by name, with the distribution and version it came from."""
+    pm = get_plugin_manager()
+    found: dict[str, BackendInfo] = {}
+    for impl in pm.hook.register_backends.get_hookimpls():
+        distribution, version = _origin(pm, impl.plugin)
+
+        def register(cls, _dist=distribution, _ver=version):
+            name = getattr(cls, "name", None)
+            if not isinstance(name, str) or not name:
+                raise ForetellError(f"a backend class from {_dist} has no name attribute")
+            found.setdefault(name, BackendInfo(name, cls, _dist, _ver))
+
+        impl.function(register=register)
+    return found
+
+
+def get_backend(name: str) -> BackendInfo:
+    """The backend called ``name``, or a clear error naming the ones that exist."""
+    found = backends()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        hint = ""
+        if os.environ.get("FORETELL_LOAD_PLUGINS") is not None:
+            hint = " (FORETELL_LOAD_PLUGINS limits which plugins load)"
+        raise ForetellError(f"unknown backend {name!r}; available backends: {known}{hint}")
+    return found[name]

@@ -1,0 +1,193 @@
+"""Text to sentences of tokens, every token with its character offsets in the input.
+
+Prose mode keeps case, splits words (letters and digits with inner apostrophes and hyphens),
+numbers and punctuation, ends sentences at ``. ! ?`` and paragraph boundaries, and steps over
+Markdown/reST markup (headings, underlines, fences, code blocks, emphasis, roles, link targets)
+so it does not turn into words. Pretokenized mode reads text the way KenLM does: one sentence a
+line, tokens separated by runs of spaces or tabs.
+
+Both work line by line, so a corpus streams through without being held in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    text: str
+    start: int
+    end: int
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<skip>
+        :[\w-]+:(?=`)                  # reST role  :ref:`...`
+      | \]\([^)\s]*\)                  # Markdown link target  ](url)
+      | <(?:https?://|mailto:)[^>\s]*>  # reST/Markdown autolink target  <https://...>
+      | [*_`#~=^|\\\[\]{}<>+]           # emphasis, code, table and link markup
+      | [\x00-\x08\x0e-\x1f\x7f\ufeff]    # control characters
+    )
+  | (?P<url>(?:https?://|www\.)[^\s<>()\[\]`"']*[^\s<>()\[\]`"'.,;:!?])
+  | (?P<abbr>(?:[^\W\d_]\.){2,})        # e.g. U.S.
+  | (?P<number>\d+(?:[.,:]\d+)+)        # 3.14  1,000  10:30
+  | (?P<word>[^\W_]+(?:['’\-][^\W_]+)*)
+  | (?P<punct>\.\.\.|--+|[^\s\w])
+    """,
+    re.VERBOSE,
+)
+_STRUCTURAL = re.compile(r"^\s*(?:([=\-~^*+#`:.'\"_])\1{2,}|\+[-=+]+\+)\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s+|$)")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|[a-zA-Z][.)])\s+")
+_QUOTE = re.compile(r"^\s*(?:>\s*)+")
+_DIRECTIVE = re.compile(r"^\s*\.\.\s+(?:[\w:-]+::|\[[^\]]*\]|_[^:]*:|\|[^|]*\|)?")
+_TERMINAL = {".", "!", "?", "...", "…"}
+_CLOSERS = {'"', "'", ")", "]", "”", "’", "»"}
+_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "fig", "no", "vol", "cf", "approx", "ca",
+    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "inc", "ltd",
+}
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _starts_sentence(token: Token) -> bool:
+    c = token.text[0]
+    return c.isupper() or c.isdigit() or c in "\"'“‘([«¿¡"
+
+
+class ProseTokenizer:
+    """Feeds lines, yields finished sentences. Call ``finish()`` at the end of a document."""
+
+    def __init__(self):
+        self._pending: list[Token] = []
+        self._in_fence = False
+        self._literal_indent: int | None = None  # inside a reST literal block when set
+        self._expect_literal = False
+
+    def feed(self, line: str, offset: int) -> Iterator[list[Token]]:
+        body = line.rstrip("\r\n")
+        if _FENCE.match(body):
+            self._in_fence = not self._in_fence
+            yield from self.finish()
+            return
+        if self._in_fence:
+            return
+        if not body.strip():
+            yield from self.finish()
+            return
+        indent = _indent(body)
+        if self._literal_indent is not None:
+            if indent > self._literal_indent:
+                return
+            self._literal_indent = None
+        if self._expect_literal:
+            self._expect_literal = False
+            if indent > self._paragraph_indent:
+                self._literal_indent = self._paragraph_indent
+                return
+        if _STRUCTURAL.match(body):
+            yield from self.finish()
+            return
+        start = 0
+        standalone = False
+        for pattern in (_DIRECTIVE, _HEADING, _LIST_ITEM):
+            m = pattern.match(body)
+            if m:
+                yield from self.finish()
+                start = m.end()
+                standalone = pattern is _HEADING
+                break
+        else:
+            m = _QUOTE.match(body)
+            if m:
+                start = m.end()
+        if not self._pending:
+            self._paragraph_indent = indent
+        if body.rstrip().endswith("::"):
+            self._expect_literal = True
+        tokens = self._pending
+        for m in _TOKEN.finditer(body, start):
+            if m.lastgroup == "skip":
+                continue
+            tokens.append(Token(m.group(), offset + m.start(), offset + m.end()))
+        yield from self._split_sentences()
+        if standalone:
+            yield from self.finish()
+
+    def finish(self) -> Iterator[list[Token]]:
+        if self._pending:
+            sentence, self._pending = self._pending, []
+            yield sentence
+
+    def _split_sentences(self) -> Iterator[list[Token]]:
+        """Cut the pending tokens after each sentence end that has a sentence start after it."""
+        tokens = self._pending
+        cut = 0
+        i = 0
+        while i < len(tokens):
+            if tokens[i].text in _TERMINAL and not self._is_abbreviation(tokens, i):
+                end = i + 1
+                while end < len(tokens) and tokens[end].text in _CLOSERS:
+                    end += 1
+                if end < len(tokens) and _starts_sentence(tokens[end]):
+                    yield tokens[cut:end]
+                    cut = end
+                i = end
+            else:
+                i += 1
+        self._pending = tokens[cut:]
+
+    @staticmethod
+    def _is_abbreviation(tokens: list[Token], i: int) -> bool:
+        if tokens[i].text != "." or i == 0:
+            return False
+        before = tokens[i - 1]
+        adjacent = before.end == tokens[i].start
+        return adjacent and (before.text.lower() in _ABBREVIATIONS or (len(before.text) == 1 and before.text.isalpha()))
+
+
+_SPACES = re.compile(r"[^ \t]+")
+_LINES = re.compile(r"[^\n]*\n|[^\n]+")
+
+
+def iter_sentences(lines: Iterable[str], pretokenized: bool = False, offset: int = 0) -> Iterator[list[Token]]:
+    """Sentences of ``lines`` (each with its line ending), offsets counted from ``offset``."""
+    if pretokenized:
+        for line in lines:
+            body = line.rstrip("\r\n")
+            yield [Token(m.group(), offset + m.start(), offset + m.end()) for m in _SPACES.finditer(body)]
+            offset += len(line)
+        return
+    tok = ProseTokenizer()
+    for line in lines:
+        yield from tok.feed(line, offset)
+        offset += len(line)
+    yield from tok.finish()
+
+
+def iter_words(lines: Iterable[str], pretokenized: bool = False) -> Iterator[list[str]]:
+    """Sentences as lists of token strings: the training fast path, no offsets kept."""
+    if pretokenized:
+        for line in lines:
+            yield line.rstrip("\r\n").replace("\t", " ").split()
+        return
+    for sentence in iter_sentences(lines):
+        yield [t.text for t in sentence]
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings, split on newlines only (so offsets and KenLM agree)."""
+    return _LINES.findall(text)
+
+
+def tokenize(text: str, pretokenized: bool = False) -> list[list[Token]]:
+    """All sentences of ``text``, each a list of tokens with offsets into ``text``."""
+    return list(iter_sentences(split_lines(text), pretokenized))

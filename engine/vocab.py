@@ -1,0 +1,95 @@
+"""The vocabulary: token strings and their ids, with the three special tokens first.
+
+Ids follow first appearance in the training text after ``<unk>``=0, ``<s>``=1, ``</s>``=2,
+the order KenLM's ``lmplz`` uses (it decides one of lmplz's tie-breaks, see plugins/ngram).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import ModelFormatError
+
+UNK, BOS, EOS = "<unk>", "<s>", "</s>"
+UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
+SPECIALS = (UNK, BOS, EOS)
+VOCAB_FILE = "vocab.json"
+
+
+class Vocabulary:
+    """Token <-> id mapping. Unknown tokens map to ``<unk>``."""
+
+    def __init__(self, tokens: list[str]):
+        if list(tokens[:3]) != list(SPECIALS):
+            raise ModelFormatError("vocabulary must start with <unk>, <s>, </s>")
+        self.tokens = list(tokens)
+        self.ids = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.ids) != len(self.tokens):
+            raise ModelFormatError("vocabulary has duplicate tokens")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.ids
+
+    def id(self, token: str) -> int:
+        return self.ids.get(token, UNK_ID)
+
+    def encode(self, tokens) -> np.ndarray:
+        get = self.ids.get
+        return np.fromiter((get(t, UNK_ID) for t in tokens), dtype=np.int32)
+
+    def save(self, folder: Path) -> None:
+        (folder / VOCAB_FILE).write_text(json.dumps(self.tokens, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> "Vocabulary":
+        try:
+            tokens = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is missing") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is corrupt ({exc})") from None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens")
+        return cls(tokens)
+
+
+class VocabularyBuilder:
+    """Assigns ids by first appearance while a corpus streams past, then prunes on request."""
+
+    def __init__(self):
+        self.ids: dict[str, int] = {t: i for i, t in enumerate(SPECIALS)}
+        self.tokens: list[str] = list(SPECIALS)
+
+    def add(self, tokens) -> list[int]:
+        ids, out = self.ids, []
+        for t in tokens:
+            i = ids.get(t)
+            if i is None:
+                i = ids[t] = len(self.tokens)
+                self.tokens.append(t)
+            out.append(i)
+        return out
+
+    def finish(self, ids: np.ndarray, min_count: int = 1, max_size: int | None = None):
+        """The final vocabulary and ``ids`` remapped to it (pruned words become ``<unk>``)."""
+        counts = np.bincount(ids, minlength=len(self.tokens))
+        keep = counts >= min_count
+        keep[: len(SPECIALS)] = True
+        if max_size is not None and keep.sum() > max_size:
+            words = np.flatnonzero(keep[len(SPECIALS):]) + len(SPECIALS)
+            # Most frequent first; ties keep first appearance (stable sort).
+            order = words[np.argsort(-counts[words], kind="stable")]
+            keep[len(SPECIALS):] = False
+            keep[order[: max(0, max_size - len(SPECIALS))]] = True
+        if keep.all():
+            return Vocabulary(self.tokens), ids
+        new_id = np.full(len(self.tokens), UNK_ID, dtype=np.int32)
+        kept = np.flatnonzero(keep)
+        new_id[kept] = np.arange(len(kept), dtype=np.int32)
+        return Vocabulary([self.tokens[i] for i in kept]), new_id[ids]

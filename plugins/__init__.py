@@ -1,0 +1,1 @@
+"""foretell's built-in backends, each an ordinary plugin registered through an entry point."""

@@ -1,0 +1,158 @@
+"""ARPA back-off files in and out (plain or gzip), the format KenLM, SRILM and others share."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import ForetellError
+from engine.vocab import BOS, EOS, SPECIALS, UNK, Vocabulary
+
+UNKNOWN_LOG10 = -100.0  # what KenLM assigns <unk> when an ARPA file lacks it
+
+
+def _open(path: Path, mode: str):
+    if str(path).endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, mode.replace("t", "") + "b"), encoding="utf-8", newline="\n")
+    return open(path, mode, encoding="utf-8", newline="\n")
+
+
+def write_arpa(path: Path, vocab: Vocabulary, keys: list[np.ndarray], logp: list[np.ndarray], backoff: list[np.ndarray]) -> None:
+    """Write the model; every n-gram below the top order carries its backoff, as lmplz does."""
+    V = np.uint64(len(vocab))
+    words = np.array(vocab.tokens, dtype=object)
+    with _open(path, "wt") as f:
+        f.write("\\data\\\n")
+        for k, key in enumerate(keys, start=1):
+            f.write(f"ngram {k}={len(key)}\n")
+        strings = None
+        for k, key in enumerate(keys, start=1):
+            f.write(f"\n\\{k}-grams:\n")
+            last = words[(key % V).astype(np.int64)] if k > 1 else words[key.astype(np.int64)]
+            strings = last if k == 1 else strings[(key // V).astype(np.int64)] + " " + last
+            probs = [repr(float(x)) for x in logp[k - 1].astype(np.float64)]
+            if k < len(keys):
+                backs = [repr(float(x)) for x in backoff[k - 1].astype(np.float64)]
+                f.writelines(f"{p}\t{s}\t{b}\n" for p, s, b in zip(probs, strings, backs))
+            else:
+                f.writelines(f"{p}\t{s}\n" for p, s in zip(probs, strings))
+        f.write("\n\\end\\\n")
+
+
+_COUNT = re.compile(r"^ngram\s+(\d+)\s*=\s*(\d+)\s*$")
+
+
+def read_arpa(path: Path):
+    """(vocabulary, keys, logp, backoff) per order from an ARPA file, or a clear error."""
+    try:
+        with _open(path, "rt") as f:
+            return _parse(f, path)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ForetellError(f"{path}: cannot read ({exc})") from None
+    except UnicodeDecodeError:
+        raise ForetellError(f"{path}: not an ARPA file (not UTF-8 text)") from None
+
+
+def _parse(f, path):
+    def bad(why):
+        return ForetellError(f"{path}: not a valid ARPA file ({why})")
+
+    line = ""
+    for line in f:
+        if line.strip():
+            break
+    if line.strip() != "\\data\\":
+        raise bad("it does not start with \\data\\")
+    sizes = []
+    for line in f:
+        m = _COUNT.match(line.strip())
+        if m:
+            if int(m.group(1)) != len(sizes) + 1:
+                raise bad("n-gram counts out of order")
+            sizes.append(int(m.group(2)))
+        elif line.strip():
+            break
+    if not sizes:
+        raise bad("no n-gram counts in the header")
+    order = len(sizes)
+    grams, probs, backs = [], [], []
+    for k in range(1, order + 1):
+        while line.strip() == "":
+            line = next(f, None)
+            if line is None:
+                raise bad(f"missing \\{k}-grams: section")
+        if line.strip() != f"\\{k}-grams:":
+            raise bad(f"expected \\{k}-grams:, found {line.strip()[:40]!r}")
+        g, p, b = [], np.empty(sizes[k - 1], np.float32), np.zeros(sizes[k - 1], np.float32)
+        for i in range(sizes[k - 1]):
+            parts = next(f, "").split()
+            if len(parts) not in (k + 1, k + 2):
+                raise bad(f"malformed {k}-gram line {i + 1}")
+            try:
+                p[i] = float(parts[0])
+                if len(parts) == k + 2:
+                    b[i] = float(parts[-1])
+            except ValueError:
+                raise bad(f"a {k}-gram probability is not a number") from None
+            g.append(parts[1 : k + 1])
+        grams.append(g)
+        probs.append(p)
+        backs.append(b)
+        line = next(f, "")
+    return _index(grams, probs, backs, bad)
+
+
+def _index(grams, probs, backs, bad):
+    """Turn word tuples into the prefix-keyed sorted arrays the n-gram model uses."""
+    tokens = list(SPECIALS) + [g[0] for g in grams[0] if g[0] not in SPECIALS]
+    vocab = Vocabulary(tokens)
+    V = len(vocab)
+    if len(set(tokens)) != len(tokens):
+        raise bad("repeated unigrams")
+    uni_p = np.full(V, UNKNOWN_LOG10, np.float32)
+    uni_b = np.zeros(V, np.float32)
+    order_ids = np.array([vocab.ids[g[0]] for g in grams[0]], dtype=np.int64)
+    uni_p[order_ids], uni_b[order_ids] = probs[0], backs[0]
+    if BOS in vocab.ids and [BOS] in grams[0]:
+        uni_p[vocab.ids[BOS]] = 0.0
+    keys, logp, backoff = [np.arange(V, dtype=np.uint64)], [uni_p], [uni_b]
+    for k in range(2, len(grams) + 1):
+        ids = np.array([[vocab.ids.get(w, -1) for w in g] for g in grams[k - 1]], dtype=np.int64).reshape(-1, k)
+        if (ids < 0).any():
+            raise bad(f"a {k}-gram uses a word that is not a unigram")
+        prefix = ids[:, 0].copy()
+        for j in range(1, k - 1):
+            prefix = _lookup(keys[j], prefix, ids[:, j], V)
+            if (prefix < 0).any():
+                raise bad(f"a {k}-gram's context is missing from the {j + 1}-grams (pruned ARPA files are not supported)")
+        key = prefix.astype(np.uint64) * np.uint64(V) + ids[:, -1].astype(np.uint64)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        if len(key) > 1 and (key[1:] == key[:-1]).any():
+            raise bad(f"repeated {k}-grams")
+        keys.append(key)
+        logp.append(probs[k - 1][order])
+        backoff.append(backs[k - 1][order])
+    return vocab, keys, logp, backoff
+
+
+def _lookup(keys: np.ndarray, context: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:
+    """Index of each (context index, word) n-gram in ``keys``, -1 where absent or context is -1."""
+    out = np.full(len(words), -1, dtype=np.int64)
+    ok = context >= 0
+    if not ok.any() or len(keys) == 0:
+        return out
+    key = context[ok].astype(np.uint64) * np.uint64(V) + words[ok].astype(np.uint64)
+    pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+    found = keys[pos] == key
+    sub = np.full(len(key), -1, dtype=np.int64)
+    sub[found] = pos[found]
+    out[ok] = sub
+    return out
+
+
+__all__ = ["read_arpa", "write_arpa", "UNK", "EOS"]

@@ -1,0 +1,269 @@
+"""The n-gram backend: counts in sorted integer keys, Kneser-Ney (KenLM's), add-k and stupid
+backoff, vectorised sequence scoring, incremental state and ARPA in and out."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import ForetellError, ModelFormatError
+from engine.model import LanguageModel
+from engine.vocab import BOS_ID, EOS_ID, Vocabulary
+from plugins.ngram.arpa import _lookup, read_arpa, write_arpa
+from plugins.ngram.counts import count_ngrams
+from plugins.ngram.smoothing import kneser_ney, stupid_backoff
+
+LN10 = math.log(10.0)
+SMOOTHINGS = ("kneser-ney", "add-k", "stupid-backoff", "arpa")
+
+
+@dataclass
+class NgramOptions:
+    """Training options of the n-gram backend."""
+
+    order: int = 4
+    smoothing: str = "kneser-ney"
+    k: float = 0.1  # add-k's delta
+    alpha: float = 0.4  # stupid backoff's factor
+
+    def __post_init__(self):
+        if not 1 <= self.order <= 9:
+            raise ValueError(f"order must be between 1 and 9, not {self.order}")
+        if self.smoothing not in SMOOTHINGS[:3]:
+            if self.smoothing != "arpa":
+                raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS[:3])}, not {self.smoothing!r}")
+        if not (self.k > 0 and math.isfinite(self.k)):
+            raise ValueError(f"k must be a positive number, not {self.k}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be between 0 and 1, not {self.alpha}")
+
+
+class NgramModel(LanguageModel):
+    """Backoff n-gram model. Kneser-Ney and stupid backoff are stored as ARPA-style tables
+    (log10 p, log10 backoff); add-k keeps counts and context totals."""
+
+    name = "ngram"
+    Options = NgramOptions
+
+    def __init__(self, vocab: Vocabulary, options: NgramOptions, keys, logp=None, backoff=None, counts=None, facts=None):
+        super().__init__(vocab, options)
+        self.keys = keys
+        self.logp = logp
+        self.backoff = backoff
+        self.counts = counts
+        self.facts = facts or {}
+        self.V = len(vocab)
+        if options.smoothing == "add-k":
+            self._totals = [self._context_totals(k) for k in range(len(keys))]
+
+    @property
+    def order(self) -> int:
+        return len(self.keys)
+
+    # -- training --------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, corpus, options: NgramOptions, progress=None):
+        V = len(corpus.vocab)
+        if progress:
+            progress("counting n-grams", 0.0)
+        counts = count_ngrams(corpus.ids, options.order, V)
+        keys = [o.keys for o in counts.orders]
+        raw = [o.counts for o in counts.orders]
+        if progress:
+            progress("estimating probabilities", 0.5)
+        facts = {"ngrams": [len(k) for k in keys]}
+        if options.smoothing == "kneser-ney":
+            tables = kneser_ney(counts)
+        elif options.smoothing == "stupid-backoff":
+            tables = stupid_backoff(counts, options.alpha)
+        else:
+            return cls(corpus.vocab, options, keys, counts=raw, facts=facts)
+        facts.update(tables.facts)
+        return cls(corpus.vocab, options, keys, tables.logp, tables.backoff, raw, facts)
+
+    @classmethod
+    def from_arpa(cls, path: Path) -> "NgramModel":
+        vocab, keys, logp, backoff = read_arpa(path)
+        options = NgramOptions(order=len(keys), smoothing="arpa")
+        return cls(vocab, options, keys, logp, backoff, facts={"ngrams": [len(k) for k in keys], "source": Path(path).name})
+
+    def export_arpa(self, path: Path) -> None:
+        if self.logp is None:
+            raise ForetellError("an add-k model is not a backoff model and has no ARPA form; train with --smoothing kneser-ney")
+        write_arpa(path, self.vocab, self.keys, self.logp, self.backoff)
+
+    # -- storage ----------------------------------------------------------------------------
+    def save(self, folder: Path) -> dict:
+        for k in range(self.order):
+            np.save(folder / f"keys{k + 1}.npy", self.keys[k], allow_pickle=False)
+            if self.logp is not None:
+                np.save(folder / f"logp{k + 1}.npy", self.logp[k], allow_pickle=False)
+                np.save(folder / f"backoff{k + 1}.npy", self.backoff[k], allow_pickle=False)
+            if self.counts is not None:
+                np.save(folder / f"counts{k + 1}.npy", self.counts[k].astype(np.uint32), allow_pickle=False)
+        return self.facts
+
+    @classmethod
+    def load(cls, folder: Path, vocab: Vocabulary, options: NgramOptions, facts: dict):
+        def arrays(stem, dtype, optional=False):
+            out = []
+            for k in range(1, options.order + 1):
+                path = folder / f"{stem}{k}.npy"
+                if optional and not path.exists():
+                    return None
+                try:
+                    a = np.load(path, mmap_mode="r", allow_pickle=False)
+                except FileNotFoundError:
+                    raise ModelFormatError(f"{folder.name}: {path.name} is missing") from None
+                except (ValueError, OSError, EOFError) as exc:
+                    raise ModelFormatError(f"{folder.name}: {path.name} is corrupt or not a numpy array ({exc})") from None
+                if a.dtype != dtype or a.ndim != 1:
+                    raise ModelFormatError(f"{folder.name}: {path.name} has the wrong type ({a.dtype}, {a.ndim}-D)")
+                out.append(a)
+            return out
+
+        keys = arrays("keys", np.uint64)
+        needs_tables = options.smoothing != "add-k"
+        logp = arrays("logp", np.float32, optional=not needs_tables)
+        backoff = arrays("backoff", np.float32, optional=not needs_tables)
+        counts = arrays("counts", np.uint32, optional=needs_tables)
+        for k, key in enumerate(keys):
+            lengths = {len(key)} | {len(a[k]) for a in (logp, backoff, counts) if a is not None}
+            if len(lengths) != 1 or (k == 0 and len(key) != len(vocab)):
+                raise ModelFormatError(f"{folder.name}: the arrays of order {k + 1} disagree in length")
+        return cls(vocab, options, keys, logp, backoff, counts, facts)
+
+    def describe(self) -> dict:
+        info = {"order": self.order, "smoothing": self.options.smoothing, "ngrams": [int(len(k)) for k in self.keys]}
+        for key in ("discounts", "discount_fallback", "alpha", "source"):
+            if key in self.facts:
+                info[key] = self.facts[key]
+        if self.options.smoothing == "add-k":
+            info["k"] = self.options.k
+        return info
+
+    # -- lookups ---------------------------------------------------------------------------
+    def _ending_at(self, ids: np.ndarray) -> list[np.ndarray]:
+        """For each order k, the index of the k-gram ending at each position (-1 if absent).
+        A k-gram's key is its prefix's index times V plus its last word, so each order needs
+        the previous order's indices one position back."""
+        ids = np.asarray(ids, dtype=np.int64)
+        found = [ids.copy()]
+        for k in range(1, self.order):
+            prefix = np.full(len(ids), -1, dtype=np.int64)
+            prefix[1:] = found[-1][:-1]
+            found.append(_lookup(self.keys[k], prefix, ids, self.V))
+        return found
+
+    def _children(self, k: int, context: int) -> slice:
+        """The run of order-(k+1) n-grams whose prefix is the order-k n-gram ``context``."""
+        keys = self.keys[k]
+        lo = np.searchsorted(keys, np.uint64(context) * np.uint64(self.V))
+        hi = np.searchsorted(keys, np.uint64(context + 1) * np.uint64(self.V))
+        return slice(int(lo), int(hi))
+
+    def _context_totals(self, k: int) -> np.ndarray:
+        """Add-k: how often each order-k n-gram (k=0: the empty context) was followed by a word."""
+        if k == 0:
+            c = self.counts[0].astype(np.float64)
+            return np.array([c.sum() - c[BOS_ID]])
+        ctx = (self.keys[k] // np.uint64(self.V)).astype(np.int64)
+        return np.bincount(ctx, weights=self.counts[k], minlength=len(self.keys[k - 1]))
+
+    def _addk_denominator(self, total):
+        return total + self.options.k * (self.V - 1)
+
+    # -- scoring primitives ----------------------------------------------------------------
+    def score_ids(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        n = len(ids)
+        ending = self._ending_at(ids)
+        out = np.full(n, np.nan)
+        scored = np.flatnonzero(ids != BOS_ID)
+        if self.options.smoothing == "add-k":
+            return self._score_addk(ids, ending, out, scored)
+        # Longest n-gram ending at each position, plus the backoffs of the longer contexts.
+        best = np.zeros(n, dtype=np.int64)
+        for k in range(self.order):
+            best[ending[k] >= 0] = k
+        result = np.zeros(n)
+        for k in range(self.order):
+            here = best == k
+            result[here] = self.logp[k][ending[k][here]]
+        for k in range(1, self.order):
+            context = np.full(n, -1, dtype=np.int64)
+            context[1:] = ending[k - 1][:-1]  # the k-gram ending just before
+            add = (context >= 0) & (best < k)
+            result[add] += self.backoff[k - 1][context[add]]
+        out[scored] = result[scored] * LN10
+        return out
+
+    def _score_addk(self, ids, ending, out, scored):
+        n = len(ids)
+        context_len = np.zeros(n, dtype=np.int64)  # longest context seen followed by a word
+        context_idx = np.zeros(n, dtype=np.int64)
+        for k in range(1, self.order):
+            context = np.full(n, -1, dtype=np.int64)
+            context[1:] = ending[k - 1][:-1]
+            ok = context >= 0
+            ok[ok] = self._totals[k][context[ok]] > 0
+            context_len[ok], context_idx[ok] = k, context[ok]
+        numerator = np.zeros(n)
+        total = np.zeros(n)
+        for k in range(self.order):
+            here = context_len == k
+            total[here] = self._totals[k][context_idx[here]]
+            hit = here & (ending[k] >= 0) if k > 0 else here
+            if k == 0:
+                numerator[hit] = self.counts[0][ids[hit]]
+            else:
+                numerator[hit] = self.counts[k][ending[k][hit]]
+        logprob = np.log(numerator + self.options.k) - np.log(self._addk_denominator(total))
+        out[scored] = logprob[scored]
+        return out
+
+    def initial_state(self):
+        return (BOS_ID,)
+
+    def advance(self, state, token_id: int):
+        if token_id == EOS_ID:
+            return (BOS_ID,)
+        return (state + (int(token_id),))[-max(1, self.order - 1):]
+
+    def next_logprobs(self, state) -> np.ndarray:
+        ending = self._ending_at(np.array(state, dtype=np.int64)) if self.order > 1 else []
+        contexts = [int(e[-1]) for e in ending[: self.order - 1]]
+        if self.options.smoothing == "add-k":
+            dist = self._addk_distribution(contexts)
+        else:
+            dist = self.logp[0].astype(np.float64)
+            for k, context in enumerate(contexts, start=1):
+                if context < 0:
+                    continue
+                dist += self.backoff[k - 1][context]
+                run = self._children(k, context)
+                dist[(self.keys[k][run] % np.uint64(self.V)).astype(np.int64)] = self.logp[k][run]
+            dist *= LN10
+        dist[BOS_ID] = -np.inf
+        return dist
+
+    def _addk_distribution(self, contexts):
+        k, context = 0, 0
+        for j, c in enumerate(contexts, start=1):
+            if c >= 0 and self._totals[j][c] > 0:
+                k, context = j, c
+        denominator = np.log(self._addk_denominator(self._totals[k][context]))
+        numerator = np.zeros(self.V)
+        if k == 0:
+            numerator[:] = self.counts[0]
+        else:
+            run = self._children(k, context)
+            numerator[(self.keys[k][run] % np.uint64(self.V)).astype(np.int64)] = self.counts[k][run]
+        return np.log(numerator + self.options.k) - denominator
+
+
+__all__ = ["NgramModel", "NgramOptions", "json"]

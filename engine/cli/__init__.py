@@ -1,0 +1,54 @@
+"""The ``foretell`` command line: a thin layer over the engine. Domain errors become one
+sentence on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from engine import __version__
+from engine.errors import ForetellError
+
+
+class ForetellGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ForetellError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            ctx.exit(0)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+        except MemoryError:
+            raise click.ClickException("out of memory; try a smaller corpus, --max-vocab or a lower --order") from None
+        except Exception as exc:
+            if os.environ.get("FORETELL_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error ({type(exc).__name__}: {exc}); rerun with FORETELL_DEBUG=1 for details"
+            ) from None
+
+
+@click.group(cls=ForetellGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="foretell")
+def cli():
+    """Local, private text prediction trained on your own writing."""
+
+
+from engine.cli import models, query, train  # noqa: E402  (registers the commands)
+
+models.register(cli)
+query.register(cli)
+train.register(cli)
+
+
+def main():
+    cli(prog_name="foretell")

@@ -1,0 +1,55 @@
+"""Helpers the CLI commands share: the store, model loading, JSON and colours."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import click
+
+from engine.default_model import load_model as _load_model
+from engine.store import ModelStore
+
+model_option = click.option("-m", "--model", "model_name", metavar="NAME", help="Model to use (default: the default model).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+pretokenized_option = click.option(
+    "--pretokenized", is_flag=True, help="One sentence a line, tokens split on spaces (as KenLM reads text)."
+)
+
+
+def store() -> ModelStore:
+    return ModelStore()
+
+
+def load_model(name: str | None):
+    return _load_model(store(), name, notify=lambda msg: click.echo(msg, err=True))
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(_clean(obj), ensure_ascii=False, indent=None))
+
+
+# GLTR's buckets: where the actual word ranked in the model's prediction.
+RANK_BUCKETS = ((10, "green"), (100, "yellow"), (1000, "red"), (None, "magenta"))
+
+
+def bucket_colour(rank: int) -> str:
+    for limit, colour in RANK_BUCKETS:
+        if limit is None or rank <= limit:
+            return colour
+    return "magenta"
+
+
+def use_colour(flag: bool | None) -> bool:
+    return sys.stdout.isatty() if flag is None else flag

@@ -1,0 +1,143 @@
+"""``foretell models ...`` and ``foretell backends``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from engine.cli.common import echo_json, json_option, store
+from engine.errors import ForetellError
+from engine.plugins import backends as discovered_backends, get_backend
+from engine.store import validate_name
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@click.group()
+def models():
+    """List, inspect, remove, export and import models."""
+
+
+@models.command("list")
+@json_option
+def list_models(as_json):
+    """The models in the store (* marks the default)."""
+    s = store()
+    default = s.default_name()
+    rows = []
+    for name in s.names():
+        try:
+            m = s.manifest(name)
+            rows.append({
+                "name": name,
+                "backend": m["backend"],
+                "options": m["options"],
+                "vocabulary": m["vocabulary"]["size"],
+                "bytes": _folder_size(s.path(name)),
+                "created": m.get("created", ""),
+                "default": name == default,
+            })
+        except ForetellError as exc:
+            rows.append({"name": name, "error": str(exc), "default": name == default})
+    if as_json:
+        echo_json({"models": rows})
+        return
+    if not rows:
+        click.echo(f"No models yet in {s.models}. `foretell train PATH` makes one; the default model is built on first use.")
+        return
+    for r in rows:
+        mark = "*" if r["default"] else " "
+        if "error" in r:
+            click.echo(f"{mark} {r['name']:<20} unreadable: {r['error']}")
+            continue
+        opts = ", ".join(f"{k}={v}" for k, v in r["options"].items() if k in ("order", "smoothing", "cell", "window"))
+        click.echo(f"{mark} {r['name']:<20} {r['backend']:<8} {opts:<32} vocab {r['vocabulary']:>8,}  {_human(r['bytes']):>9}  {r['created'][:10]}")
+
+
+@models.command()
+@click.argument("name")
+@json_option
+def info(name, as_json):
+    """Everything known about model NAME."""
+    s = store()
+    manifest = s.manifest(validate_name(name))
+    model = s.load(name)
+    details = {**manifest, "details": model.describe(), "path": str(s.path(name)), "bytes": _folder_size(s.path(name))}
+    if as_json:
+        echo_json(details)
+        return
+    click.echo(json.dumps(details, indent=2, ensure_ascii=False))
+
+
+@models.command()
+@click.argument("name")
+def rm(name):
+    """Remove model NAME."""
+    store().remove(validate_name(name))
+    click.echo(f"Removed {name!r}.")
+
+
+@models.command()
+@click.argument("name")
+def default(name):
+    """Make NAME the model used when -m is not given."""
+    store().set_default(validate_name(name))
+    click.echo(f"{name!r} is now the default model.")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["arpa"]), default="arpa", show_default=True)
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+def export(name, fmt, file):
+    """Write model NAME to FILE (ARPA; .gz compresses)."""
+    model = store().load(validate_name(name))
+    if not hasattr(model, "export_arpa"):
+        raise ForetellError(f"the {model.name!r} backend cannot be exported as ARPA")
+    model.export_arpa(Path(file))
+    click.echo(f"Wrote {file}.")
+
+
+@models.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Name for the imported model.")
+@click.option("--format", "fmt", type=click.Choice(["arpa"]), default="arpa", show_default=True)
+def import_model(file, name, fmt):
+    """Import FILE (an ARPA model, e.g. from KenLM's lmplz) as NAME."""
+    validate_name(name)
+    cls = get_backend("ngram").cls
+    model = cls.from_arpa(Path(file))
+    store().save(name, model, corpus={"imported_from": Path(file).name})
+    click.echo(f"Imported {file} as {name!r} (order {model.order}, vocabulary {len(model.vocab):,}).")
+
+
+@click.command()
+@json_option
+def backends(as_json):
+    """The language-model backends found through plugins, and where each came from."""
+    rows = [
+        {"name": b.name, "distribution": b.distribution, "version": b.version, "description": (b.cls.__doc__ or "").strip().splitlines()[0] if b.cls.__doc__ else ""}
+        for b in sorted(discovered_backends().values(), key=lambda b: b.name)
+    ]
+    if as_json:
+        echo_json({"backends": rows})
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<12} {r['distribution']} {r['version']}  {r['description']}")
+
+
+def register(cli):
+    cli.add_command(models)
+    cli.add_command(backends)

@@ -1,0 +1,149 @@
+"""The commands that use a model: predict, score, perplexity, evaluate, generate."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from engine.cli.common import bucket_colour, echo_json, json_option, load_model, model_option, pretokenized_option, use_colour
+from engine.complete import predict as predict_words
+from engine.corpus import read_text
+from engine.evaluate import Evaluation, evaluate as evaluate_model
+from engine.generate import check_sampling, detokenize, generate as generate_tokens
+from engine.scoring import Perplexity, perplexity as corpus_perplexity, perplexity_of_scores, score_tokens
+from engine.tokenizer import tokenize
+
+LOG2E = 1 / math.log(2)
+
+
+def _model_name(model) -> str:
+    return getattr(model, "model_name", "?")
+
+
+@click.command()
+@model_option
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many predictions.")
+@json_option
+@click.argument("text")
+def predict(model_name, k, as_json, text):
+    """Next words after TEXT if it ends in a space, else completions of its last, partial word."""
+    model = load_model(model_name)
+    result = predict_words(model, text, k)
+    rows = [{"token": t, "prob": math.exp(lp), "surprisal_bits": -lp * LOG2E} for t, lp in result.predictions]
+    if as_json:
+        context = " ".join(t.text for t in result.context)
+        echo_json({"model": _model_name(model), "context": context, "prefix": result.prefix, "predictions": rows})
+        return
+    if not rows:
+        click.echo(f"No word in the vocabulary starts with {result.prefix!r}.")
+    width = max((len(r["token"]) for r in rows), default=0)
+    for i, r in enumerate(rows, start=1):
+        click.echo(f"{i:3}. {r['token']:<{width}}  p={r['prob']:.4f}  {r['surprisal_bits']:5.2f} bits")
+
+
+@click.command()
+@model_option
+@json_option
+@pretokenized_option
+@click.option("--color/--no-color", "colour", default=None, help="Colour tokens by rank (default: on a terminal).")
+@click.argument("file", default="-")
+def score(model_name, as_json, pretokenized, colour, file):
+    """Score every token of FILE ('-' for standard input): surprisal, rank, entropy."""
+    text = read_text(file)
+    model = load_model(model_name)
+    scores = score_tokens(model, tokenize(text, pretokenized))
+    ppl = perplexity_of_scores(scores)
+    if as_json:
+        echo_json({"model": _model_name(model), "tokens": [s.as_dict() for s in scores], "perplexity": ppl})
+        return
+    bits = sum(s.surprisal_bits for s in scores)
+    oov = sum(s.oov for s in scores)
+    if use_colour(colour):
+        out, pos = [], 0
+        for s in scores:
+            if s.start is None:
+                continue
+            out.append(text[pos : s.start])
+            out.append(click.style(text[s.start : s.end], fg=bucket_colour(s.rank), underline=s.oov))
+            pos = s.end
+        out.append(text[pos:])
+        click.echo("".join(out).rstrip("\n"))
+        legend = "  ".join(click.style(label, fg=c) for label, c in (("top 10", "green"), ("top 100", "yellow"), ("top 1000", "red"), ("beyond", "magenta")))
+        click.echo(f"\nrank: {legend}  (underlined: out of vocabulary)")
+    else:
+        click.echo("token\tstart\tend\tsurprisal_bits\trank\tentropy_bits\toov")
+        for s in scores:
+            click.echo(f"{s.token}\t{'' if s.start is None else s.start}\t{'' if s.end is None else s.end}\t{s.surprisal_bits:.3f}\t{s.rank}\t{s.entropy_bits:.3f}\t{int(s.oov)}")
+    click.echo(f"{len(scores):,} tokens ({oov} OOV), {bits:.1f} bits, perplexity {ppl:.2f}, model {_model_name(model)}")
+
+
+@click.command()
+@model_option
+@json_option
+@pretokenized_option
+@click.argument("files", nargs=-1, required=True)
+def perplexity(model_name, as_json, pretokenized, files):
+    """Perplexity of FILES with KenLM's conventions (</s> counted, OOVs as <unk>)."""
+    model = load_model(model_name)
+    total = Perplexity()
+    per_file = []
+    for path in files:
+        result = corpus_perplexity(model, tokenize(read_text(path), pretokenized))
+        total.add(result)
+        per_file.append((path, result))
+    if as_json:
+        echo_json({"model": _model_name(model), "backend": model.name, **total.as_dict()})
+        return
+    for path, r in per_file + ([("total", total)] if len(files) > 1 else []):
+        click.echo(
+            f"{path}: perplexity {r.perplexity:.4f} (excluding OOVs {r.perplexity_excluding_oov:.4f}), "
+            f"{r.sentences:,} sentences, {r.tokens:,} tokens, {r.oov:,} OOV"
+        )
+
+
+@click.command()
+@model_option
+@json_option
+@pretokenized_option
+@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="Completions offered per keystroke.")
+@click.argument("files", nargs=-1, required=True)
+def evaluate(model_name, as_json, pretokenized, k, files):
+    """Perplexity, next-word accuracy and keystroke savings on held-out FILES."""
+    model = load_model(model_name)
+    total = Evaluation()
+    for path in files:
+        r = evaluate_model(model, tokenize(read_text(path), pretokenized), k)
+        for field in ("tokens", "top1", "top5", "log_prob", "characters", "keystrokes"):
+            setattr(total, field, getattr(total, field) + getattr(r, field))
+    figures = total.as_dict()
+    if as_json:
+        echo_json({"model": _model_name(model), **{key: figures[key] for key in ("perplexity", "top1_accuracy", "top5_accuracy", "keystroke_savings", "tokens")}, "k": k})
+        return
+    click.echo(f"model              {_model_name(model)} ({model.name})")
+    click.echo(f"tokens             {figures['tokens']:,}")
+    click.echo(f"perplexity         {figures['perplexity']:.2f}")
+    click.echo(f"top-1 accuracy     {figures['top1_accuracy']:.1%}")
+    click.echo(f"top-5 accuracy     {figures['top5_accuracy']:.1%}")
+    click.echo(f"keystroke savings  {figures['keystroke_savings']:.1%} (k={k}, {figures['keystrokes']:,} of {figures['characters']:,} characters typed)")
+
+
+@click.command()
+@model_option
+@click.option("--prompt", default="", help="Text to continue.")
+@click.option("-n", "n", type=click.IntRange(1, 100000), default=30, show_default=True, help="Tokens to generate.")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="0 is greedy; higher is more random.")
+@click.option("--top-k", type=int, default=0, show_default=True, help="Sample among the k most probable (0: all).")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="Sample within this much probability mass.")
+@click.option("--seed", type=int, help="Seed for a reproducible sample.")
+def generate(model_name, prompt, n, temperature, top_k, top_p, seed):
+    """Generate text, optionally continuing --prompt."""
+    check_sampling(temperature, top_k, top_p)
+    model = load_model(model_name)
+    tokens = generate_tokens(model, prompt, n, temperature, top_k, top_p, seed)
+    click.echo(prompt + detokenize(tokens, after=prompt))
+
+
+def register(cli):
+    for command in (predict, score, perplexity, evaluate, generate):
+        cli.add_command(command)

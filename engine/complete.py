@@ -1,0 +1,112 @@
+"""Completion: the next word, or the rest of a half-typed word, ranked by the model.
+
+Candidates for a prefix come from a sorted index of the vocabulary (a binary search gives the
+run of words that start with it), not a scan. A lowercase prefix matches case-insensitively
+("smartcase"); a prefix with capitals matches exactly.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.model import LanguageModel
+from engine.tokenizer import Token, tokenize
+from engine.vocab import SPECIALS, Vocabulary
+
+_END = "\U0010ffff"
+
+
+class PrefixIndex:
+    def __init__(self, vocab: Vocabulary):
+        words = [(t, i) for i, t in enumerate(vocab.tokens) if t not in SPECIALS]
+        exact = sorted(words)
+        self._exact_keys = [t for t, _ in exact]
+        self._exact_ids = np.array([i for _, i in exact], dtype=np.int64)
+        folded = sorted((t.lower(), i) for t, i in words)
+        self._folded_keys = [t for t, _ in folded]
+        self._folded_ids = np.array([i for _, i in folded], dtype=np.int64)
+        self.word_ids = np.array(sorted(i for _, i in words), dtype=np.int64)
+
+    def candidates(self, prefix: str) -> np.ndarray:
+        """Ids of the words that start with ``prefix`` (all words for an empty prefix)."""
+        if not prefix:
+            return self.word_ids
+        keys, ids = (self._folded_keys, self._folded_ids) if prefix == prefix.lower() else (self._exact_keys, self._exact_ids)
+        lo = bisect.bisect_left(keys, prefix)
+        hi = bisect.bisect_left(keys, prefix + _END, lo)
+        return ids[lo:hi]
+
+
+def prefix_index(model: LanguageModel) -> PrefixIndex:
+    index = getattr(model, "_prefix_index", None)
+    if index is None:
+        index = model._prefix_index = PrefixIndex(model.vocab)
+    return index
+
+
+def top_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: int) -> list[tuple[int, float]]:
+    """The ``k`` most probable words that start with ``prefix``: (id, log-probability)."""
+    ids = prefix_index(model).candidates(prefix)
+    if len(ids) == 0 or k <= 0:
+        return []
+    scores = dist[ids]
+    if len(ids) > k:
+        top = np.argpartition(-scores, k - 1)[:k]
+        ids, scores = ids[top], scores[top]
+    order = np.lexsort((ids, -scores))
+    return [(int(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
+
+
+@dataclass
+class Prediction:
+    context: list[Token]
+    prefix: str
+    predictions: list[tuple[str, float]]  # (token, natural log-probability)
+
+
+def state_after(model: LanguageModel, sentences: list[list[Token]], open_sentence: bool = True):
+    """The model state after ``sentences``; the last one is left open (no ``</s>``)."""
+    state = model.initial_state()
+    get = model.vocab.ids.get
+    for n, sentence in enumerate(sentences):
+        for token in sentence:
+            state = model.advance(state, get(token.text, 0))
+        if n < len(sentences) - 1 or not open_sentence:
+            state = model.advance(state, 2)
+    return state
+
+
+def split_prefix(text: str) -> tuple[list[list[Token]], str]:
+    """The sentences before the cursor at the end of ``text`` and the partial word being typed."""
+    sentences = tokenize(text)
+    prefix = ""
+    if sentences and sentences[-1] and text and not text[-1].isspace():
+        last = sentences[-1][-1]
+        if last.end == len(text) and (last.text[0].isalnum()):
+            prefix = last.text
+            sentences[-1] = sentences[-1][:-1]
+    return sentences, prefix
+
+
+def predict(model: LanguageModel, text: str, k: int = 10) -> Prediction:
+    """Next words after ``text`` (if it ends in whitespace) or completions of its last word."""
+    sentences, prefix = split_prefix(text)
+    open_sentence = bool(sentences) and not _ended(text, sentences)
+    state = state_after(model, sentences, open_sentence=open_sentence)
+    dist = model.next_logprobs(state)
+    ranked = top_completions(model, dist, prefix, k)
+    context = sentences[-1] if sentences and open_sentence else []
+    return Prediction(context, prefix, [(model.vocab.tokens[i], lp) for i, lp in ranked])
+
+
+def _ended(text: str, sentences: list[list[Token]]) -> bool:
+    """Whether the text before the cursor closes its last sentence (the tokenizer cuts a
+    sentence only when the next one starts, so look at the final token and what follows)."""
+    last = sentences[-1]
+    if not last:
+        return True
+    tail = text[last[-1].end:]
+    return last[-1].text in {".", "!", "?", "...", "…"} and (tail == "" or tail.isspace()) and text[-1:].isspace() or "\n\n" in tail

@@ -1,0 +1,65 @@
+"""How well a model would serve someone typing: perplexity, next-word top-1/top-5 accuracy and
+keystroke savings from a simulated typist who accepts a correct completion with one keystroke."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.complete import top_completions
+from engine.model import LanguageModel
+from engine.scoring import rank_and_entropy
+from engine.tokenizer import Token
+from engine.vocab import EOS_ID, UNK_ID
+
+
+@dataclass
+class Evaluation:
+    tokens: int = 0
+    top1: int = 0
+    top5: int = 0
+    log_prob: float = 0.0
+    characters: int = 0
+    keystrokes: int = 0
+
+    def as_dict(self) -> dict:
+        import math
+
+        return {
+            "perplexity": math.exp(-self.log_prob / self.tokens) if self.tokens else float("nan"),
+            "top1_accuracy": self.top1 / self.tokens if self.tokens else 0.0,
+            "top5_accuracy": self.top5 / self.tokens if self.tokens else 0.0,
+            "keystroke_savings": 1 - self.keystrokes / self.characters if self.characters else 0.0,
+            "tokens": self.tokens,
+            "characters": self.characters,
+            "keystrokes": self.keystrokes,
+        }
+
+
+def keystrokes_for(model: LanguageModel, dist, word: str, k: int) -> int:
+    """Keystrokes to enter ``word``: before each character the top-k completions of what was
+    typed so far are offered; accepting the right one costs one keystroke."""
+    for typed in range(len(word)):
+        if any(model.vocab.tokens[i] == word for i, _ in top_completions(model, dist, word[:typed], k)):
+            return typed + 1
+    return len(word)
+
+
+def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> Evaluation:
+    result = Evaluation()
+    get = model.vocab.ids.get
+    state = model.initial_state()
+    for sentence in sentences:
+        for token in [*sentence, None]:
+            token_id = EOS_ID if token is None else get(token.text, UNK_ID)
+            dist = model.next_logprobs(state)
+            rank, _ = rank_and_entropy(dist, token_id)
+            result.tokens += 1
+            result.log_prob += float(dist[token_id])
+            hit = token_id != UNK_ID
+            result.top1 += hit and rank == 1
+            result.top5 += hit and rank <= 5
+            if token is not None:
+                result.characters += len(token.text)
+                result.keystrokes += keystrokes_for(model, dist, token.text, k) if hit else len(token.text)
+            state = model.advance(state, token_id)
+    return result

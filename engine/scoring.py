@@ -1,0 +1,152 @@
+"""Scores derived once for every backend from its two primitives: per-token log-probability,
+surprisal in bits, rank and entropy (from the full distribution), and perplexity with KenLM's
+conventions (``</s>`` scored and counted, OOVs scored as ``<unk>`` and reported apart)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+import numpy as np
+
+from engine.model import LanguageModel
+from engine.tokenizer import Token
+from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID
+
+LOG2E = 1 / math.log(2)
+
+
+@dataclass
+class TokenScore:
+    token: str
+    start: int | None
+    end: int | None
+    logprob: float
+    surprisal_bits: float
+    rank: int
+    entropy_bits: float
+    oov: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Perplexity:
+    sentences: int = 0
+    tokens: int = 0
+    oov: int = 0
+    log10_prob: float = 0.0
+    log10_prob_oov: float = 0.0
+
+    def add(self, other: "Perplexity") -> None:
+        for key in ("sentences", "tokens", "oov", "log10_prob", "log10_prob_oov"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+
+    @property
+    def perplexity(self) -> float:
+        return 10 ** (-self.log10_prob / self.tokens) if self.tokens else float("nan")
+
+    @property
+    def perplexity_excluding_oov(self) -> float:
+        n = self.tokens - self.oov
+        return 10 ** (-(self.log10_prob - self.log10_prob_oov) / n) if n else float("nan")
+
+    @property
+    def cross_entropy_bits(self) -> float:
+        return -self.log10_prob * math.log2(10) / self.tokens if self.tokens else float("nan")
+
+    def as_dict(self) -> dict:
+        return {
+            "sentences": self.sentences,
+            "tokens": self.tokens,
+            "oov": self.oov,
+            "log10_prob": self.log10_prob,
+            "cross_entropy_bits": self.cross_entropy_bits,
+            "perplexity": self.perplexity,
+            "perplexity_excluding_oov": self.perplexity_excluding_oov,
+        }
+
+
+def encode(model: LanguageModel, sentences: Iterable[list[Token]]) -> np.ndarray:
+    """Sentences as one id stream ``<s> w1 ... wn </s> <s> ...``."""
+    ids: list[int] = []
+    get = model.vocab.ids.get
+    for sentence in sentences:
+        ids.append(BOS_ID)
+        ids.extend(get(t.text, UNK_ID) for t in sentence)
+        ids.append(EOS_ID)
+    return np.array(ids, dtype=np.int64)
+
+
+def perplexity(model: LanguageModel, sentences: Iterable[list[Token]], batch: int = 20000) -> Perplexity:
+    """Corpus perplexity via the backend's one-pass sequence scorer, in bounded batches."""
+    total = Perplexity()
+    chunk: list[list[Token]] = []
+    for sentence in sentences:
+        chunk.append(sentence)
+        if len(chunk) >= batch:
+            total.add(_perplexity_batch(model, chunk))
+            chunk = []
+    if chunk:
+        total.add(_perplexity_batch(model, chunk))
+    return total
+
+
+def _perplexity_batch(model: LanguageModel, sentences: list[list[Token]]) -> Perplexity:
+    ids = encode(model, sentences)
+    scored = ids != BOS_ID
+    log10 = model.score_ids(ids)[scored] / math.log(10)
+    oov = ids[scored] == UNK_ID
+    return Perplexity(
+        sentences=len(sentences),
+        tokens=int(scored.sum()),
+        oov=int(oov.sum()),
+        log10_prob=float(log10.sum()),
+        log10_prob_oov=float(log10[oov].sum()),
+    )
+
+
+def rank_and_entropy(dist: np.ndarray, token_id: int) -> tuple[int, float]:
+    """Rank of ``token_id`` (1 = most probable) and the distribution's entropy in bits."""
+    rank = 1 + int(np.count_nonzero(dist > dist[token_id]))
+    finite = dist[np.isfinite(dist)]
+    p = np.exp(finite)
+    entropy = float(-(p * finite).sum() * LOG2E)
+    return rank, entropy
+
+
+def score_tokens(model: LanguageModel, sentences: Iterable[list[Token]], state=None) -> list[TokenScore]:
+    """Every token of every sentence plus each ``</s>``, walking the incremental state so the full
+    distribution (for rank and entropy) is at hand at each step."""
+    out: list[TokenScore] = []
+    state = model.initial_state() if state is None else state
+    get = model.vocab.ids.get
+    for sentence in sentences:
+        for token in [*sentence, None]:
+            token_id = EOS_ID if token is None else get(token.text, UNK_ID)
+            dist = model.next_logprobs(state)
+            lp = float(dist[token_id])
+            rank, entropy = rank_and_entropy(dist, token_id)
+            out.append(
+                TokenScore(
+                    token=EOS if token is None else token.text,
+                    start=None if token is None else token.start,
+                    end=None if token is None else token.end,
+                    logprob=lp,
+                    surprisal_bits=-lp * LOG2E,
+                    rank=rank,
+                    entropy_bits=entropy,
+                    oov=token_id == UNK_ID,
+                )
+            )
+            state = model.advance(state, token_id)
+    return out
+
+
+def perplexity_of_scores(scores: list[TokenScore]) -> float:
+    """2 to the mean surprisal in bits (equal to KenLM's 10^(-sum log10 / tokens))."""
+    if not scores:
+        return float("nan")
+    return 2 ** (sum(s.surprisal_bits for s in scores) / len(scores))

@@ -1,0 +1,271 @@
+"""The model store: one folder per model under ``FORETELL_HOME`` (or the platform's user data
+folder), saved atomically so that a crash, Ctrl-C or a concurrent training never leaves a
+half-written or mixed model where a good one was.
+
+Layout: ``ROOT/models/NAME/{manifest.json, vocab.json, <backend arrays>}``, ``ROOT/config.json``.
+Folders are created readable by the user only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from engine import __version__
+from engine.errors import ForetellError, ModelFormatError
+from engine.model import LanguageModel, options_from_strings, options_to_dict
+from engine.plugins import get_backend
+from engine.vocab import Vocabulary
+
+MANIFEST = "manifest.json"
+FORMAT = "foretell-model"
+FORMAT_VERSION = 1
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEFAULT_MODEL = "default"
+
+try:
+    import fcntl
+except ImportError:  # Windows: renames are still atomic, concurrent writers are not serialised
+    fcntl = None
+
+
+def home() -> Path:
+    root = os.environ.get("FORETELL_HOME")
+    if root:
+        return Path(root).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("foretell"))
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME.match(name) or ".." in name:
+        raise ForetellError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (up to 64), no paths"
+        )
+    return name
+
+
+def _private_mkdir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+
+
+class ModelStore:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else home()
+        self.models = self.root / "models"
+
+    # -- names and paths -------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        return self.models / validate_name(name)
+
+    def exists(self, name: str) -> bool:
+        self._recover(name)
+        return (self.path(name) / MANIFEST).is_file()
+
+    def names(self) -> list[str]:
+        if not self.models.is_dir():
+            return []
+        self._sweep()
+        return sorted(p.name for p in self.models.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
+
+    # -- default model ---------------------------------------------------------------------
+    def _config(self) -> dict:
+        try:
+            config = json.loads((self.root / "config.json").read_text(encoding="utf-8"))
+            return config if isinstance(config, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def default_name(self) -> str:
+        name = self._config().get("default_model", DEFAULT_MODEL)
+        return name if isinstance(name, str) else DEFAULT_MODEL
+
+    def set_default(self, name: str) -> None:
+        if not self.exists(name):
+            raise ForetellError(f"no model named {name!r}; see `foretell models list`")
+        config = self._config()
+        config["default_model"] = name
+        _private_mkdir(self.root)
+        self._write_atomic(self.root / "config.json", json.dumps(config, indent=2))
+
+    # -- reading ---------------------------------------------------------------------------
+    def manifest(self, name: str) -> dict:
+        folder = self.path(name)
+        self._recover(name)
+        if not folder.exists():
+            raise ForetellError(f"no model named {name!r}; see `foretell models list`")
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelFormatError(f"{name}: not a foretell model (no {MANIFEST})") from None
+        except (ValueError, UnicodeDecodeError):
+            raise ModelFormatError(f"{name}: {MANIFEST} is corrupt (not valid JSON)") from None
+        return check_manifest(manifest, name)
+
+    def load(self, name: str) -> LanguageModel:
+        """Load a model; retried briefly if another process is swapping it in right now."""
+        for attempt in range(5):
+            try:
+                return self._load_once(name)
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise ModelFormatError(f"{name}: files vanished while loading; is it being replaced?") from None
+                time.sleep(0.05 * (attempt + 1))
+
+    def _load_once(self, name: str) -> LanguageModel:
+        manifest = self.manifest(name)
+        backend = get_backend_for(manifest, name)
+        cls = backend.cls
+        if manifest["backend_format_version"] > getattr(cls, "format_version", 1):
+            raise ModelFormatError(f"{name}: made by a newer version of the {manifest['backend']!r} backend; upgrade it")
+        options = options_from_strings(cls.Options, manifest["options"])
+        folder = self.path(name)
+        vocab = Vocabulary.load(folder)
+        if len(vocab) != manifest["vocabulary"]["size"]:
+            raise ModelFormatError(f"{name}: vocabulary size does not match the manifest")
+        model = cls.load(folder, vocab, options, manifest.get("facts", {}))
+        model.model_name = name
+        return model
+
+    # -- writing ---------------------------------------------------------------------------
+    def save(self, name: str, model: LanguageModel, corpus: dict | None = None, vocabulary: dict | None = None) -> Path:
+        """Write into a temporary folder beside the target, then swap it in under a lock."""
+        target = self.path(name)
+        _private_mkdir(self.models)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-{os.getpid()}-", dir=self.models))
+        try:
+            facts = model.save(tmp) or {}
+            model.vocab.save(tmp)
+            manifest = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "name": name,
+                "backend": model.name,
+                "backend_format_version": getattr(model, "format_version", 1),
+                "foretell_version": __version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "options": options_to_dict(model.options),
+                "vocabulary": {"size": len(model.vocab), "file": "vocab.json", **(vocabulary or {})},
+                "corpus": corpus or {},
+                "facts": facts,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+            for f in tmp.iterdir():
+                os.chmod(f, 0o600)
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            with self._lock(name):
+                old = None
+                if target.exists():
+                    old = self.models / f".old-{name}-{os.getpid()}-{time.monotonic_ns()}"
+                    os.rename(target, old)
+                os.rename(tmp, target)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        model.model_name = name
+        return target
+
+    def remove(self, name: str) -> None:
+        folder = self.path(name)
+        if not self.exists(name):
+            raise ForetellError(f"no model named {name!r}; see `foretell models list`")
+        with self._lock(name):
+            trash = self.models / f".old-{name}-{os.getpid()}-{time.monotonic_ns()}"
+            os.rename(folder, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        if self._config().get("default_model") == name:
+            config = self._config()
+            config.pop("default_model", None)
+            self._write_atomic(self.root / "config.json", json.dumps(config, indent=2))
+
+    # -- crash safety ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self, name: str):
+        _private_mkdir(self.models)
+        with open(self.models / f".lock-{name}", "a") as fh:
+            if fcntl:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _recover(self, name: str) -> None:
+        """A crash between the two renames of a swap leaves only ``.old-NAME-*``: put it back."""
+        folder = self.path(name)
+        if folder.exists() or not self.models.is_dir():
+            return
+        olds = sorted(self.models.glob(f".old-{name}-*"))
+        if olds:
+            with self._lock(name):
+                if not folder.exists() and olds[-1].exists():
+                    os.rename(olds[-1], folder)
+
+    def _sweep(self) -> None:
+        """Remove temporary folders left by trainings that were killed."""
+        for tmp in self.models.glob(".tmp-*"):
+            parts = tmp.name.split("-")
+            pid = next((int(p) for p in parts[2:] if p.isdigit()), None)
+            if pid is not None and not _alive(pid):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _write_atomic(path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def check_manifest(manifest, name: str) -> dict:
+    """Refuse foreign, newer or malformed manifests with a sentence that says which."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFormatError(f"{name}: not a foretell model (the manifest is from another tool)")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise ModelFormatError(f"{name}: {MANIFEST} has no valid format_version")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{name}: written by a newer foretell (model format {version}, this one reads up to {FORMAT_VERSION}); upgrade foretell"
+        )
+    manifest.setdefault("backend_format_version", 1)
+    expected = {"backend": str, "options": dict, "vocabulary": dict, "backend_format_version": int}
+    for key, kind in expected.items():
+        if not isinstance(manifest.get(key), kind):
+            raise ModelFormatError(f"{name}: {MANIFEST} is missing or has a bad {key!r}")
+    if not isinstance(manifest["vocabulary"].get("size"), int):
+        raise ModelFormatError(f"{name}: {MANIFEST} has no vocabulary size")
+    return manifest
+
+
+def get_backend_for(manifest: dict, name: str):
+    try:
+        return get_backend(manifest["backend"])
+    except ForetellError:
+        raise ForetellError(
+            f"model {name!r} needs the {manifest['backend']!r} backend, which is not installed (see `foretell backends`)"
+        ) from None

@@ -60,6 +60,7 @@ def score(model_name, as_json, pretokenized, colour, file):
     bits = sum(s.surprisal_bits for s in scores)
     oov = sum(s.oov for s in scores)
     if use_colour(colour):
+        colour = True
         out, pos = [], 0
         for s in scores:
             if s.start is None:
@@ -68,9 +69,9 @@ def score(model_name, as_json, pretokenized, colour, file):
             out.append(click.style(text[s.start : s.end], fg=bucket_colour(s.rank), underline=s.oov))
             pos = s.end
         out.append(text[pos:])
-        click.echo("".join(out).rstrip("\n"))
+        click.echo("".join(out).rstrip("\n"), color=colour)
         legend = "  ".join(click.style(label, fg=c) for label, c in (("top 10", "green"), ("top 100", "yellow"), ("top 1000", "red"), ("beyond", "magenta")))
-        click.echo(f"\nrank: {legend}  (underlined: out of vocabulary)")
+        click.echo(f"\nrank: {legend}  (underlined: out of vocabulary)", color=colour)
     else:
         click.echo("token\tstart\tend\tsurprisal_bits\trank\tentropy_bits\toov")
         for s in scores:

@@ -1,0 +1,169 @@
+"""The command line contracts of DESIGN.md, and one clear sentence for every bad input."""
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from tests.conftest import SMALL_TEXT
+
+
+def run(*args, input=None, ok=True):
+    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def notes(tmp_path):
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.md").write_text(SMALL_TEXT)
+    (folder / "sub" / "b.txt").write_text("The cat sat on the warm log. The dog ran.\n")
+    (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (folder / "data.bin").write_bytes(bytes(range(256)) * 4)
+    (folder / "latin.txt").write_bytes("Le café était très bon. The cat agreed.\n".encode("latin-1"))
+    (folder / "empty.txt").write_text("")
+    return folder
+
+
+@pytest.fixture
+def trained(notes):
+    run("train", "--name", "notes", "--order", "3", str(notes))
+    return "notes"
+
+
+def test_train_reads_folders_skips_binary_and_summarises(notes):
+    result = run("train", "--name", "notes", "--order", "3", str(notes))
+    assert "skipped" in result.output and "image.png" in result.output and "data.bin" in result.output
+    assert "Trained 'notes' (ngram): 3 documents" in result.output
+    info = json.loads(run("models", "info", "notes", "--json").output)
+    assert info["details"]["order"] == 3 and "café" in json.loads((__import__("engine.store", fromlist=["x"]).ModelStore().path("notes") / "vocab.json").read_text())
+
+
+def test_predict_next_word_and_partial_word_json(trained):
+    out = json.loads(run("predict", "-m", trained, "--json", "-k", "3", "The cat sat on the ").output)
+    assert out["model"] == trained and out["prefix"] == "" and out["context"] == "The cat sat on the"
+    assert out["predictions"][0]["token"] == "mat" and len(out["predictions"]) == 3
+    probs = [p["prob"] for p in out["predictions"]]
+    assert probs == sorted(probs, reverse=True)
+    assert all(p["surprisal_bits"] == pytest.approx(-math.log2(p["prob"])) for p in out["predictions"])
+    partial = json.loads(run("predict", "-m", trained, "--json", "The quick br").output)
+    assert partial["prefix"] == "br" and partial["predictions"][0]["token"] == "brown"
+
+
+def test_score_json_offsets_and_totals(trained):
+    text = "The cat sat on the mat. Zebras ran."
+    out = json.loads(run("score", "-m", trained, "--json", "-", input=text).output)
+    tokens = out["tokens"]
+    assert set(tokens[0]) == {"token", "start", "end", "logprob", "surprisal_bits", "rank", "entropy_bits", "oov"}
+    for t in tokens:
+        if t["token"] == "</s>":
+            assert t["start"] is None
+        else:
+            assert text[t["start"] : t["end"]] == t["token"]
+    assert [t["token"] for t in tokens if t["oov"]] == ["Zebras"]
+    bits = [t["surprisal_bits"] for t in tokens]
+    assert out["perplexity"] == pytest.approx(2 ** (sum(bits) / len(bits)))
+
+
+def test_score_colours_by_rank_on_request(trained):
+    out = run("score", "-m", trained, "--color", "-", input="The cat sat.").output
+    assert "\x1b[32m" in out and "perplexity" in out
+
+
+def test_perplexity_json_shape(trained, tmp_path):
+    f = tmp_path / "held.txt"
+    f.write_text("The cat sat on the log.\nThe dog ran.\n")
+    out = json.loads(run("perplexity", "-m", trained, "--json", str(f)).output)
+    assert set(out) == {"model", "backend", "sentences", "tokens", "oov", "log10_prob", "cross_entropy_bits", "perplexity", "perplexity_excluding_oov"}
+    assert out["sentences"] == 2 and out["tokens"] == 13  # 7 + 4 tokens, 2 </s>
+    assert out["perplexity"] == pytest.approx(10 ** (-out["log10_prob"] / out["tokens"]))
+    assert out["perplexity"] == pytest.approx(2 ** out["cross_entropy_bits"])
+
+
+def test_evaluate_reports_accuracy_and_keystroke_savings(trained, tmp_path):
+    f = tmp_path / "held.txt"
+    f.write_text("The cat sat on the mat. The dog sat on the log.\n")
+    out = json.loads(run("evaluate", "-m", trained, "--json", str(f)).output)
+    assert {"model", "perplexity", "top1_accuracy", "top5_accuracy", "keystroke_savings", "tokens"} <= set(out)
+    assert 0 < out["top1_accuracy"] <= out["top5_accuracy"] <= 1
+    assert 0.3 < out["keystroke_savings"] < 1
+
+
+def test_generate_is_reproducible_with_a_seed(trained):
+    a = run("generate", "-m", trained, "--seed", "7", "-n", "15", "--prompt", "The").output
+    b = run("generate", "-m", trained, "--seed", "7", "-n", "15", "--prompt", "The").output
+    assert a == b and a.startswith("The ")
+    greedy = run("generate", "-m", trained, "--temperature", "0", "-n", "3", "--prompt", "The cat sat on the").output
+    assert greedy.strip() == "The cat sat on the mat."
+
+
+def test_models_list_default_rm_and_backends(trained):
+    assert "notes" in run("models", "list").output
+    run("models", "default", "notes")
+    assert json.loads(run("predict", "--json", "The cat ").output)["model"] == "notes"
+    listing = json.loads(run("models", "list", "--json").output)["models"]
+    assert [m["name"] for m in listing if m["default"]] == ["notes"]
+    backends = json.loads(run("backends", "--json").output)["backends"]
+    assert {"name": "ngram", "distribution": "foretell"} .items() <= backends[0].items()
+    run("models", "rm", "notes")
+    assert "notes" not in run("models", "list").output
+
+
+def test_export_and_import_arpa(trained, tmp_path):
+    arpa = tmp_path / "notes.arpa.gz"
+    run("models", "export", trained, "--format", "arpa", str(arpa))
+    run("models", "import", str(arpa), "--name", "again")
+    text = "The cat sat on the mat."
+    a = json.loads(run("score", "-m", trained, "--json", "-", input=text).output)
+    b = json.loads(run("score", "-m", "again", "--json", "-", input=text).output)
+    assert [t["logprob"] for t in a["tokens"]] == pytest.approx([t["logprob"] for t in b["tokens"]], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "-m", "nope", "x "], "no model named 'nope'"),
+        (["train", "--backend", "nope", "README.md"], "unknown backend 'nope'"),
+        (["train", "--order", "12", "README.md"], "order must be between 1 and 9"),
+        (["train", "--order", "0", "README.md"], "order must be between 1 and 9"),
+        (["train", "--smoothing", "witten-bell", "README.md"], "smoothing must be one of"),
+        (["train", "--k", "-1", "--smoothing", "add-k", "README.md"], "k must be a positive number"),
+        (["train", "--name", "../x", "README.md"], "invalid model name"),
+        (["train", "-O", "nonsense=1", "README.md"], "unknown option 'nonsense'"),
+        (["train", "/no/such/folder"], "no usable text found"),
+        (["generate", "--temperature", "-1"], "temperature must be 0 or more"),
+        (["generate", "--top-p", "0"], "top-p must be in"),
+        (["score", "/no/such/file"], "no such file"),
+        (["models", "rm", "nope"], "no model named 'nope'"),
+        (["models", "import", "pyproject.toml", "--name", "x"], "not a valid ARPA file"),
+    ],
+)
+def test_bad_input_is_one_clear_sentence_and_a_nonzero_exit(args, message):
+    result = run(*args, ok=False)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_empty_and_binary_only_corpora_are_clear_errors(tmp_path):
+    (tmp_path / "empty.txt").write_text("   \n\n")
+    (tmp_path / "blob.dat").write_bytes(b"\x00\x01\x02" * 100)
+    result = run("train", str(tmp_path), ok=False)
+    assert result.exit_code != 0 and "no usable text found" in result.output and "Traceback" not in result.output
+
+
+def test_console_script_runs_end_to_end(tmp_path):
+    from tests.conftest import run_cli
+
+    f = tmp_path / "t.txt"
+    f.write_text(SMALL_TEXT)
+    run_cli("train", "--name", "t", str(f))
+    out = json.loads(run_cli("predict", "-m", "t", "--json", "The cat sat on the ").stdout)
+    assert out["predictions"][0]["token"] == "mat"
+    bad = run_cli("predict", "-m", "missing", "x", check=False)
+    assert bad.returncode != 0 and bad.stderr.strip().startswith("Error: no model named") and "Traceback" not in bad.stderr

@@ -1,0 +1,85 @@
+"""The model contract, run over every registered backend (and each n-gram smoothing), so a new
+backend gets the whole suite for free."""
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.model import options_from_strings
+from engine.plugins import backends
+from engine.scoring import encode, perplexity, perplexity_of_scores, score_tokens
+from engine.store import ModelStore
+from engine.tokenizer import tokenize
+from engine.vocab import BOS_ID
+
+HELD_OUT = "The cat sat on the log. A fox met the dog on the warm mat. Zebras are unknown here."
+
+VARIANTS = [(name, {}) for name in sorted(backends())] + [
+    ("ngram", {"smoothing": "add-k"}),
+    ("ngram", {"smoothing": "stupid-backoff"}),
+    ("ngram", {"order": "1"}),
+    ("ngram", {"order": "6"}),
+]
+
+
+@pytest.fixture(params=VARIANTS, ids=lambda v: v[0] + "".join(f"-{k}={x}" for k, x in v[1].items()))
+def model(request, small_corpus):
+    name, options = request.param
+    cls = backends()[name].cls
+    return cls.fit(small_corpus, options_from_strings(cls.Options, options))
+
+
+def states_along(model, ids):
+    state = model.initial_state()
+    for token in ids:
+        yield state, token
+        state = model.advance(state, token)
+
+
+def test_next_token_distribution_sums_to_one(model):
+    ids = encode(model, tokenize(HELD_OUT))
+    for state, token in states_along(model, ids[1:]):
+        dist = model.next_logprobs(state)
+        assert dist.shape == (len(model.vocab),)
+        assert dist[BOS_ID] == -np.inf
+        assert math.isclose(np.exp(dist).sum(), 1.0, rel_tol=1e-5)
+
+
+def test_incremental_scoring_equals_scoring_at_once(model):
+    ids = encode(model, tokenize(HELD_OUT))
+    at_once = model.score_ids(ids)
+    assert np.isnan(at_once[ids == BOS_ID]).all()
+    incremental = [model.next_logprobs(state)[token] for state, token in states_along(model, ids[1:])]
+    scored = ids[1:] != BOS_ID
+    assert np.allclose(np.array(incremental)[scored], at_once[1:][scored], rtol=0, atol=1e-9)
+
+
+def test_token_surprisals_sum_to_the_sequence_and_perplexity_is_two_to_the_mean(model):
+    sentences = tokenize(HELD_OUT)
+    scores = score_tokens(model, sentences)
+    report = perplexity(model, sentences)
+    total_bits = sum(s.surprisal_bits for s in scores)
+    assert len(scores) == report.tokens
+    assert total_bits == pytest.approx(-report.log10_prob * math.log2(10), rel=1e-9)
+    assert report.perplexity == pytest.approx(2 ** (total_bits / len(scores)), rel=1e-9)
+    assert perplexity_of_scores(scores) == pytest.approx(report.perplexity, rel=1e-9)
+    assert all(s.rank >= 1 and s.entropy_bits >= 0 for s in scores)
+    assert any(s.oov for s in scores) and scores[-1].token == "</s>" and scores[-1].start is None
+
+
+def test_save_and_load_give_identical_scores(model):
+    store = ModelStore()
+    store.save("roundtrip", model)
+    loaded = store.load("roundtrip")
+    ids = encode(model, tokenize(HELD_OUT))
+    assert np.array_equal(model.score_ids(ids), loaded.score_ids(ids), equal_nan=True)
+    assert loaded.vocab.tokens == model.vocab.tokens
+    state = loaded.advance(loaded.initial_state(), loaded.vocab.id("The"))
+    assert np.array_equal(model.next_logprobs(state), loaded.next_logprobs(state))
+
+
+def test_after_end_of_sentence_the_state_starts_a_new_sentence(model):
+    the = model.vocab.id("The")
+    after_end = model.advance(model.advance(model.initial_state(), the), 2)
+    assert np.array_equal(model.next_logprobs(after_end), model.next_logprobs(model.initial_state()))

@@ -1,0 +1,138 @@
+"""Kneser-Ney must be KenLM's lmplz number for number, and ARPA must travel both ways."""
+
+import gzip
+import math
+import re
+
+import numpy as np
+import pytest
+
+from engine.corpus import build_corpus
+from engine.scoring import perplexity
+from engine.tokenizer import tokenize
+from plugins.ngram.arpa import read_arpa
+from plugins.ngram.model import NgramModel, NgramOptions
+from tests.conftest import KENLM
+
+REFERENCE_PPL = {3: (358.02961898604855, 284.00951863819284), 5: (353.5320179747805, 280.49350206622125)}
+
+
+@pytest.fixture(scope="module", params=[3, 5])
+def trained(request, ptb):
+    corpus = build_corpus([str(ptb / "ptb5k.train.txt")], pretokenized=True)
+    return request.param, NgramModel.fit(corpus, NgramOptions(order=request.param))
+
+
+def valid_sentences(ptb):
+    return tokenize((ptb / "ptb500.valid.txt").read_text(), pretokenized=True)
+
+
+def lmplz_statistics(order):
+    rows = {}
+    for line in (KENLM / f"ptb5k.o{order}.lmplz-statistics.txt").read_text().splitlines()[1:]:
+        m = re.match(r"(\d+) (\d+) D1=(\S+) D2=(\S+) D3\+=(\S+)", line)
+        rows[int(m.group(1))] = (int(m.group(2)), [float(m.group(i)) for i in (3, 4, 5)])
+    return rows
+
+
+def sentence_totals(model, sentences):
+    from engine.scoring import encode
+    from engine.vocab import BOS_ID
+
+    ids = encode(model, sentences)
+    logp = np.nan_to_num(model.score_ids(ids)) / math.log(10)
+    return np.add.reduceat(logp, np.flatnonzero(ids == BOS_ID))
+
+
+def test_ngram_counts_and_discounts_match_lmplz(trained):
+    order, model = trained
+    for k, (count, discounts) in lmplz_statistics(order).items():
+        assert model.describe()["ngrams"][k - 1] == count
+        assert model.facts["discounts"][k - 1] == pytest.approx(discounts, abs=6e-6)
+
+
+def test_per_sentence_log10_matches_kenlm_query(trained, ptb):
+    order, model = trained
+    reference = [float(line.split()[0]) for line in (KENLM / f"ptb500.valid.kenlm-o{order}.sentence-log10.txt").read_text().splitlines()]
+    ours = sentence_totals(model, valid_sentences(ptb))
+    assert len(ours) == len(reference) == 500
+    assert np.abs(ours - np.array(reference)).max() < 1e-4
+
+
+def test_perplexity_matches_kenlm(trained, ptb):
+    order, model = trained
+    report = perplexity(model, valid_sentences(ptb))
+    assert (report.tokens, report.oov) == (11371, 451)
+    including, excluding = REFERENCE_PPL[order]
+    assert report.perplexity == pytest.approx(including, rel=1e-6)
+    assert report.perplexity_excluding_oov == pytest.approx(excluding, rel=1e-6)
+
+
+def test_word_by_word_scores_match_kenlm(ptb):
+    corpus = build_corpus([str(ptb / "ptb5k.train.txt")], pretokenized=True)
+    model = NgramModel.fit(corpus, NgramOptions(order=5))
+    reference = []
+    with gzip.open(KENLM / "ptb500.valid.kenlm-o5.words.txt.gz", "rt") as f:
+        for line in f:
+            reference += [float(m) for m in re.findall(r"=\d+ \d+ (\S+)", line)]
+    from engine.scoring import encode
+    from engine.vocab import BOS_ID
+
+    ids = encode(model, valid_sentences(ptb))
+    ours = model.score_ids(ids)[ids != BOS_ID] / math.log(10)
+    assert len(ours) == len(reference)
+    assert np.abs(ours - np.array(reference)).max() < 1e-5
+
+
+def test_every_ngram_probability_and_backoff_matches_the_lmplz_arpa(ptb):
+    corpus = build_corpus([str(ptb / "ptb5k.train.txt")], pretokenized=True)
+    model = NgramModel.fit(corpus, NgramOptions(order=3))
+    vocab, keys, logp, backoff = read_arpa(KENLM / "ptb5k.o3.arpa.gz")
+    assert vocab.tokens == model.vocab.tokens  # ids by first appearance, as lmplz numbers them
+    for k in range(3):
+        assert np.array_equal(keys[k], model.keys[k])
+        # The ARPA text keeps 8 significant digits: at most one float32 ulp apart.
+        assert np.abs(logp[k] - model.logp[k]).max() <= 2.5e-7
+        if k < 2:
+            assert np.abs(backoff[k] - model.backoff[k]).max() <= 1.2e-7
+
+
+def test_imported_kenlm_arpa_scores_as_kenlm(ptb):
+    model = NgramModel.from_arpa(KENLM / "ptb5k.o3.arpa.gz")
+    reference = [float(line.split()[0]) for line in (KENLM / "ptb500.valid.kenlm-o3.sentence-log10.txt").read_text().splitlines()]
+    assert np.abs(sentence_totals(model, valid_sentences(ptb)) - np.array(reference)).max() < 1e-4
+    assert perplexity(model, valid_sentences(ptb)).perplexity == pytest.approx(REFERENCE_PPL[3][0], rel=1e-6)
+
+
+def test_exported_arpa_read_by_kenlm_gives_our_figures(ptb, tmp_path):
+    kenlm = pytest.importorskip("kenlm")  # installed by the test extra; skipped only by hand
+    corpus = build_corpus([str(ptb / "ptb5k.train.txt")], pretokenized=True)
+    model = NgramModel.fit(corpus, NgramOptions(order=4))
+    path = tmp_path / "model.arpa"
+    model.export_arpa(path)
+    theirs = kenlm.Model(str(path))
+    lines = (ptb / "ptb500.valid.txt").read_text().splitlines()[:200]
+    ours = sentence_totals(model, tokenize("\n".join(lines) + "\n", pretokenized=True))
+    kenlm_totals = np.array([theirs.score(line, bos=True, eos=True) for line in lines])
+    assert np.abs(ours - kenlm_totals).max() < 1e-4
+    # And back in: the round trip scores the same.
+    again = NgramModel.from_arpa(path)
+    assert np.abs(sentence_totals(again, tokenize("\n".join(lines) + "\n", pretokenized=True)) - ours).max() < 1e-5
+
+
+def test_lmplz_tie_break_quirk_uses_raw_count_of_the_last_ngrams_suffixes():
+    """The N-gram lmplz sorts last counts its suffixes' raw counts in the counts of counts."""
+    from engine.corpus import corpus_from_text
+    from plugins.ngram.counts import count_ngrams
+    from plugins.ngram.smoothing import adjusted_counts, count_of_counts
+
+    # "z" gets the highest id and ends the last N-gram; it occurs 3 times after one word.
+    corpus = corpus_from_text("a b\nb a\nc z\nc z\nc z\na c\n", pretokenized=True)
+    counts = count_ngrams(corpus.ids, 2, len(corpus.vocab))
+    adjusted = adjusted_counts(counts)
+    z = corpus.vocab.id("z")
+    assert counts.last_suffixes[0] == z
+    assert adjusted[0][z] == 1 and counts.orders[0].counts[z] == 3
+    unigram_stats = count_of_counts(counts, adjusted)[0]
+    plain = np.bincount(np.minimum(adjusted[0], 5), minlength=6)[1:5]
+    assert unigram_stats[2] == plain[2] + 1 and unigram_stats[0] == plain[0] - 1

@@ -1,0 +1,69 @@
+import string
+
+from hypothesis import given, settings, strategies as st
+
+from engine.tokenizer import tokenize
+
+
+def words(text, **kw):
+    return [[t.text for t in s] for s in tokenize(text, **kw)]
+
+
+def test_words_numbers_punctuation_and_offsets():
+    text = "Don't re-use state-of-the-art code; it costs 3.14 or 1,000 dollars!"
+    sentences = tokenize(text)
+    assert [t.text for t in sentences[0]] == [
+        "Don't", "re-use", "state-of-the-art", "code", ";", "it", "costs", "3.14", "or", "1,000", "dollars", "!"
+    ]
+    assert all(text[t.start : t.end] == t.text for t in sentences[0])
+
+
+def test_sentence_and_paragraph_boundaries_keep_case():
+    assert words("One sentence. Another one! A third?\n\nNew paragraph\nstill going.") == [
+        ["One", "sentence", "."], ["Another", "one", "!"], ["A", "third", "?"], ["New", "paragraph", "still", "going", "."]
+    ]
+
+
+def test_abbreviations_do_not_end_sentences():
+    assert words("Mr. Smith met Dr. Jones, e.g. at 10:30.") == [["Mr", ".", "Smith", "met", "Dr", ".", "Jones", ",", "e.g.", "at", "10:30", "."]]
+
+
+def test_markdown_markup_does_not_become_words():
+    text = "# Title here\n\nSome **bold** and _it_ `code` with [a link](https://example.org/x).\n\n```python\nx = 1\n```\n\n- item one\n- item two\n"
+    assert words(text) == [
+        ["Title", "here"], ["Some", "bold", "and", "it", "code", "with", "a", "link", "."], ["item", "one"], ["item", "two"]
+    ]
+
+
+def test_rest_markup_does_not_become_words():
+    text = "Section\n=======\n\nSee :func:`print` for more.\n\n.. note:: Be careful.\n\nExample::\n\n    x = compute()\n\nBack to prose.\n"
+    assert words(text) == [["Section"], ["See", "print", "for", "more", "."], ["Be", "careful", "."], ["Example", ":", ":"], ["Back", "to", "prose", "."]]
+
+
+def test_pretokenized_reads_like_kenlm():
+    text = " a  b\tc \n\nd\n"
+    assert words(text, pretokenized=True) == [["a", "b", "c"], [], ["d"]]
+    assert [(t.start, t.end) for t in tokenize(text, pretokenized=True)[2]] == [(10, 11)]
+
+
+def test_unicode_words():
+    assert words("Café naïve Straße — 東京 ok") == [["Café", "naïve", "Straße", "—", "東京", "ok"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(string.printable) + list("éß—’“”東\u00a0")), max_size=200))
+def test_offsets_always_point_at_the_token_text(text):
+    previous_end = 0
+    for sentence in tokenize(text):
+        for token in sentence:
+            assert text[token.start : token.end] == token.text
+            assert token.start >= previous_end and token.end > token.start
+            assert not any(c.isspace() for c in token.text)
+            previous_end = token.end
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=string.ascii_letters + "'-.,", min_size=1, max_size=8), max_size=20))
+def test_pretokenized_round_trips(tokens):
+    line = " ".join(tokens)
+    assert words(line + "\n", pretokenized=True) == [line.split()]

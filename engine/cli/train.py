@@ -80,7 +80,7 @@ def train(paths, backend, name, order, smoothing, add_k, min_count, max_vocab, e
     ngrams = described.get("ngrams")
     per_order = f", n-grams {'/'.join(f'{n:,}' for n in ngrams)}" if ngrams else ""
     click.echo(
-        f"Trained {name!r} ({backend}): {s['documents']:,} documents, {s['tokens']:,} tokens, "
+        f"Trained {name!r} ({backend}): {s['documents']:,} document{'' if s['documents'] == 1 else 's'}, {s['tokens']:,} tokens, "
         f"vocabulary {len(model.vocab):,}{per_order}, {time.perf_counter() - started:.1f} s"
     )
 

@@ -136,3 +136,14 @@ def test_lmplz_tie_break_quirk_uses_raw_count_of_the_last_ngrams_suffixes():
     unigram_stats = count_of_counts(counts, adjusted)[0]
     plain = np.bincount(np.minimum(adjusted[0], 5), minlength=6)[1:5]
     assert unigram_stats[2] == plain[2] + 1 and unigram_stats[0] == plain[0] - 1
+
+
+def test_cli_train_and_perplexity_give_kenlms_figure(ptb):
+    from tests.conftest import run_cli
+    import json
+
+    run_cli("train", "--name", "ptb5k", "--order", "5", "--pretokenized", str(ptb / "ptb5k.train.txt"))
+    out = json.loads(run_cli("perplexity", "-m", "ptb5k", "--json", "--pretokenized", str(ptb / "ptb500.valid.txt")).stdout)
+    assert (out["tokens"], out["oov"], out["sentences"]) == (11371, 451, 500)
+    assert out["perplexity"] == pytest.approx(REFERENCE_PPL[5][0], rel=1e-6)
+    assert out["perplexity_excluding_oov"] == pytest.approx(REFERENCE_PPL[5][1], rel=1e-6)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ForetellError
-from engine.vocab import BOS, EOS, SPECIALS, UNK, Vocabulary
+from engine.vocab import BOS_ID, SPECIALS, Vocabulary
+from plugins.ngram.counts import lookup
 
 UNKNOWN_LOG10 = -100.0  # what KenLM assigns <unk> when an ARPA file lacks it
 
@@ -117,8 +118,7 @@ def _index(grams, probs, backs, bad):
     uni_b = np.zeros(V, np.float32)
     order_ids = np.array([vocab.ids[g[0]] for g in grams[0]], dtype=np.int64)
     uni_p[order_ids], uni_b[order_ids] = probs[0], backs[0]
-    if BOS in vocab.ids and [BOS] in grams[0]:
-        uni_p[vocab.ids[BOS]] = 0.0
+    uni_p[BOS_ID] = 0.0  # context only, as KenLM writes it
     keys, logp, backoff = [np.arange(V, dtype=np.uint64)], [uni_p], [uni_b]
     for k in range(2, len(grams) + 1):
         ids = np.array([[vocab.ids.get(w, -1) for w in g] for g in grams[k - 1]], dtype=np.int64).reshape(-1, k)
@@ -126,7 +126,7 @@ def _index(grams, probs, backs, bad):
             raise bad(f"a {k}-gram uses a word that is not a unigram")
         prefix = ids[:, 0].copy()
         for j in range(1, k - 1):
-            prefix = _lookup(keys[j], prefix, ids[:, j], V)
+            prefix = lookup(keys[j], prefix, ids[:, j], V)
             if (prefix < 0).any():
                 raise bad(f"a {k}-gram's context is missing from the {j + 1}-grams (pruned ARPA files are not supported)")
         key = prefix.astype(np.uint64) * np.uint64(V) + ids[:, -1].astype(np.uint64)
@@ -138,21 +138,3 @@ def _index(grams, probs, backs, bad):
         logp.append(probs[k - 1][order])
         backoff.append(backs[k - 1][order])
     return vocab, keys, logp, backoff
-
-
-def _lookup(keys: np.ndarray, context: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:
-    """Index of each (context index, word) n-gram in ``keys``, -1 where absent or context is -1."""
-    out = np.full(len(words), -1, dtype=np.int64)
-    ok = context >= 0
-    if not ok.any() or len(keys) == 0:
-        return out
-    key = context[ok].astype(np.uint64) * np.uint64(V) + words[ok].astype(np.uint64)
-    pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
-    found = keys[pos] == key
-    sub = np.full(len(key), -1, dtype=np.int64)
-    sub[found] = pos[found]
-    out[ok] = sub
-    return out
-
-
-__all__ = ["read_arpa", "write_arpa", "UNK", "EOS"]

@@ -75,3 +75,19 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
         last_suffixes.append(int(current[last]) if last >= 0 else -1)
         previous = current
     return NgramCounts(vocab_size, orders, last_suffixes[:-1])
+
+
+def lookup(keys: np.ndarray, context: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:
+    """Index of each (context index, word) n-gram in ``keys``, -1 where absent or context is -1."""
+    out = np.full(len(words), -1, dtype=np.int64)
+    ok = context >= 0
+    if not ok.any() or len(keys) == 0:
+        return out
+    key = context[ok].astype(np.uint64) * np.uint64(V) + words[ok].astype(np.uint64)
+    pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+    found = keys[pos] == key
+    sub = np.full(len(key), -1, dtype=np.int64)
+    sub[found] = pos[found]
+    out[ok] = sub
+    return out
+

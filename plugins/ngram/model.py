@@ -3,7 +3,6 @@ backoff, vectorised sequence scoring, incremental state and ARPA in and out."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,8 @@ import numpy as np
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
-from plugins.ngram.arpa import _lookup, read_arpa, write_arpa
-from plugins.ngram.counts import count_ngrams
+from plugins.ngram.arpa import read_arpa, write_arpa
+from plugins.ngram.counts import count_ngrams, lookup
 from plugins.ngram.smoothing import kneser_ney, stupid_backoff
 
 LN10 = math.log(10.0)
@@ -156,7 +155,7 @@ class NgramModel(LanguageModel):
         for k in range(1, self.order):
             prefix = np.full(len(ids), -1, dtype=np.int64)
             prefix[1:] = found[-1][:-1]
-            found.append(_lookup(self.keys[k], prefix, ids, self.V))
+            found.append(lookup(self.keys[k], prefix, ids, self.V))
         return found
 
     def _children(self, k: int, context: int) -> slice:
@@ -265,5 +264,3 @@ class NgramModel(LanguageModel):
             numerator[(self.keys[k][run] % np.uint64(self.V)).astype(np.int64)] = self.counts[k][run]
         return np.log(numerator + self.options.k) - denominator
 
-
-__all__ = ["NgramModel", "NgramOptions", "json"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.vocab import BOS_ID, EOS_ID, UNK_ID
+from engine.vocab import BOS_ID
 from plugins.ngram.counts import NgramCounts
 
 F32 = np.float32
@@ -146,5 +146,3 @@ def stupid_backoff(counts: NgramCounts, alpha: float = 0.4) -> BackoffTables:
     backoff.append(np.zeros(len(logp[-1]), dtype=F32))
     return BackoffTables(logp, backoff, {"alpha": alpha})
 
-
-__all__ = ["BackoffTables", "kneser_ney", "stupid_backoff", "adjusted_counts", "count_of_counts", "EOS_ID", "UNK_ID"]

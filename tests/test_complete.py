@@ -1,0 +1,58 @@
+"""Completion through the prefix index, and sampling's knobs."""
+
+import numpy as np
+import pytest
+
+from engine.complete import PrefixIndex, predict, top_completions
+from engine.generate import detokenize, generate, sample
+from engine.plugins import get_backend
+
+
+@pytest.fixture(scope="module")
+def model(small_corpus):
+    cls = get_backend("ngram").cls
+    return cls.fit(small_corpus, cls.Options(order=3))
+
+
+def test_prefix_index_finds_exactly_the_words_with_the_prefix(model):
+    index = PrefixIndex(model.vocab)
+    words = {model.vocab.tokens[i] for i in index.candidates("ca")}
+    assert words == {t for t in model.vocab.tokens if t.lower().startswith("ca")} == {"cat", "cats", "Cats"}
+    assert {model.vocab.tokens[i] for i in index.candidates("Ca")} == {"Cats"}  # capitals: exact case
+    assert len(index.candidates("zz")) == 0
+    assert not {"<s>", "</s>", "<unk>"} & {model.vocab.tokens[i] for i in index.candidates("")}
+
+
+def test_completions_are_ranked_by_the_model(model):
+    dist = model.next_logprobs(model.advance(model.initial_state(), model.vocab.id("The")))
+    ranked = top_completions(model, dist, "", 50)
+    assert [lp for _, lp in ranked] == sorted((lp for _, lp in ranked), reverse=True)
+    assert model.vocab.tokens[ranked[0][0]] in {"cat", "dog"}
+
+
+def test_predict_distinguishes_next_word_from_partial_word(model):
+    assert predict(model, "The cat sat on the ", 1).predictions[0][0] == "mat"
+    partial = predict(model, "The quick bro", 3)
+    assert partial.prefix == "bro" and [w for w, _ in partial.predictions] == ["brown"]
+    new_sentence = predict(model, "The dog ran. ", 5)
+    assert new_sentence.context == [] and new_sentence.predictions[0][0] in {"The", "A"}
+
+
+def test_top_k_and_top_p_restrict_sampling():
+    logprobs = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    rng = np.random.default_rng(0)
+    assert {sample(logprobs, rng, top_k=2) for _ in range(300)} == {0, 1}
+    assert {sample(logprobs, rng, top_p=0.75) for _ in range(300)} == {0, 1}
+    assert {sample(logprobs, rng, temperature=0) for _ in range(10)} == {0}
+    draws = [sample(logprobs, rng, temperature=5.0) for _ in range(2000)]
+    assert np.bincount(draws, minlength=4)[3] > 0.1 * 2000  # flatter at high temperature
+
+
+def test_generation_is_seeded_and_never_emits_unk(model):
+    a = generate(model, "The", 40, seed=1)
+    assert a == generate(model, "The", 40, seed=1) and a != generate(model, "The", 40, seed=2)
+    assert "<unk>" not in a
+
+
+def test_detokenize_glues_punctuation():
+    assert detokenize(["cat", "sat", ",", "then", "(", "ran", ")", ".", "</s>", "Next"], after="The") == " cat sat, then (ran). Next"

@@ -1,0 +1,69 @@
+"""Reading the user's documents: encodings, binary files, links, globs and vocabulary limits."""
+
+import os
+
+import numpy as np
+import pytest
+
+from engine.corpus import build_corpus
+from engine.errors import ForetellError
+from engine.vocab import BOS_ID, EOS_ID, UNK_ID
+
+
+def test_mixed_folder_learns_good_files_and_skips_bad_ones_with_reasons(tmp_path):
+    (tmp_path / "utf8.md").write_text("Héllo wörld from UTF-8.\n")
+    (tmp_path / "utf16.txt").write_bytes("Grüße aus UTF-16.\n".encode("utf-16"))
+    (tmp_path / "latin1.txt").write_bytes("Déjà vu in Latin-1.\n".encode("latin-1"))
+    (tmp_path / "broken.txt").write_bytes(b"Valid start then \xff\xfe bad bytes.\n" * 3)
+    (tmp_path / "nul.txt").write_bytes(b"text\x00with\x00nuls" * 10)
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    (tmp_path / "empty.md").write_text("")
+    os.symlink(tmp_path / "missing-target", tmp_path / "dangling.md")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    corpus = build_corpus([str(tmp_path)])
+    words = set(corpus.vocab.tokens)
+    assert {"Héllo", "wörld", "Grüße", "Déjà", "Latin-1", "Valid"} <= words
+    reasons = {os.path.basename(s["path"]): s["reason"] for s in corpus.summary["skipped"]}
+    assert reasons["nul.txt"].startswith("binary")
+    assert reasons["photo.jpg"] == "binary file type"
+    assert reasons["empty.md"] == "no text"
+    assert "broken" in reasons["dangling.md"]
+    assert "HEAD" not in reasons  # hidden folders are not even looked at
+    assert corpus.summary["documents"] == 4
+
+
+def test_a_long_line_without_newline_is_read_whole(tmp_path):
+    (tmp_path / "long.txt").write_text("word " * 300_000)
+    corpus = build_corpus([str(tmp_path / "long.txt")])
+    assert corpus.summary["words"] == 300_000
+
+
+def test_globs_and_missing_paths(tmp_path):
+    (tmp_path / "a.md").write_text("Alpha text.\n")
+    (tmp_path / "b.txt").write_text("Beta text.\n")
+    corpus = build_corpus([str(tmp_path / "*.md"), str(tmp_path / "nothing-*.rst")])
+    assert "Alpha" in corpus.vocab and "Beta" not in corpus.vocab
+    assert corpus.summary["skipped"] == [{"path": str(tmp_path / "nothing-*.rst"), "reason": "no file matches this pattern"}]
+
+
+def test_nothing_usable_is_a_clear_error(tmp_path):
+    (tmp_path / "x.bin").write_bytes(b"\x00" * 50)
+    with pytest.raises(ForetellError, match="no usable text found .*x.bin: binary"):
+        build_corpus([str(tmp_path)])
+
+
+def test_min_count_and_max_vocab_map_rare_words_to_unk(tmp_path):
+    (tmp_path / "t.txt").write_text("a a a b b c d\n", encoding="utf-8")
+    corpus = build_corpus([str(tmp_path / "t.txt")], pretokenized=True, min_count=2)
+    assert corpus.vocab.tokens == ["<unk>", "<s>", "</s>", "a", "b"]
+    assert list(corpus.ids) == [BOS_ID, 3, 3, 3, 4, 4, UNK_ID, UNK_ID, EOS_ID]
+    capped = build_corpus([str(tmp_path / "t.txt")], pretokenized=True, max_vocab=4)
+    assert capped.vocab.tokens == ["<unk>", "<s>", "</s>", "a"]
+
+
+def test_structure_tokens_in_the_text_are_not_structure(tmp_path):
+    (tmp_path / "t.txt").write_text("<s> a </s> b\n")
+    corpus = build_corpus([str(tmp_path / "t.txt")], pretokenized=True)
+    assert list(corpus.ids) == [BOS_ID, corpus.vocab.id("a"), corpus.vocab.id("b"), EOS_ID]
+    assert np.count_nonzero(corpus.ids == BOS_ID) == 1

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from engine.complete import top_completions
 from engine.model import LanguageModel
-from engine.scoring import rank_and_entropy
+from engine.distribution import rank_and_entropy
 from engine.tokenizer import Token
 from engine.vocab import EOS_ID, UNK_ID
 

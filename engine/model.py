@@ -68,6 +68,24 @@ class LanguageModel(ABC):
     def next_logprobs(self, state) -> np.ndarray:
         """Log-probabilities of every vocabulary id after ``state`` (``<s>`` gets -inf)."""
 
+    def token_stats(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Log-probability, rank and entropy (bits) at every position of an id stream (NaN, 0,
+        NaN at ``<s>``). This walks the incremental state and builds every distribution;
+        backends override it with something faster when their structure allows."""
+        from engine.distribution import rank_and_entropy
+
+        n = len(ids)
+        logprob, rank, entropy = np.full(n, np.nan), np.zeros(n, dtype=np.int64), np.full(n, np.nan)
+        state = self.initial_state()
+        for i, token in enumerate(ids):
+            if token == BOS_ID:
+                continue
+            dist = self.next_logprobs(state)
+            logprob[i] = dist[token]
+            rank[i], entropy[i] = rank_and_entropy(dist, int(token))
+            state = self.advance(state, int(token))
+        return logprob, rank, entropy
+
     def describe(self) -> dict:
         """Facts for ``foretell models info`` beyond the manifest (architecture, sizes)."""
         return {}

@@ -10,11 +10,10 @@ from typing import Iterable
 
 import numpy as np
 
+from engine.distribution import LOG2E, TIE, rank_and_entropy  # noqa: F401  (re-exported)
 from engine.model import LanguageModel
 from engine.tokenizer import Token
 from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID
-
-LOG2E = 1 / math.log(2)
 
 
 @dataclass
@@ -108,40 +107,27 @@ def _perplexity_batch(model: LanguageModel, sentences: list[list[Token]]) -> Per
     )
 
 
-def rank_and_entropy(dist: np.ndarray, token_id: int) -> tuple[int, float]:
-    """Rank of ``token_id`` (1 = most probable) and the distribution's entropy in bits."""
-    rank = 1 + int(np.count_nonzero(dist > dist[token_id]))
-    finite = dist[np.isfinite(dist)]
-    p = np.exp(finite)
-    entropy = float(-(p * finite).sum() * LOG2E)
-    return rank, entropy
-
-
-def score_tokens(model: LanguageModel, sentences: Iterable[list[Token]], state=None) -> list[TokenScore]:
-    """Every token of every sentence plus each ``</s>``, walking the incremental state so the full
-    distribution (for rank and entropy) is at hand at each step."""
+def score_tokens(model: LanguageModel, sentences: Iterable[list[Token]]) -> list[TokenScore]:
+    """Every token of every sentence plus each ``</s>``: log-probability, surprisal, rank and
+    entropy of the distribution it was drawn from."""
+    sentences = list(sentences)
+    ids = encode(model, sentences)
+    logprob, rank, entropy = model.token_stats(ids)
+    tokens = [t for sentence in sentences for t in (*sentence, None)]
     out: list[TokenScore] = []
-    state = model.initial_state() if state is None else state
-    get = model.vocab.ids.get
-    for sentence in sentences:
-        for token in [*sentence, None]:
-            token_id = EOS_ID if token is None else get(token.text, UNK_ID)
-            dist = model.next_logprobs(state)
-            lp = float(dist[token_id])
-            rank, entropy = rank_and_entropy(dist, token_id)
-            out.append(
-                TokenScore(
-                    token=EOS if token is None else token.text,
-                    start=None if token is None else token.start,
-                    end=None if token is None else token.end,
-                    logprob=lp,
-                    surprisal_bits=-lp * LOG2E,
-                    rank=rank,
-                    entropy_bits=entropy,
-                    oov=token_id == UNK_ID,
-                )
+    for i, token in zip(np.flatnonzero(ids != BOS_ID), tokens):
+        out.append(
+            TokenScore(
+                token=EOS if token is None else token.text,
+                start=None if token is None else token.start,
+                end=None if token is None else token.end,
+                logprob=float(logprob[i]),
+                surprisal_bits=float(-logprob[i] * LOG2E),
+                rank=int(rank[i]),
+                entropy_bits=float(entropy[i]),
+                oov=bool(ids[i] == UNK_ID),
             )
-            state = model.advance(state, token_id)
+        )
     return out
 
 

@@ -83,3 +83,15 @@ def test_after_end_of_sentence_the_state_starts_a_new_sentence(model):
     the = model.vocab.id("The")
     after_end = model.advance(model.advance(model.initial_state(), the), 2)
     assert np.array_equal(model.next_logprobs(after_end), model.next_logprobs(model.initial_state()))
+
+
+def test_token_stats_equal_building_every_distribution(model):
+    """A backend's fast rank/entropy (if it has one) must agree with the generic walk."""
+    from engine.model import LanguageModel
+
+    ids = encode(model, tokenize(HELD_OUT + " The cat sat on the mat. The fox ran over the dog."))
+    fast = model.token_stats(ids)
+    slow = LanguageModel.token_stats(model, ids)
+    assert np.array_equal(fast[1], slow[1])
+    assert np.allclose(fast[0], slow[0], atol=1e-9, equal_nan=True)
+    assert np.allclose(fast[2], slow[2], atol=1e-9, equal_nan=True)

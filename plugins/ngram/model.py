@@ -15,6 +15,7 @@ from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
 from plugins.ngram.counts import count_ngrams, lookup
 from plugins.ngram.smoothing import kneser_ney, stupid_backoff
+from plugins.ngram.stats import backoff_token_stats
 
 LN10 = math.log(10.0)
 SMOOTHINGS = ("kneser-ney", "add-k", "stupid-backoff", "arpa")
@@ -56,6 +57,7 @@ class NgramModel(LanguageModel):
         self.counts = counts
         self.facts = facts or {}
         self.V = len(vocab)
+        self._bigram_summary = None
         if options.smoothing == "add-k":
             self._totals = [self._context_totals(k) for k in range(len(keys))]
 
@@ -224,6 +226,16 @@ class NgramModel(LanguageModel):
         logprob = np.log(numerator + self.options.k) - np.log(self._addk_denominator(total))
         out[scored] = logprob[scored]
         return out
+
+    def token_stats(self, ids: np.ndarray):
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.logp is None or self.order < 2 or len(ids) == 0 or ids[0] != BOS_ID:
+            return super().token_stats(ids)  # add-k, unigram models, streams not opening a sentence
+        logprob = self.score_ids(ids)
+        pos, rank, entropy = backoff_token_stats(self, ids, logprob / LN10)
+        ranks, entropies = np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
+        ranks[pos], entropies[pos] = rank, entropy
+        return logprob, ranks, entropies
 
     def initial_state(self):
         return (BOS_ID,)

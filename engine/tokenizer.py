@@ -66,11 +66,18 @@ def _starts_sentence(token: Token) -> bool:
 class ProseTokenizer:
     """Feeds lines, yields finished sentences. Call ``finish()`` at the end of a document."""
 
-    def __init__(self):
+    PLAIN = (False, None, False, 0)
+
+    def __init__(self, state: tuple = PLAIN):
         self._pending: list[Token] = []
-        self._in_fence = False
-        self._literal_indent: int | None = None  # inside a reST literal block when set
-        self._expect_literal = False
+        # Inside a code fence; inside a reST literal block (its paragraph's indent); after a
+        # paragraph ending in "::"; the current paragraph's indent.
+        self._in_fence, self._literal_indent, self._expect_literal, self._paragraph_indent = state
+
+    @property
+    def state(self) -> tuple:
+        """What the next line's reading depends on: lets blocks be tokenized one at a time."""
+        return (self._in_fence, self._literal_indent, self._expect_literal, self._paragraph_indent)
 
     def feed(self, line: str, offset: int) -> Iterator[list[Token]]:
         body = line.rstrip("\r\n")
@@ -171,6 +178,27 @@ def iter_sentences(lines: Iterable[str], pretokenized: bool = False, offset: int
         yield from tok.feed(line, offset)
         offset += len(line)
     yield from tok.finish()
+
+
+_BLOCK = re.compile(r"(?:^[^\n]*\S[^\n]*(?:\n|\Z))+", re.M)
+
+
+def blocks(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, text) of each run of non-blank lines. Blank lines end sentences, so tokenizing
+    blocks one by one, each from the state the previous one left, equals tokenizing the text."""
+    for m in _BLOCK.finditer(text):
+        yield m.start(), m.group()
+
+
+def tokenize_block(text: str, offset: int = 0, state: tuple = ProseTokenizer.PLAIN) -> tuple[list[list[Token]], tuple]:
+    """Sentences of one block (see ``blocks``) and the tokenizer state after it."""
+    tok = ProseTokenizer(state)
+    sentences = []
+    for line in split_lines(text):
+        sentences.extend(tok.feed(line, offset))
+        offset += len(line)
+    sentences.extend(tok.finish())
+    return sentences, tok.state
 
 
 def iter_words(lines: Iterable[str], pretokenized: bool = False) -> Iterator[list[str]]:

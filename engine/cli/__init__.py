@@ -43,11 +43,10 @@ def cli():
     """Local, private text prediction trained on your own writing."""
 
 
-from engine.cli import models, query, train  # noqa: E402  (registers the commands)
+from engine.cli import models, query, serve, train  # noqa: E402  (registers the commands)
 
-models.register(cli)
-query.register(cli)
-train.register(cli)
+for module in (train, query, models, serve):
+    module.register(cli)
 
 
 def main():

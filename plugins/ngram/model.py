@@ -48,6 +48,7 @@ class NgramModel(LanguageModel):
 
     name = "ngram"
     Options = NgramOptions
+    sentence_independent = True  # every sentence starts afresh at <s>
 
     def __init__(self, vocab: Vocabulary, options: NgramOptions, keys, logp=None, backoff=None, counts=None, facts=None):
         super().__init__(vocab, options)

@@ -1,0 +1,5 @@
+"""``python -m lsp_server``: the language server over stdio (same as ``foretell serve``)."""
+
+from lsp_server.server import create_server
+
+create_server().start_io()

@@ -1,0 +1,155 @@
+"""A document's tokens and per-token surprisal, kept up to date cheaply as the user types.
+
+The text is cut into blocks (runs of non-blank lines). A block's tokens depend only on its text
+and the tokenizer state the previous block left, so unchanged blocks are reused as they are. For
+models whose sentences are independent (n-gram: every sentence starts afresh at ``<s>``) their
+scores are reused too, and an edit re-scores only the blocks it touched; for models that carry
+state across sentences every block from the first changed one on is re-scored.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.model import LanguageModel
+from engine.scoring import encode
+from engine.tokenizer import ProseTokenizer, Token, blocks, tokenize_block
+from engine.vocab import BOS_ID, EOS, UNK_ID
+
+LOG2E = 1 / math.log(2)
+
+
+@dataclass
+class Block:
+    start: int
+    text: str
+    state_in: tuple
+    state_out: tuple
+    sentences: list[list[Token]]  # offsets relative to the block's start
+    ids: np.ndarray  # <s> w ... </s> per sentence
+    stats: tuple | None = None  # (logprob, rank, entropy) over ids, NaN at <s>
+
+    @property
+    def key(self):
+        return (self.text, self.state_in)
+
+
+class DocumentAnalysis:
+    """Tokens (words and each sentence's ``</s>``) with offsets, log-probability, rank, entropy."""
+
+    def __init__(self, model: LanguageModel, text: str, previous: "DocumentAnalysis | None" = None, max_chars: int = 2_000_000):
+        self.model = model
+        self.text = text
+        self.truncated = len(text) > max_chars
+        reusable = {}
+        if previous is not None and previous.model is model:
+            reusable = {b.key: b for b in previous.blocks}
+        self.blocks: list[Block] = []
+        state = ProseTokenizer.PLAIN
+        first_changed = None
+        for offset, block_text in blocks(text[:max_chars]):
+            old = reusable.get((block_text, state))
+            if old is not None:
+                block = Block(offset, block_text, state, old.state_out, old.sentences, old.ids, old.stats)
+            else:
+                sentences, state_out = tokenize_block(block_text, 0, state)
+                block = Block(offset, block_text, state, state_out, sentences, encode(model, sentences))
+                if first_changed is None:
+                    first_changed = len(self.blocks)
+            self.blocks.append(block)
+            state = block.state_out
+        self._score(first_changed)
+        self._flatten()
+
+    def _score(self, first_changed: int | None) -> None:
+        independent = getattr(self.model, "sentence_independent", False)
+        if independent:
+            todo = [b for b in self.blocks if b.stats is None]
+        else:
+            todo = self.blocks[first_changed:] if first_changed is not None else [b for b in self.blocks if b.stats is None]
+        if not todo:
+            return
+        ids = np.concatenate([b.ids for b in todo])
+        logprob, rank, entropy = self.model.token_stats(ids)
+        at = 0
+        for b in todo:
+            n = len(b.ids)
+            b.stats = (logprob[at : at + n], rank[at : at + n], entropy[at : at + n])
+            at += n
+
+    def _flatten(self) -> None:
+        starts, ends, texts, ids, logprob, rank, entropy = [], [], [], [], [], [], []
+        for b in self.blocks:
+            s, e = [], []
+            for sentence in b.sentences:
+                for t in sentence:
+                    s.append(b.start + t.start)
+                    e.append(b.start + t.end)
+                    texts.append(t.text)
+                s.append(-1)
+                e.append(-1)
+                texts.append(EOS)
+            scored = b.ids != BOS_ID
+            starts.append(np.array(s, dtype=np.int64))
+            ends.append(np.array(e, dtype=np.int64))
+            ids.append(b.ids[scored])
+            logprob.append(b.stats[0][scored])
+            rank.append(b.stats[1][scored])
+            entropy.append(b.stats[2][scored])
+
+        def cat(parts, dtype):
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+        self.starts, self.ends = cat(starts, np.int64), cat(ends, np.int64)
+        self.texts = texts
+        self.ids = cat(ids, np.int64)
+        self.logprob, self.rank, self.entropy = cat(logprob, float), cat(rank, np.int64), cat(entropy, float)
+        self.bits = -self.logprob * LOG2E
+        self.oov = self.ids == UNK_ID
+        self.words = np.flatnonzero(self.starts >= 0)  # positions that are words, not </s>
+
+    @property
+    def perplexity(self) -> float:
+        return float(2 ** self.bits.mean()) if len(self.bits) else float("nan")
+
+    def token_at(self, offset: int) -> int | None:
+        """Index of the word token covering character ``offset`` (or ending right at it)."""
+        word_starts = self.starts[self.words]
+        i = bisect.bisect_right(word_starts, offset) - 1
+        if i >= 0 and offset <= self.ends[self.words[i]]:
+            return int(self.words[i])
+        return None
+
+    def state_before(self, index: int):
+        """The model state just before token ``index`` (replays its sentence)."""
+        sentence_start = index
+        while sentence_start > 0 and self.starts[sentence_start - 1] >= 0:
+            sentence_start -= 1
+        state = self.model.initial_state()
+        for i in range(sentence_start, index):
+            state = self.model.advance(state, int(self.ids[i]))
+        return state
+
+
+class PositionMap:
+    """Character offsets to LSP positions (line, code units of the negotiated encoding)."""
+
+    def __init__(self, text: str, num_units=None):
+        self.text = text
+        self.num_units = num_units or _utf16_len
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def position(self, offset: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self.line_starts, offset) - 1
+        start = self.line_starts[line]
+        segment = self.text[start:offset]
+        return line, len(segment) if segment.isascii() else self.num_units(segment)
+
+
+def _utf16_len(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2

@@ -1,0 +1,1 @@
+"""One module per feature: each turns engine results into LSP types, nothing more."""

@@ -1,0 +1,118 @@
+"""Surprisal views: semantic tokens by rank bucket, hover, inlay hints, diagnostics and the
+``foretell/surprisal`` payload, all read off a DocumentAnalysis."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from lsprotocol import types
+
+from engine.complete import top_completions
+from lsp_server.analysis import DocumentAnalysis, PositionMap
+
+# GLTR's buckets: where the word ranked in the model's prediction.
+TOKEN_TYPES = ["foretellTop10", "foretellTop100", "foretellTop1000", "foretellRare"]
+TOKEN_MODIFIERS = ["unknown"]
+LEGEND = types.SemanticTokensLegend(token_types=TOKEN_TYPES, token_modifiers=TOKEN_MODIFIERS)
+BUCKET_LIMITS = np.array([10, 100, 1000])
+
+
+def buckets(ranks: np.ndarray) -> np.ndarray:
+    return np.searchsorted(BUCKET_LIMITS, ranks, side="left")
+
+
+def _range(posmap: PositionMap, start: int, end: int) -> types.Range:
+    sl, sc = posmap.position(start)
+    el, ec = posmap.position(end)
+    return types.Range(start=types.Position(line=sl, character=sc), end=types.Position(line=el, character=ec))
+
+
+def semantic_tokens(analysis: DocumentAnalysis, posmap: PositionMap) -> types.SemanticTokens:
+    data: list[int] = []
+    words = analysis.words
+    kinds = buckets(analysis.rank[words])
+    previous_line = previous_char = 0
+    for index, kind in zip(words, kinds):
+        start, end = int(analysis.starts[index]), int(analysis.ends[index])
+        line, char = posmap.position(start)
+        length = posmap.position(end)[1] - char
+        delta_char = char - previous_char if line == previous_line else char
+        data += [line - previous_line, delta_char, length, int(kind), int(analysis.oov[index])]
+        previous_line, previous_char = line, char
+    return types.SemanticTokens(data=data)
+
+
+def expected_words(analysis: DocumentAnalysis, index: int, k: int = 5) -> list[tuple[str, float]]:
+    model = analysis.model
+    dist = model.next_logprobs(analysis.state_before(index))
+    return [(model.vocab.tokens[i], math.exp(lp)) for i, lp in top_completions(model, dist, "", k)]
+
+
+def hover(analysis: DocumentAnalysis, posmap: PositionMap, index: int) -> types.Hover:
+    bits = float(analysis.bits[index])
+    expected = ", ".join(f"`{w}` {p:.1%}" for w, p in expected_words(analysis, index))
+    oov = " (not in the model's vocabulary: scored as `<unk>`)" if analysis.oov[index] else ""
+    text = (
+        f"**{analysis.texts[index]}**{oov}\n\n"
+        f"surprisal **{bits:.2f} bits** · probability {2 ** -bits:.4f} · rank {int(analysis.rank[index]):,} · "
+        f"entropy {float(analysis.entropy[index]):.2f} bits\n\nexpected: {expected}"
+    )
+    return types.Hover(
+        contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
+        range=_range(posmap, int(analysis.starts[index]), int(analysis.ends[index])),
+    )
+
+
+def surprising(analysis: DocumentAnalysis, threshold: float, start: int = 0, end: int | None = None) -> np.ndarray:
+    words = analysis.words
+    keep = analysis.bits[words] >= threshold
+    if end is not None:
+        keep &= (analysis.ends[words] >= start) & (analysis.starts[words] <= end)
+    return words[keep]
+
+
+def inlay_hints(analysis: DocumentAnalysis, posmap: PositionMap, threshold: float, start: int, end: int) -> list[types.InlayHint]:
+    hints = []
+    for index in surprising(analysis, threshold, start, end):
+        line, char = posmap.position(int(analysis.ends[index]))
+        hints.append(
+            types.InlayHint(
+                position=types.Position(line=line, character=char),
+                label=f"{analysis.bits[index]:.1f}b",
+                padding_left=True,
+                tooltip=f"surprisal {analysis.bits[index]:.2f} bits, rank {int(analysis.rank[index]):,}",
+            )
+        )
+    return hints
+
+
+def diagnostics(analysis: DocumentAnalysis, posmap: PositionMap, threshold: float, limit: int = 1000) -> list[types.Diagnostic]:
+    out = []
+    for index in surprising(analysis, threshold)[:limit]:
+        out.append(
+            types.Diagnostic(
+                range=_range(posmap, int(analysis.starts[index]), int(analysis.ends[index])),
+                severity=types.DiagnosticSeverity.Hint,
+                source="foretell",
+                code="surprising-word",
+                message=f"surprising word: {analysis.bits[index]:.1f} bits (rank {int(analysis.rank[index]):,})",
+            )
+        )
+    return out
+
+
+def surprisal_payload(analysis: DocumentAnalysis, posmap: PositionMap) -> dict:
+    """The ``foretell/surprisal`` response (DESIGN.md)."""
+    tokens = []
+    for index in analysis.words:
+        r = _range(posmap, int(analysis.starts[index]), int(analysis.ends[index]))
+        tokens.append({
+            "range": {"start": {"line": r.start.line, "character": r.start.character}, "end": {"line": r.end.line, "character": r.end.character}},
+            "token": analysis.texts[index],
+            "surprisal_bits": float(analysis.bits[index]),
+            "rank": int(analysis.rank[index]),
+            "entropy_bits": float(analysis.entropy[index]),
+        })
+    perplexity = analysis.perplexity
+    return {"tokens": tokens, "perplexity": perplexity if math.isfinite(perplexity) else None}

@@ -1,0 +1,195 @@
+"""LSP method handlers: each a few lines from request to feature function."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.uris import to_fs_path
+
+from engine.errors import ForetellError
+from lsp_server.features import completion, surprisal
+from lsp_server.server import COMMANDS, SURPRISAL_METHOD, ForetellServer
+
+
+def register(server: ForetellServer) -> None:
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: ForetellServer, params: types.InitializeParams):
+        options = params.initialization_options
+        if isinstance(options, dict):
+            ls.apply_settings(options.get("foretell", options))
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(ls: ForetellServer, params: types.DidChangeConfigurationParams):
+        settings = params.settings
+        if isinstance(settings, dict) and "foretell" in settings:
+            ls.apply_settings(settings["foretell"])
+            for uri in list(ls.workspace.text_documents):
+                ls.schedule_analysis(uri)
+            _refresh(ls)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: ForetellServer, params: types.DidOpenTextDocumentParams):
+        ls.schedule_analysis(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: ForetellServer, params: types.DidChangeTextDocumentParams):
+        ls.schedule_analysis(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
+        uri = params.text_document.uri
+        ls.analyses.pop(uri, None)
+        timer = ls.timers.pop(uri, None)
+        if timer:
+            timer.cancel()
+        ls.publish(uri, [])
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[" "]))
+    async def on_completion(ls: ForetellServer, params: types.CompletionParams):
+        doc = ls.document(params.text_document.uri)
+        if doc is None or not ls.enabled(doc):
+            return None
+        version, offset = doc.version, doc.offset_at_position(params.position)
+        text_before = doc.source[:offset]
+        result = await ls.in_worker(
+            lambda: completion.completion_list(ls.model(), text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units)
+        )
+        return result if doc.version == version else types.CompletionList(is_incomplete=True, items=[])
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def on_inline_completion(ls: ForetellServer, params: types.InlineCompletionParams):
+        doc = ls.document(params.text_document.uri)
+        inline = ls.settings.inlineCompletion
+        if doc is None or not ls.enabled(doc) or not inline.enabled:
+            return None
+        version, offset = doc.version, doc.offset_at_position(params.position)
+        text_before = doc.source[:offset]
+        text = await ls.in_worker(lambda: completion.continuation(ls.model(), text_before, inline.maxWords, inline.minProbability))
+        if not text or doc.version != version:
+            return types.InlineCompletionList(items=[])
+        here = types.Range(start=params.position, end=params.position)
+        return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=here)])
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    async def on_hover(ls: ForetellServer, params: types.HoverParams):
+        doc = ls.document(params.text_document.uri)
+        if doc is None or not ls.enabled(doc):
+            return None
+        analysis = await ls.analysis(doc)
+        if analysis is None:
+            return None
+        index = analysis.token_at(doc.offset_at_position(params.position))
+        if index is None:
+            return None
+        return await ls.in_worker(surprisal.hover, analysis, ls.posmap(doc, analysis), index)
+
+    @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, surprisal.LEGEND)
+    async def on_semantic_tokens(ls: ForetellServer, params: types.SemanticTokensParams):
+        doc = ls.document(params.text_document.uri)
+        if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.semanticTokens:
+            return types.SemanticTokens(data=[])
+        analysis = await ls.analysis(doc)
+        if analysis is None:
+            return None
+        return await ls.in_worker(surprisal.semantic_tokens, analysis, ls.posmap(doc, analysis))
+
+    @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
+    async def on_inlay_hint(ls: ForetellServer, params: types.InlayHintParams):
+        doc = ls.document(params.text_document.uri)
+        if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.inlayHints:
+            return []
+        analysis = await ls.analysis(doc)
+        if analysis is None:
+            return None
+        start, end = doc.offset_at_position(params.range.start), doc.offset_at_position(params.range.end)
+        return await ls.in_worker(surprisal.inlay_hints, analysis, ls.posmap(doc, analysis), ls.settings.surprisal.threshold, start, end)
+
+    @server.feature(SURPRISAL_METHOD)
+    async def on_surprisal(ls: ForetellServer, params):
+        uri = _uri_of(params)
+        doc = ls.document(uri) if uri else None
+        if doc is None:
+            raise ForetellError(f"{SURPRISAL_METHOD}: no open document {uri!r}")
+        analysis = await ls.analysis(doc)
+        if analysis is None:
+            return None
+        return await ls.in_worker(surprisal.surprisal_payload, analysis, ls.posmap(doc, analysis))
+
+    @server.command(COMMANDS[0])
+    async def score_document(ls: ForetellServer, *args):
+        doc = ls.document(args[0]) if args and isinstance(args[0], str) else None
+        if doc is None:
+            raise ForetellError("scoreDocument needs the URI of an open document")
+        analysis = await ls.analysis(doc)
+        if analysis is None:
+            return None
+        result = {"uri": doc.uri, "perplexity": analysis.perplexity, "tokens": len(analysis.bits), "model": getattr(analysis.model, "model_name", None)}
+        ls.tell(f"{Path(to_fs_path(doc.uri) or doc.uri).name}: perplexity {result['perplexity']:.1f} over {result['tokens']:,} tokens", types.MessageType.Info)
+        return result
+
+    @server.command(COMMANDS[1])
+    async def switch_model(ls: ForetellServer, *args):
+        name = args[0] if args and isinstance(args[0], str) else None
+        if not name:
+            raise ForetellError("switchModel needs a model name")
+        previous = ls.settings
+        ls.apply_settings({"model": name})
+        try:
+            model = await ls.in_worker(ls.model)
+        except ForetellError:
+            ls.settings = previous
+            ls._model = None
+            raise
+        for uri in list(ls.workspace.text_documents):
+            ls.schedule_analysis(uri)
+        _refresh(ls)
+        return {"model": name, "backend": model.name, "vocabulary": len(model.vocab)}
+
+    @server.command(COMMANDS[2])
+    async def train_workspace(ls: ForetellServer, *args):
+        name = args[0] if args and isinstance(args[0], str) else "workspace"
+        folders = [to_fs_path(f.uri) for f in (ls.workspace.folders or {}).values()] or ([ls.workspace.root_path] if ls.workspace.root_path else [])
+        if not folders:
+            raise ForetellError("trainWorkspace needs a workspace folder")
+        token = f"foretell-train-{time.monotonic_ns()}"
+        await ls.work_done_progress.create_async(token)
+        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=f"foretell: training {name!r}", percentage=0, cancellable=False))
+
+        def progress(done, total):
+            ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="reading documents", percentage=int(90 * done / max(total, 1))))
+
+        try:
+            summary = await ls.in_worker(_train, ls, folders, name, progress)
+        finally:
+            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
+        await switch_model(ls, name)
+        return summary
+
+
+def _train(ls: ForetellServer, folders, name, progress):
+    from engine.corpus import build_corpus
+    from engine.plugins import get_backend
+
+    corpus = build_corpus(folders, progress=progress)
+    cls = get_backend("ngram").cls
+    model = cls.fit(corpus, cls.Options())
+    ls.store.save(name, model, corpus=corpus.summary)
+    return {"model": name, "documents": corpus.summary["documents"], "tokens": corpus.summary["tokens"], "vocabulary": len(model.vocab)}
+
+
+def _uri_of(params) -> str | None:
+    if isinstance(params, dict):
+        doc = params.get("textDocument")
+    else:
+        doc = getattr(params, "textDocument", None) or getattr(params, "text_document", None)
+    if doc is None:
+        return None
+    return getattr(doc, "uri", None) or (doc.get("uri") if isinstance(doc, dict) else None)
+
+
+def _refresh(ls: ForetellServer) -> None:
+    caps = ls.client_capabilities.workspace
+    if caps and caps.semantic_tokens and caps.semantic_tokens.refresh_support:
+        ls.workspace_semantic_tokens_refresh(None)

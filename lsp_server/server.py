@@ -1,0 +1,125 @@
+"""The language server: LSP requests in, engine calls out.
+
+Model work runs on one worker thread, never on the event loop. Every result is computed for a
+document version; if the document has moved on by the time it is ready, it is dropped.
+Surprisal analysis is debounced while the user types and reuses what an edit did not touch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from engine import __version__
+from engine.default_model import load_model
+from engine.errors import ForetellError
+from engine.store import ModelStore
+from lsp_server.analysis import DocumentAnalysis, PositionMap
+from lsp_server.config import Settings, parse_settings
+from lsp_server.features import completion, surprisal
+
+SURPRISAL_METHOD = "foretell/surprisal"
+COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace")
+
+
+class ForetellServer(LanguageServer):
+    def __init__(self, model_name: str | None = None):
+        super().__init__("foretell", __version__)
+        self.settings = Settings(model=model_name)
+        self.store = ModelStore()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foretell-model")
+        self._model = None
+        self._model_name = None
+        self.analyses: dict[str, tuple[int, DocumentAnalysis]] = {}
+        self.timers: dict[str, asyncio.Task] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+    async def in_worker(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.worker, functools.partial(fn, *args))
+
+    def model(self):
+        """The configured model, loaded on first use (worker thread only)."""
+        if self._model is None or self._model_name != self.settings.model:
+            self._model = load_model(self.store, self.settings.model)
+            self._model_name = self.settings.model
+            self.analyses.clear()
+        return self._model
+
+    def tell(self, message: str, kind=types.MessageType.Warning) -> None:
+        self.window_show_message(types.ShowMessageParams(type=kind, message=f"foretell: {message}"))
+
+    def apply_settings(self, values) -> None:
+        before = self.settings.model
+        self.settings, problems = parse_settings(values, self.settings)
+        for problem in problems:
+            self.tell(problem)
+        if self.settings.model != before:
+            self._model = None
+
+    def enabled(self, document) -> bool:
+        return (document.language_id or "plaintext") in self.settings.languages
+
+    def document(self, uri: str):
+        """The open document, or None for one the client never opened."""
+        doc = self.workspace.text_documents.get(uri)
+        return doc
+
+    async def analysis(self, doc) -> DocumentAnalysis | None:
+        """The analysis of the document's current version (None if it moved on meanwhile)."""
+        version = doc.version
+        cached = self.analyses.get(doc.uri)
+        if cached and cached[0] == version:
+            return cached[1]
+        previous = cached[1] if cached else None
+        text = doc.source
+        result = await self.in_worker(lambda: DocumentAnalysis(self.model(), text, previous))
+        current = self.document(doc.uri)
+        if current is None or current.version != version:
+            return None
+        self.analyses[doc.uri] = (version, result)
+        return result
+
+    def posmap(self, doc, analysis: DocumentAnalysis) -> PositionMap:
+        cached = getattr(analysis, "_posmap", None)
+        if cached is None:
+            cached = analysis._posmap = PositionMap(analysis.text, doc.position_codec.client_num_units)
+        return cached
+
+    def schedule_analysis(self, uri: str) -> None:
+        """Debounced re-analysis after an edit; publishes diagnostics when they are on."""
+        old = self.timers.pop(uri, None)
+        if old:
+            old.cancel()
+        self.timers[uri] = asyncio.ensure_future(self._analyse_later(uri))
+
+    async def _analyse_later(self, uri: str) -> None:
+        await asyncio.sleep(self.settings.surprisal.debounceMs / 1000)
+        doc = self.document(uri)
+        if doc is None or not self.enabled(doc):
+            return
+        try:
+            analysis = await self.analysis(doc)
+        except ForetellError as exc:
+            self.tell(str(exc), types.MessageType.Error)
+            return
+        if analysis is None:
+            return
+        if self.settings.surprisal.diagnostics:
+            threshold = self.settings.surprisal.threshold
+            found = await self.in_worker(surprisal.diagnostics, analysis, self.posmap(doc, analysis), threshold)
+            self.publish(uri, found, doc.version)
+
+    def publish(self, uri: str, diagnostics, version=None) -> None:
+        self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version))
+
+
+def create_server(model_name: str | None = None) -> ForetellServer:
+    server = ForetellServer(model_name)
+    from lsp_server import handlers
+
+    handlers.register(server)
+    return server

@@ -1,0 +1,248 @@
+"""The language server end to end over stdio, with pytest-lsp's Neovim and VS Code client
+capability profiles."""
+
+import asyncio
+import sys
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from engine.corpus import corpus_from_text
+from engine.plugins import get_backend
+from engine.store import ModelStore
+from tests.conftest import SMALL_TEXT
+
+URI = "file:///tmp/notes.md"
+OTHER_TEXT = "Penguins swim in cold water. Penguins eat fish. The penguin dives deep."
+
+
+def train(name, text):
+    cls = get_backend("ngram").cls
+    ModelStore().save(name, cls.fit(corpus_from_text(text), cls.Options(order=3)))
+
+
+@pytest_lsp.fixture(
+    params=["neovim", "visual-studio-code"],
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "lsp_server"]),
+)
+async def client(lsp_client: LanguageClient, request):
+    train("default", SMALL_TEXT)
+    train("penguins", OTHER_TEXT)
+    lsp_client.refreshes = 0
+
+    @lsp_client.feature(types.WORKSPACE_SEMANTIC_TOKENS_REFRESH)
+    def refresh(params):
+        lsp_client.refreshes += 1
+
+    options = {"foretell": {"surprisal": {"debounceMs": 0, "inlayHints": True, "diagnostics": True, "threshold": 5.0}}}
+    lsp_client.initialize_result = await lsp_client.initialize_session(
+        types.InitializeParams(capabilities=client_capabilities(request.param), initialization_options=options, root_uri=None)
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def open_doc(client, text, uri=URI, language="markdown", version=1):
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(uri=uri, language_id=language, version=version, text=text))
+    )
+
+
+def end_of(text):
+    lines = text.split("\n")
+    return types.Position(line=len(lines) - 1, character=len(lines[-1]))
+
+
+async def complete(client, text, uri=URI):
+    return await client.text_document_completion_async(
+        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=end_of(text))
+    )
+
+
+async def test_server_advertises_its_features(client: LanguageClient):
+    caps = client.initialize_result.capabilities
+    assert list(caps.completion_provider.trigger_characters) == [" "]
+    assert caps.inline_completion_provider
+    assert caps.hover_provider and caps.inlay_hint_provider
+    assert list(caps.semantic_tokens_provider.legend.token_types) == ["foretellTop10", "foretellTop100", "foretellTop1000", "foretellRare"]
+    assert caps.text_document_sync.change == types.TextDocumentSyncKind.Incremental
+    assert set(caps.execute_command_provider.commands) >= {"foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace"}
+
+
+async def test_completion_of_the_next_word_and_of_a_partial_word(client: LanguageClient):
+    text = "The cat sat on the "
+    open_doc(client, text)
+    result = await complete(client, text)
+    assert result.is_incomplete and result.items[0].label == "mat"
+    assert [i.sort_text for i in result.items] == sorted(i.sort_text for i in result.items)
+    assert "bits" in result.items[0].detail
+    assert result.items[0].text_edit.range.start == end_of(text)
+
+    text2 = "The quick bro"
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text2)],
+        )
+    )
+    partial = await complete(client, text2)
+    assert partial.items[0].label == "brown"
+    edit = partial.items[0].text_edit
+    assert (edit.range.start.character, edit.range.end.character, edit.new_text) == (10, 13, "brown")
+
+
+async def test_completion_only_in_enabled_languages(client: LanguageClient):
+    open_doc(client, "The cat sat on the ", uri="file:///tmp/x.py", language="python")
+    assert await complete(client, "The cat sat on the ", uri="file:///tmp/x.py") is None
+
+
+async def test_inline_completion_continues_the_phrase(client: LanguageClient):
+    text = "The quick "
+    open_doc(client, text)
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=end_of(text),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+        )
+    )
+    assert result.items and result.items[0].insert_text.startswith("brown fox")
+
+
+async def test_hover_shows_surprisal_and_expected_words(client: LanguageClient):
+    open_doc(client, "The cat sat on the mat.")
+    hover = await client.text_document_hover_async(
+        types.HoverParams(text_document=types.TextDocumentIdentifier(uri=URI), position=types.Position(line=0, character=20))
+    )
+    assert "**mat**" in hover.contents.value and "bits" in hover.contents.value and "rank" in hover.contents.value
+    assert "expected:" in hover.contents.value and "`mat`" in hover.contents.value.split("expected:")[1]
+    assert (hover.range.start.character, hover.range.end.character) == (19, 22)
+
+
+def decode(data):
+    line = char = 0
+    for i in range(0, len(data), 5):
+        dl, dc, length, kind, mods = data[i : i + 5]
+        line += dl
+        char = char + dc if dl == 0 else dc
+        yield line, char, length, kind, mods
+
+
+async def test_semantic_tokens_and_surprisal_request_agree(client: LanguageClient):
+    text = "The cat sat on the mat.\nZebras dance, the dog sat."
+    open_doc(client, text)
+    tokens = await client.text_document_semantic_tokens_full_async(
+        types.SemanticTokensParams(text_document=types.TextDocumentIdentifier(uri=URI))
+    )
+    decoded = list(decode(tokens.data))
+    payload = await client.protocol.send_request_async("foretell/surprisal", {"textDocument": {"uri": URI}})
+    words = payload["tokens"] if isinstance(payload, dict) else payload.tokens
+    assert len(decoded) == len(words) == 14
+    lines = text.split("\n")
+    for (line, char, length, kind, mods), word in zip(decoded, words):
+        token = word["token"] if isinstance(word, dict) else word.token
+        rank = word["rank"] if isinstance(word, dict) else word.rank
+        assert lines[line][char : char + length] == token
+        assert kind == (0 if rank <= 10 else 1 if rank <= 100 else 2 if rank <= 1000 else 3)
+        assert mods == (0 if token in corpus_from_text(SMALL_TEXT).vocab else 1)  # 1: out of the vocabulary
+
+
+async def test_incremental_edits_keep_server_text_and_scores_in_step(client: LanguageClient):
+    text = "The cat sat on the mat.\n\nThe dog sat on the log."
+    open_doc(client, text)
+    edits = [
+        (types.Range(start=types.Position(line=0, character=4), end=types.Position(line=0, character=7)), "fox"),
+        (types.Range(start=types.Position(line=2, character=23), end=types.Position(line=2, character=23)), " The end."),
+    ]
+    for version, (rng, new) in enumerate(edits, start=2):
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=version),
+                content_changes=[types.TextDocumentContentChangePartial(range=rng, text=new)],
+            )
+        )
+    payload = await client.protocol.send_request_async("foretell/surprisal", {"textDocument": {"uri": URI}})
+    tokens = [t["token"] if isinstance(t, dict) else t.token for t in (payload["tokens"] if isinstance(payload, dict) else payload.tokens)]
+    assert tokens[:2] == ["The", "fox"] and tokens[-3:] == ["The", "end", "."]
+    # A fresh document with the same text scores the same: the reuse of unchanged blocks is exact.
+    final = "The fox sat on the mat.\n\nThe dog sat on the log. The end."
+    open_doc(client, final, uri="file:///tmp/fresh.md")
+    fresh = await client.protocol.send_request_async("foretell/surprisal", {"textDocument": {"uri": "file:///tmp/fresh.md"}})
+    assert payload == fresh or [t.surprisal_bits for t in payload.tokens] == [t.surprisal_bits for t in fresh.tokens]
+
+
+async def test_diagnostics_and_inlay_hints_for_surprising_words(client: LanguageClient):
+    open_doc(client, "The cat sat on the zebra.")
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    diagnostics = client.diagnostics[URI]
+    assert diagnostics and all(d.severity == types.DiagnosticSeverity.Hint and d.source == "foretell" for d in diagnostics)
+    assert any(d.range.start.character == 19 for d in diagnostics)  # "zebra" is out of vocabulary
+    hints = await client.text_document_inlay_hint_async(
+        types.InlayHintParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            range=types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=25)),
+        )
+    )
+    assert hints and any(h.position.character == 24 and h.label.endswith("b") for h in hints)
+
+
+async def test_configuration_changes_and_invalid_values(client: LanguageClient):
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"foretell": {"maxSuggestions": "many"}}))
+    await client.wait_for_notification(types.WINDOW_SHOW_MESSAGE)
+    assert any("maxSuggestions" in m.message for m in client.messages)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"foretell": {"maxSuggestions": 2}}))
+    text = "The "
+    open_doc(client, text)
+    result = await complete(client, text)
+    assert len(result.items) == 2
+
+
+async def test_switching_models_changes_predictions(client: LanguageClient):
+    text = "The "
+    open_doc(client, text)
+    before = await complete(client, text)
+    switched = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="foretell.switchModel", arguments=["penguins"]))
+    assert switched["model"] == "penguins" if isinstance(switched, dict) else switched.model == "penguins"
+    after = await complete(client, text)
+    assert after.items[0].label == "penguin" and before.items[0].label != "penguin"
+    capabilities = client.initialize_result and client.protocol
+    assert client.refreshes >= 1 or not capabilities
+    with pytest.raises(Exception, match="no model named 'nope'"):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="foretell.switchModel", arguments=["nope"]))
+    still = await complete(client, text)
+    assert still.items[0].label == "penguin"
+
+
+async def test_score_document_command(client: LanguageClient):
+    open_doc(client, "The cat sat on the mat.")
+    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="foretell.scoreDocument", arguments=[URI]))
+    perplexity = result["perplexity"] if isinstance(result, dict) else result.perplexity
+    assert 1 < perplexity < 100
+
+
+async def test_cancelled_requests_get_the_lsp_error_and_the_rest_answer(client: LanguageClient):
+    text = "The cat sat on the "
+    open_doc(client, text)
+    params = types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=URI), position=end_of(text))
+    futures = [client.protocol.send_request(types.TEXT_DOCUMENT_COMPLETION, params, msg_id=f"c{i}") for i in range(30)]
+    for i in range(0, 30, 3):
+        client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=f"c{i}"))
+    done = await asyncio.gather(*[asyncio.wrap_future(f) for f in futures], return_exceptions=True)
+    for i, result in enumerate(done):
+        if isinstance(result, types.CompletionList):
+            assert result.items[0].label == "mat"
+        else:  # only a cancelled request may fail, and with the LSP's RequestCancelled error
+            assert i % 3 == 0 and getattr(result, "code", None) == types.LSPErrorCodes.RequestCancelled, result
+    assert sum(isinstance(r, types.CompletionList) for r in done) >= 20
+    # A slow request (the first analysis of a 20,000-word document) cancelled at once is answered
+    # with RequestCancelled, and the server carries on.
+    big = "file:///tmp/big.md"
+    open_doc(client, SMALL_TEXT * 250, uri=big)
+    slow = client.protocol.send_request("foretell/surprisal", {"textDocument": {"uri": big}}, msg_id="slow")
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="slow"))
+    with pytest.raises(Exception) as cancelled:
+        await asyncio.wrap_future(slow)
+    assert getattr(cancelled.value, "code", None) == types.LSPErrorCodes.RequestCancelled
+    assert (await complete(client, text)).items[0].label == "mat"

@@ -10,6 +10,7 @@ state across sentences every block from the first changed one on is re-scored.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ class Block:
     sentences: list[list[Token]]  # offsets relative to the block's start
     ids: np.ndarray  # <s> w ... </s> per sentence
     stats: tuple | None = None  # (logprob, rank, entropy) over ids, NaN at <s>
+    starts: np.ndarray | None = None  # per scored token (words and </s>): offset in the block, -1 for </s>
+    ends: np.ndarray | None = None
+    texts: list | None = None
+
+    def __post_init__(self):
+        if self.starts is None:
+            tokens = [t for sentence in self.sentences for t in (*sentence, None)]
+            self.starts = np.array([-1 if t is None else t.start for t in tokens], dtype=np.int64)
+            self.ends = np.array([-1 if t is None else t.end for t in tokens], dtype=np.int64)
+            self.texts = [EOS if t is None else t.text for t in tokens]
 
     @property
     def key(self):
@@ -55,7 +66,7 @@ class DocumentAnalysis:
         for offset, block_text in blocks(text[:max_chars]):
             old = reusable.get((block_text, state))
             if old is not None:
-                block = Block(offset, block_text, state, old.state_out, old.sentences, old.ids, old.stats)
+                block = Block(offset, block_text, state, old.state_out, old.sentences, old.ids, old.stats, old.starts, old.ends, old.texts)
             else:
                 sentences, state_out = tokenize_block(block_text, 0, state)
                 block = Block(offset, block_text, state, state_out, sentences, encode(model, sentences))
@@ -83,35 +94,25 @@ class DocumentAnalysis:
             at += n
 
     def _flatten(self) -> None:
-        starts, ends, texts, ids, logprob, rank, entropy = [], [], [], [], [], [], []
-        for b in self.blocks:
-            s, e = [], []
-            for sentence in b.sentences:
-                for t in sentence:
-                    s.append(b.start + t.start)
-                    e.append(b.start + t.end)
-                    texts.append(t.text)
-                s.append(-1)
-                e.append(-1)
-                texts.append(EOS)
-            scored = b.ids != BOS_ID
-            starts.append(np.array(s, dtype=np.int64))
-            ends.append(np.array(e, dtype=np.int64))
-            ids.append(b.ids[scored])
-            logprob.append(b.stats[0][scored])
-            rank.append(b.stats[1][scored])
-            entropy.append(b.stats[2][scored])
-
-        def cat(parts, dtype):
-            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-
-        self.starts, self.ends = cat(starts, np.int64), cat(ends, np.int64)
-        self.texts = texts
-        self.ids = cat(ids, np.int64)
-        self.logprob, self.rank, self.entropy = cat(logprob, float), cat(rank, np.int64), cat(entropy, float)
+        """Document-wide arrays from the blocks' own (offsets relative to each block)."""
+        blocks_ = self.blocks
+        if not blocks_:
+            blocks_ = [Block(0, "", ProseTokenizer.PLAIN, ProseTokenizer.PLAIN, [], np.zeros(0, np.int64), (np.zeros(0), np.zeros(0, np.int64), np.zeros(0)))]
+        sizes = np.array([len(b.starts) for b in blocks_])
+        shift = np.repeat(np.array([b.start for b in blocks_], dtype=np.int64), sizes)
+        relative_starts = np.concatenate([b.starts for b in blocks_])
+        is_word = relative_starts >= 0
+        self.starts = np.where(is_word, relative_starts + shift, -1)
+        self.ends = np.where(is_word, np.concatenate([b.ends for b in blocks_]) + shift, -1)
+        self.texts = list(itertools.chain.from_iterable(b.texts for b in blocks_))
+        scored = [b.ids != BOS_ID for b in blocks_]
+        self.ids = np.concatenate([b.ids[m] for b, m in zip(blocks_, scored)])
+        self.logprob = np.concatenate([b.stats[0][m] for b, m in zip(blocks_, scored)])
+        self.rank = np.concatenate([b.stats[1][m] for b, m in zip(blocks_, scored)])
+        self.entropy = np.concatenate([b.stats[2][m] for b, m in zip(blocks_, scored)])
         self.bits = -self.logprob * LOG2E
         self.oov = self.ids == UNK_ID
-        self.words = np.flatnonzero(self.starts >= 0)  # positions that are words, not </s>
+        self.words = np.flatnonzero(is_word)  # positions that are words, not </s>
 
     @property
     def perplexity(self) -> float:
@@ -139,16 +140,29 @@ class DocumentAnalysis:
 class PositionMap:
     """Character offsets to LSP positions (line, code units of the negotiated encoding)."""
 
-    def __init__(self, text: str, num_units=None):
+    _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+    def __init__(self, text: str, num_units=None, utf16: bool = True):
         self.text = text
         self.num_units = num_units or _utf16_len
-        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.line_starts = np.array([0] + [m.end() for m in re.finditer("\n", text)], dtype=np.int64)
+        # Columns are plain character counts when every character is one code unit.
+        self.simple = text.isascii() or (utf16 and not self._ASTRAL.search(text))
 
     def position(self, offset: int) -> tuple[int, int]:
-        line = bisect.bisect_right(self.line_starts, offset) - 1
-        start = self.line_starts[line]
+        line = int(np.searchsorted(self.line_starts, offset, side="right")) - 1
+        start = int(self.line_starts[line])
         segment = self.text[start:offset]
-        return line, len(segment) if segment.isascii() else self.num_units(segment)
+        return line, len(segment) if self.simple else self.num_units(segment)
+
+    def positions(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised ``position`` for many offsets."""
+        lines = np.searchsorted(self.line_starts, offsets, side="right") - 1
+        starts = self.line_starts[lines]
+        if self.simple:
+            return lines, offsets - starts
+        cols = np.array([self.num_units(self.text[s:o]) for s, o in zip(starts, offsets)], dtype=np.int64)
+        return lines, cols
 
 
 def _utf16_len(s: str) -> int:

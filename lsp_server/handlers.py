@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
@@ -41,6 +43,7 @@ def register(server: ForetellServer) -> None:
     def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
         uri = params.text_document.uri
         ls.analyses.pop(uri, None)
+        ls.semantic.pop(uri, None)
         timer = ls.timers.pop(uri, None)
         if timer:
             timer.cancel()
@@ -87,13 +90,22 @@ def register(server: ForetellServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, surprisal.LEGEND)
     async def on_semantic_tokens(ls: ForetellServer, params: types.SemanticTokensParams):
-        doc = ls.document(params.text_document.uri)
-        if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.semanticTokens:
-            return types.SemanticTokens(data=[])
-        analysis = await ls.analysis(doc)
-        if analysis is None:
+        data = await _token_data(ls, params.text_document.uri)
+        if data is None:
             return None
-        return await ls.in_worker(surprisal.semantic_tokens, analysis, ls.posmap(doc, analysis))
+        return types.SemanticTokens(data=data.tolist(), result_id=ls.remember_tokens(params.text_document.uri, data))
+
+    @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL_DELTA, surprisal.LEGEND)
+    async def on_semantic_tokens_delta(ls: ForetellServer, params: types.SemanticTokensDeltaParams):
+        uri = params.text_document.uri
+        previous = ls.semantic.get(uri)
+        data = await _token_data(ls, uri)
+        if data is None:
+            return None
+        result_id = ls.remember_tokens(uri, data)
+        if previous is None or previous[0] != params.previous_result_id:
+            return types.SemanticTokens(data=data.tolist(), result_id=result_id)
+        return types.SemanticTokensDelta(edits=surprisal.token_edits(previous[1], data), result_id=result_id)
 
     @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
     async def on_inlay_hint(ls: ForetellServer, params: types.InlayHintParams):
@@ -166,6 +178,16 @@ def register(server: ForetellServer) -> None:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
         await switch_model(ls, name)
         return summary
+
+
+async def _token_data(ls: ForetellServer, uri: str):
+    doc = ls.document(uri)
+    if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.semanticTokens:
+        return np.zeros(0, dtype=np.int64)
+    analysis = await ls.analysis(doc)
+    if analysis is None:
+        return None
+    return await ls.in_worker(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
 
 
 def _train(ls: ForetellServer, folders, name, progress):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 from lsprotocol import types
@@ -20,7 +21,7 @@ from engine.errors import ForetellError
 from engine.store import ModelStore
 from lsp_server.analysis import DocumentAnalysis, PositionMap
 from lsp_server.config import Settings, parse_settings
-from lsp_server.features import completion, surprisal
+from lsp_server.features import surprisal
 
 SURPRISAL_METHOD = "foretell/surprisal"
 COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace")
@@ -36,6 +37,9 @@ class ForetellServer(LanguageServer):
         self._model_name = None
         self.analyses: dict[str, tuple[int, DocumentAnalysis]] = {}
         self.timers: dict[str, asyncio.Task] = {}
+        self.inflight: dict[str, tuple[int, asyncio.Future]] = {}
+        self.semantic: dict[str, tuple[str, object]] = {}  # uri -> (result id, token data) last sent
+        self._results = itertools.count(1)
 
     # -- helpers -----------------------------------------------------------------------------
     async def in_worker(self, fn, *args):
@@ -69,14 +73,21 @@ class ForetellServer(LanguageServer):
         return doc
 
     async def analysis(self, doc) -> DocumentAnalysis | None:
-        """The analysis of the document's current version (None if it moved on meanwhile)."""
+        """The analysis of the document's current version (None if it moved on meanwhile).
+        Requests for a version already being analysed wait for that work instead of redoing it."""
         version = doc.version
         cached = self.analyses.get(doc.uri)
         if cached and cached[0] == version:
             return cached[1]
-        previous = cached[1] if cached else None
-        text = doc.source
-        result = await self.in_worker(lambda: DocumentAnalysis(self.model(), text, previous))
+        running = self.inflight.get(doc.uri)
+        if running is None or running[0] != version:
+            previous = cached[1] if cached else None
+            text = doc.source
+            future = asyncio.ensure_future(self.in_worker(lambda: DocumentAnalysis(self.model(), text, previous)))
+            running = self.inflight[doc.uri] = (version, future)
+        result = await asyncio.shield(running[1])
+        if self.inflight.get(doc.uri) is running:
+            del self.inflight[doc.uri]
         current = self.document(doc.uri)
         if current is None or current.version != version:
             return None
@@ -86,7 +97,8 @@ class ForetellServer(LanguageServer):
     def posmap(self, doc, analysis: DocumentAnalysis) -> PositionMap:
         cached = getattr(analysis, "_posmap", None)
         if cached is None:
-            cached = analysis._posmap = PositionMap(analysis.text, doc.position_codec.client_num_units)
+            utf16 = self.workspace.position_encoding in (None, types.PositionEncodingKind.Utf16)
+            cached = analysis._posmap = PositionMap(analysis.text, doc.position_codec.client_num_units, utf16)
         return cached
 
     def schedule_analysis(self, uri: str) -> None:
@@ -112,6 +124,11 @@ class ForetellServer(LanguageServer):
             threshold = self.settings.surprisal.threshold
             found = await self.in_worker(surprisal.diagnostics, analysis, self.posmap(doc, analysis), threshold)
             self.publish(uri, found, doc.version)
+
+    def remember_tokens(self, uri: str, data) -> str:
+        result_id = str(next(self._results))
+        self.semantic[uri] = (result_id, data)
+        return result_id
 
     def publish(self, uri: str, diagnostics, version=None) -> None:
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version))

@@ -27,7 +27,10 @@ def train(name, text):
     params=["neovim", "visual-studio-code"],
     config=ClientServerConfig(server_command=[sys.executable, "-m", "lsp_server"]),
 )
-async def client(lsp_client: LanguageClient, request):
+async def client(lsp_client: LanguageClient, request, tmp_path):
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "journal.md").write_text("Octopuses have three hearts. Octopuses taste with their arms.\n" * 3)
     train("default", SMALL_TEXT)
     train("penguins", OTHER_TEXT)
     lsp_client.refreshes = 0
@@ -38,7 +41,11 @@ async def client(lsp_client: LanguageClient, request):
 
     options = {"foretell": {"surprisal": {"debounceMs": 0, "inlayHints": True, "diagnostics": True, "threshold": 5.0}}}
     lsp_client.initialize_result = await lsp_client.initialize_session(
-        types.InitializeParams(capabilities=client_capabilities(request.param), initialization_options=options, root_uri=None)
+        types.InitializeParams(
+            capabilities=client_capabilities(request.param),
+            initialization_options=options,
+            workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name="workspace")],
+        )
     )
     yield
     await lsp_client.shutdown_session()
@@ -246,3 +253,16 @@ async def test_cancelled_requests_get_the_lsp_error_and_the_rest_answer(client: 
         await asyncio.wrap_future(slow)
     assert getattr(cancelled.value, "code", None) == types.LSPErrorCodes.RequestCancelled
     assert (await complete(client, text)).items[0].label == "mat"
+
+
+async def test_training_on_the_workspace_reports_progress_and_switches_model(client: LanguageClient):
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="foretell.trainWorkspace", arguments=["journal"])
+    )
+    documents = result["documents"] if isinstance(result, dict) else result.documents
+    assert documents == 1
+    reports = next(iter(client.progress_reports.values()))
+    assert reports[0].kind == "begin" and reports[-1].kind == "end"
+    text = "Octopuses have "
+    open_doc(client, text)
+    assert (await complete(client, text)).items[0].label == "three"

@@ -28,19 +28,28 @@ def _range(posmap: PositionMap, start: int, end: int) -> types.Range:
     return types.Range(start=types.Position(line=sl, character=sc), end=types.Position(line=el, character=ec))
 
 
-def semantic_tokens(analysis: DocumentAnalysis, posmap: PositionMap) -> types.SemanticTokens:
-    data: list[int] = []
+def semantic_token_data(analysis: DocumentAnalysis, posmap: PositionMap) -> np.ndarray:
+    """Every word as (delta line, delta start, length, bucket, modifiers), LSP's relative encoding."""
     words = analysis.words
-    kinds = buckets(analysis.rank[words])
-    previous_line = previous_char = 0
-    for index, kind in zip(words, kinds):
-        start, end = int(analysis.starts[index]), int(analysis.ends[index])
-        line, char = posmap.position(start)
-        length = posmap.position(end)[1] - char
-        delta_char = char - previous_char if line == previous_line else char
-        data += [line - previous_line, delta_char, length, int(kind), int(analysis.oov[index])]
-        previous_line, previous_char = line, char
-    return types.SemanticTokens(data=data)
+    lines, chars = posmap.positions(analysis.starts[words])
+    _, ends = posmap.positions(analysis.ends[words])
+    delta_line = np.diff(lines, prepend=0)
+    delta_char = np.where(delta_line == 0, np.diff(chars, prepend=0), chars)
+    data = np.stack([delta_line, delta_char, ends - chars, buckets(analysis.rank[words]), analysis.oov[words].astype(np.int64)], axis=1)
+    return data.ravel()
+
+
+def token_edits(old: np.ndarray, new: np.ndarray) -> list[types.SemanticTokensEdit]:
+    """One edit turning ``old`` into ``new``: what lies between their common prefix and suffix."""
+    n = min(len(old), len(new))
+    differ = np.flatnonzero(old[:n] != new[:n])
+    prefix = int(differ[0]) if len(differ) else n
+    tail = min(len(old), len(new)) - prefix
+    differ = np.flatnonzero(old[len(old) - tail :][::-1] != new[len(new) - tail :][::-1]) if tail else np.zeros(0)
+    suffix = int(differ[0]) if len(differ) else tail
+    if prefix == len(old) == len(new):
+        return []
+    return [types.SemanticTokensEdit(start=prefix, delete_count=len(old) - prefix - suffix, data=new[prefix : len(new) - suffix].tolist())]
 
 
 def expected_words(analysis: DocumentAnalysis, index: int, k: int = 5) -> list[tuple[str, float]]:
@@ -104,15 +113,16 @@ def diagnostics(analysis: DocumentAnalysis, posmap: PositionMap, threshold: floa
 
 def surprisal_payload(analysis: DocumentAnalysis, posmap: PositionMap) -> dict:
     """The ``foretell/surprisal`` response (DESIGN.md)."""
-    tokens = []
-    for index in analysis.words:
-        r = _range(posmap, int(analysis.starts[index]), int(analysis.ends[index]))
-        tokens.append({
-            "range": {"start": {"line": r.start.line, "character": r.start.character}, "end": {"line": r.end.line, "character": r.end.character}},
-            "token": analysis.texts[index],
-            "surprisal_bits": float(analysis.bits[index]),
-            "rank": int(analysis.rank[index]),
-            "entropy_bits": float(analysis.entropy[index]),
-        })
+    words = analysis.words
+    start_lines, start_chars = posmap.positions(analysis.starts[words])
+    end_lines, end_chars = posmap.positions(analysis.ends[words])
+    columns = zip(
+        start_lines.tolist(), start_chars.tolist(), end_lines.tolist(), end_chars.tolist(), [analysis.texts[i] for i in words],
+        analysis.bits[words].tolist(), analysis.rank[words].tolist(), analysis.entropy[words].tolist(),
+    )
+    tokens = [
+        {"range": {"start": {"line": sl, "character": sc}, "end": {"line": el, "character": ec}}, "token": t, "surprisal_bits": b, "rank": r, "entropy_bits": e}
+        for sl, sc, el, ec, t, b, r, e in columns
+    ]
     perplexity = analysis.perplexity
     return {"tokens": tokens, "perplexity": perplexity if math.isfinite(perplexity) else None}

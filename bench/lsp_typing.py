@@ -189,7 +189,7 @@ def main():
         inproc = analysis_timing(text, home)  # also builds the default model into the store
         ours = asyncio.run(session([sys.executable, "-m", "lsp_server"], env, text, args.keystrokes, full=True))
         floor = asyncio.run(session([sys.executable, str(ROOT / "bench" / "floor_server.py")], env, text, args.keystrokes, full=False))
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; document: {inproc['words']:,} words in {inproc['blocks']:,} blocks; default model")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; document: 20,000 words ({inproc['words']:,} word and punctuation tokens) in {inproc['blocks']:,} blocks; the default model")
     print(f"completion        p50 {ours['completion_p50_ms']:.2f} ms, p99 {ours['completion_p99_ms']:.2f} ms over {args.keystrokes} keystrokes "
           f"(pygls floor p50 {floor['completion_p50_ms']:.2f} ms, p99 {floor['completion_p99_ms']:.2f} ms; ours/floor p99 {ours['completion_p99_ms'] / floor['completion_p99_ms']:.1f}x)")
     print(f"full surprisal    semanticTokens/full round trip {ours['full_semantic_tokens_ms']:.0f} ms on opening "

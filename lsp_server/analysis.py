@@ -31,7 +31,7 @@ class Block:
     text: str
     state_in: tuple
     state_out: tuple
-    sentences: list[list[Token]]  # offsets relative to the block's start
+    sentences: list[list[Token]] | None  # offsets relative to the block's start; dropped once read
     ids: np.ndarray  # <s> w ... </s> per sentence
     stats: tuple | None = None  # (logprob, rank, entropy) over ids, NaN at <s>
     starts: np.ndarray | None = None  # per scored token (words and </s>): offset in the block, -1 for </s>
@@ -44,6 +44,7 @@ class Block:
             self.starts = np.array([-1 if t is None else t.start for t in tokens], dtype=np.int64)
             self.ends = np.array([-1 if t is None else t.end for t in tokens], dtype=np.int64)
             self.texts = [EOS if t is None else t.text for t in tokens]
+        self.sentences = None  # the arrays above say it all; fewer objects for the GC to walk
 
     @property
     def key(self):
@@ -66,7 +67,7 @@ class DocumentAnalysis:
         for offset, block_text in blocks(text[:max_chars]):
             old = reusable.get((block_text, state))
             if old is not None:
-                block = Block(offset, block_text, state, old.state_out, old.sentences, old.ids, old.stats, old.starts, old.ends, old.texts)
+                block = Block(offset, block_text, state, old.state_out, None, old.ids, old.stats, old.starts, old.ends, old.texts)
             else:
                 sentences, state_out = tokenize_block(block_text, 0, state)
                 block = Block(offset, block_text, state, state_out, sentences, encode(model, sentences))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
@@ -92,6 +93,7 @@ class ForetellServer(LanguageServer):
         if current is None or current.version != version:
             return None
         self.analyses[doc.uri] = (version, result)
+        gc.freeze()  # long-lived analyses need not be walked by every collection while typing
         return result
 
     def posmap(self, doc, analysis: DocumentAnalysis) -> PositionMap:

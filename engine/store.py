@@ -113,14 +113,21 @@ class ModelStore:
         return check_manifest(manifest, name)
 
     def load(self, name: str) -> LanguageModel:
-        """Load a model; retried briefly if another process is swapping it in right now."""
-        for attempt in range(5):
+        """Load a model. A load that overlaps a swap (another process saving this name) would
+        read files of two versions, so it is detected and retried on the version now in place."""
+        folder = self.path(name)
+        for attempt in range(20):
+            before = _identity(folder)
             try:
-                return self._load_once(name)
-            except FileNotFoundError:
-                if attempt == 4:
-                    raise ModelFormatError(f"{name}: files vanished while loading; is it being replaced?") from None
-                time.sleep(0.05 * (attempt + 1))
+                model = self._load_once(name)
+            except (FileNotFoundError, ModelFormatError):
+                if _identity(folder) == before and before is not None:
+                    raise
+                model = None
+            if model is not None and _identity(folder) == before:
+                return model
+            time.sleep(0.01 * (attempt + 1))
+        raise ModelFormatError(f"{name}: it kept changing while loading; is it being retrained in a loop?")
 
     def _load_once(self, name: str) -> LanguageModel:
         manifest = self.manifest(name)
@@ -229,6 +236,15 @@ class ModelStore:
         tmp.write_text(text, encoding="utf-8")
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
+
+
+def _identity(folder: Path):
+    """Which directory is at ``folder`` right now (a swap puts a different one there)."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_ctime_ns)
 
 
 def _alive(pid: int) -> bool:

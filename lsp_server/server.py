@@ -14,7 +14,9 @@ import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from engine import __version__
 from engine.default_model import load_model
@@ -28,9 +30,29 @@ SURPRISAL_METHOD = "foretell/surprisal"
 COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace")
 
 
+class _Unreadable:
+    """Stands in for a message that could not be read; pygls ignores it (no jsonrpc version)."""
+
+    jsonrpc = None
+
+
+class TolerantProtocol(LanguageServerProtocol):
+    """Answers a request whose parameters cannot be read with InvalidParams instead of dropping
+    it silently (which would leave the client waiting forever)."""
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                error = JsonRpcInvalidParams(f"invalid parameters for {data['method']}")
+                self._send_response(data["id"], error=error.to_response_error())
+            return _Unreadable()
+
+
 class ForetellServer(LanguageServer):
     def __init__(self, model_name: str | None = None):
-        super().__init__("foretell", __version__)
+        super().__init__("foretell", __version__, protocol_cls=TolerantProtocol)
         self.settings = Settings(model=model_name)
         self.store = ModelStore()
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foretell-model")

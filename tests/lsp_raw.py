@@ -1,0 +1,73 @@
+"""A bare JSON-RPC client over stdio for tests that send what no well-behaved client would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import queue
+
+
+class RawServer:
+    def __init__(self, env=None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lsp_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+        self.messages: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.next_id = 0
+        self.responses: dict = {}
+
+    def _read(self):
+        stream = self.proc.stdout
+        while True:
+            length = None
+            while True:
+                line = stream.readline()
+                if not line:
+                    return
+                if line in (b"\r\n", b"\n"):
+                    break
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            self.messages.put(json.loads(stream.read(length)))
+
+    def write_body(self, body: bytes) -> None:
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+
+    def send(self, message: dict) -> None:
+        self.write_body(json.dumps({"jsonrpc": "2.0", **message}).encode())
+
+    def request(self, method: str, params, wait: bool = True):
+        self.next_id += 1
+        self.send({"id": self.next_id, "method": method, "params": params})
+        return self.response(self.next_id) if wait else self.next_id
+
+    def notify(self, method: str, params) -> None:
+        self.send({"method": method, "params": params})
+
+    def response(self, msg_id, timeout: float = 60.0) -> dict:
+        """The response to ``msg_id`` (answering any request the server makes meanwhile)."""
+        while msg_id not in self.responses:
+            message = self.messages.get(timeout=timeout)
+            if "method" in message and "id" in message:
+                self.send({"id": message["id"], "result": None})
+            elif "id" in message and "method" not in message:
+                self.responses[message["id"]] = message
+        return self.responses.pop(msg_id)
+
+    def initialize(self, options=None) -> dict:
+        result = self.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}, "initializationOptions": options or {}})
+        self.notify("initialized", {})
+        return result
+
+    def close(self) -> None:
+        try:
+            self.request("shutdown", None)
+            self.notify("exit", None)
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()

@@ -1,0 +1,96 @@
+"""The language server under hostile traffic: it answers every request, stays up, and a normal
+completion afterwards is correct."""
+
+import pytest
+
+from engine.corpus import corpus_from_text
+from engine.plugins import get_backend
+from engine.store import ModelStore
+from tests.conftest import SMALL_TEXT
+from tests.lsp_raw import RawServer
+
+URI = "file:///tmp/hostile.md"
+TEXT = "The cat sat on the "
+
+
+@pytest.fixture
+def server():
+    cls = get_backend("ngram").cls
+    ModelStore().save("default", cls.fit(corpus_from_text(SMALL_TEXT), cls.Options(order=3)))
+    s = RawServer()
+    s.initialize({"foretell": {"surprisal": {"debounceMs": 0, "diagnostics": True}}})
+    s.notify("textDocument/didOpen", {"textDocument": {"uri": URI, "languageId": "markdown", "version": 1, "text": TEXT}})
+    yield s
+    s.close()
+
+
+def completion(server, uri=URI, line=0, character=len(TEXT)):
+    return server.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}})
+
+
+def still_correct(server):
+    result = completion(server)["result"]
+    assert result["items"][0]["label"] == "mat"
+    assert server.proc.poll() is None
+
+
+def test_bodies_that_are_not_json_and_unknown_methods(server):
+    server.write_body(b"{this is not json")
+    server.write_body(b"\xff\xfe\x00garbage")
+    unknown = server.request("foretell/doesNotExist", {})
+    assert unknown["error"]["code"] == -32601  # method not found
+    server.notify("foretell/unknownNotification", {"x": 1})
+    still_correct(server)
+
+
+def test_wrong_parameter_types(server):
+    for params in ({"textDocument": "nope"}, {"textDocument": {"uri": 5}, "position": "here"}, None, [1, 2, 3]):
+        reply = server.request("textDocument/completion", params)
+        assert "error" in reply or reply.get("result") is None
+    reply = server.request("foretell/surprisal", {"textDocument": {"uri": 42}})
+    assert "error" in reply
+    reply = server.request("workspace/executeCommand", {"command": "foretell.switchModel", "arguments": [{"not": "a name"}]})
+    assert "error" in reply
+    still_correct(server)
+
+
+def test_positions_past_the_end_and_documents_never_opened(server):
+    for line, character in ((0, 10_000), (500, 0), (500, 500)):
+        reply = completion(server, line=line, character=character)
+        assert "result" in reply
+    hover = server.request("textDocument/hover", {"textDocument": {"uri": URI}, "position": {"line": 99, "character": 99}})
+    assert "result" in hover
+    never = "file:///tmp/never-opened.md"
+    assert completion(server, uri=never)["result"] is None
+    assert server.request("textDocument/semanticTokens/full", {"textDocument": {"uri": never}})["result"]["data"] == []
+    assert "error" in server.request("foretell/surprisal", {"textDocument": {"uri": never}})
+    still_correct(server)
+
+
+def test_a_five_megabyte_single_line_document(server):
+    big = "file:///tmp/huge.md"
+    line = ("The cat sat on the mat and the dog sat on the log " * 100_000)[:5_000_000]
+    server.notify("textDocument/didOpen", {"textDocument": {"uri": big, "languageId": "markdown", "version": 1, "text": line}})
+    result = completion(server, uri=big, character=len(line))["result"]
+    assert result is not None and result["items"]
+    tokens = server.request("textDocument/semanticTokens/full", {"textDocument": {"uri": big}})
+    assert "result" in tokens
+    still_correct(server)
+
+
+def test_three_hundred_edits_and_completions_without_waiting_a_third_cancelled(server):
+    text, ids = TEXT, []
+    for version in range(2, 302):
+        pos = {"line": 0, "character": len(text)}
+        text += "x" if version % 2 else " "
+        server.notify("textDocument/didChange", {"textDocument": {"uri": URI, "version": version}, "contentChanges": [{"range": {"start": pos, "end": pos}, "text": text[-1]}]})
+        ids.append(completion_id := server.request("textDocument/completion", {"textDocument": {"uri": URI}, "position": {"line": 0, "character": len(text)}}, wait=False))
+        if version % 3 == 0:
+            server.notify("$/cancelRequest", {"id": completion_id})
+    replies = [server.response(i) for i in ids]
+    assert len(replies) == 300
+    for i, reply in zip(ids, replies):
+        assert "result" in reply or reply["error"]["code"] == -32800  # RequestCancelled
+    # Back to the original text, and a normal completion is right.
+    server.notify("textDocument/didChange", {"textDocument": {"uri": URI, "version": 400}, "contentChanges": [{"text": TEXT}]})
+    still_correct(server)

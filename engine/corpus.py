@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import glob
 import io
+import tempfile
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ BINARY_EXTENSIONS = {
     ".db", ".npy", ".npz", ".pt", ".bin", ".docx", ".xlsx", ".pptx", ".odt",
 }
 SNIFF_BYTES = 64 * 1024
+READ_CHUNK = 1 << 20  # characters read at a time: long lines arrive whole, files never do
 
 
 class NotText(ForetellError):
@@ -147,7 +149,7 @@ def iter_lines(f: io.TextIOBase) -> Iterator[str]:
     """Lines ending in '\\n' only, as KenLM splits them; long lines arrive whole."""
     pending = ""
     while True:
-        chunk = f.read(1 << 20)
+        chunk = f.read(READ_CHUNK)
         if not chunk:
             break
         parts = (pending + chunk).split("\n")
@@ -158,13 +160,52 @@ def iter_lines(f: io.TextIOBase) -> Iterator[str]:
         yield pending
 
 
+class IdStream:
+    """Ids appended as a corpus streams past; beyond a bound they go to an anonymous temporary
+    file, and the finished stream is memory-mapped: memory stays bounded whatever the corpus."""
+
+    SPILL = 4_000_000
+
+    def __init__(self):
+        self.buffer = array("i")
+        self.file = None
+        self.spilled = 0
+
+    def append(self, value: int) -> None:
+        self.buffer.append(value)
+
+    def extend(self, values) -> None:
+        self.buffer.extend(values)
+        if len(self.buffer) >= self.SPILL:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(prefix="foretell-ids-")
+        self.buffer.tofile(self.file)
+        self.spilled += len(self.buffer)
+        self.buffer = array("i")
+
+    def finish(self) -> np.ndarray:
+        if self.file is None:
+            return np.frombuffer(self.buffer, dtype=np.int32)
+        self._spill()
+        self.file.flush()
+        return np.memmap(self.file, dtype=np.int32, mode="r", shape=(self.spilled,))
+
+
+def chunks(ids: np.ndarray, size: int = IdStream.SPILL):
+    for start in range(0, len(ids), size):
+        yield np.asarray(ids[start : start + size])
+
+
 class CorpusBuilder:
     """Accumulates sentences as ids while documents stream past."""
 
     def __init__(self, pretokenized: bool = False):
         self.pretokenized = pretokenized
         self.vocab = VocabularyBuilder()
-        self.ids = array("i")
+        self.ids = IdStream()
         self.documents = 0
         self.sentences = 0
 
@@ -186,20 +227,35 @@ class CorpusBuilder:
         return added
 
     def finish(self, min_count: int = 1, max_vocab: int | None = None, **summary) -> Corpus:
-        raw = np.frombuffer(self.ids, dtype=np.int32)
+        raw = self.ids.finish()
         words = len(raw) - 2 * self.sentences
         if self.sentences == 0 or (words == 0 and not self.pretokenized):
             raise ForetellError("no usable text found")
-        vocab, ids = self.vocab.finish(raw, min_count=min_count, max_size=max_vocab)
+        counts = np.zeros(len(self.vocab.tokens), dtype=np.int64)
+        for part in chunks(raw):
+            counts += np.bincount(part, minlength=len(counts))
+        vocab, mapping = self.vocab.finish(counts, min_count=min_count, max_size=max_vocab)
+        ids = raw if mapping is None else _remap(raw, mapping)
+        oov = counts[0] if mapping is None else int(counts[mapping == UNK_ID].sum())
         summary = {
             "documents": self.documents,
             "sentences": self.sentences,
             "words": int(words),
             "tokens": int(words + self.sentences),
-            "oov_in_training": int(np.count_nonzero(ids == UNK_ID)),
+            "oov_in_training": int(oov),
             **summary,
         }
-        return Corpus(vocab, np.ascontiguousarray(ids, dtype=np.int32), summary)
+        return Corpus(vocab, ids, summary)
+
+
+def _remap(ids: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    if not isinstance(ids, np.memmap):
+        return mapping[ids]
+    out = tempfile.TemporaryFile(prefix="foretell-ids-")
+    for part in chunks(ids):
+        mapping[part].tofile(out)
+    out.flush()
+    return np.memmap(out, dtype=np.int32, mode="r", shape=(len(ids),))
 
 
 def build_corpus(

@@ -76,9 +76,9 @@ class VocabularyBuilder:
             out.append(i)
         return out
 
-    def finish(self, ids: np.ndarray, min_count: int = 1, max_size: int | None = None):
-        """The final vocabulary and ``ids`` remapped to it (pruned words become ``<unk>``)."""
-        counts = np.bincount(ids, minlength=len(self.tokens))
+    def finish(self, counts: np.ndarray, min_count: int = 1, max_size: int | None = None):
+        """The final vocabulary, and the old-id -> new-id map when words were pruned (to
+        ``<unk>``) or None when every word was kept. ``counts``: occurrences per old id."""
         keep = counts >= min_count
         keep[: len(SPECIALS)] = True
         if max_size is not None and keep.sum() > max_size:
@@ -88,8 +88,8 @@ class VocabularyBuilder:
             keep[len(SPECIALS):] = False
             keep[order[: max(0, max_size - len(SPECIALS))]] = True
         if keep.all():
-            return Vocabulary(self.tokens), ids
+            return Vocabulary(self.tokens), None
         new_id = np.full(len(self.tokens), UNK_ID, dtype=np.int32)
         kept = np.flatnonzero(keep)
         new_id[kept] = np.arange(len(kept), dtype=np.int32)
-        return Vocabulary([self.tokens[i] for i in kept]), new_id[ids]
+        return Vocabulary([self.tokens[i] for i in kept]), new_id

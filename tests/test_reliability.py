@@ -251,3 +251,35 @@ def test_model_info_json_is_valid(tmp_path):
     subprocess.run(cli("train", "--name", "t", str(f)), check=True, capture_output=True)
     info = json.loads(subprocess.run(cli("models", "info", "t", "--json"), check=True, capture_output=True, text=True).stdout)
     assert info["backend"] == "ngram" and info["corpus"]["documents"] == 1
+
+
+def test_training_memory_follows_the_model_not_the_corpus(tmp_path, monkeypatch):
+    """A corpus four times larger (same vocabulary and n-grams) must not need four times the
+    memory: ids spill to a memory-mapped file and n-grams are counted a chunk at a time."""
+    import tracemalloc
+
+    from engine import corpus as corpus_module
+    from plugins.ngram import counts as counts_module
+
+    monkeypatch.setattr(corpus_module.IdStream, "SPILL", 20_000)
+    monkeypatch.setattr(counts_module, "CHUNK", 20_000)
+    monkeypatch.setattr(corpus_module, "READ_CHUNK", 16_384)
+    paragraph = (SMALL_TEXT.replace("\n", " ") + "\n")
+    cls = get_backend("ngram").cls
+    peaks, models = [], []
+    for repeats in (1000, 4000):
+        path = tmp_path / f"c{repeats}.txt"
+        path.write_text(paragraph * repeats)
+        tracemalloc.start()
+        corpus = build_corpus([str(path)], pretokenized=True, max_vocab=40)
+        model = cls.fit(corpus, cls.Options(order=4))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert isinstance(corpus.ids, np.memmap)
+        models.append((model, corpus))
+    assert peaks[1] < 1.5 * peaks[0], f"peak memory grew with the corpus: {peaks}"
+    # And chunked counting gives exactly the model counted at once.
+    model, corpus = models[1]
+    whole = counts_module._count_chunk(np.asarray(corpus.ids, dtype=np.int64), 4, len(corpus.vocab))
+    for ours, reference in zip(model.counts, [o.counts for o in whole.orders]):
+        assert np.array_equal(ours, reference)

@@ -43,9 +43,98 @@ def last_in_lmplz_order(ids: np.ndarray, depth: np.ndarray, order: int) -> int:
     return int(candidates[0]) if len(candidates) else -1
 
 
-def count_ngrams(ids: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
-    """Raw counts of every n-gram of orders 1..``order`` in ``ids`` (sentences ``<s> ... </s>``)."""
-    ids = np.asarray(ids, dtype=np.int64)
+CHUNK = 4_000_000  # positions counted at once: memory follows the model, not the corpus
+
+
+def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None = None) -> NgramCounts:
+    """Raw counts of every n-gram of orders 1..``order`` in ``ids`` (sentences ``<s> ... </s>``,
+    possibly a memory-mapped file). Long streams are counted a chunk of whole sentences at a
+    time and the counts merged, so the working memory is the model's plus one chunk's."""
+    chunk = chunk or CHUNK
+    if len(ids) <= chunk:
+        return _count_chunk(np.asarray(ids, dtype=np.int64), order, vocab_size)
+    merged: list | None = None
+    unigrams = np.zeros(vocab_size, dtype=np.int64)
+    last = None
+    for part in _sentence_chunks(ids, chunk):
+        local = _count_chunk(part, order, vocab_size)
+        unigrams += local.orders[0].counts
+        tables = [(_tuples(local, k), local.orders[k - 1].counts) for k in range(2, order + 1)]
+        merged = tables if merged is None else [_merge(a, b) for a, b in zip(merged, tables)]
+        candidate = _padded_last(part, order)
+        if candidate is not None and (last is None or candidate[::-1] > last[::-1]):
+            last = candidate
+    return _from_tuples(vocab_size, unigrams, merged, last)
+
+
+def _sentence_chunks(ids: np.ndarray, chunk: int):
+    start, n = 0, len(ids)
+    while start < n:
+        cut = min(start + chunk, n)
+        while cut < n and ids[cut] != BOS_ID:  # end the chunk where a sentence starts
+            ahead = np.flatnonzero(np.asarray(ids[cut : cut + 65536]) == BOS_ID)
+            cut = cut + int(ahead[0]) if len(ahead) else min(cut + 65536, n)
+        yield np.asarray(ids[start:cut], dtype=np.int64)
+        start = cut
+
+
+def _tuples(counts: "NgramCounts", k: int) -> np.ndarray:
+    """The order-k n-grams as rows of k word ids (from their prefix-keyed form)."""
+    V = np.uint64(counts.vocab_size)
+    rows = counts.orders[0].keys.astype(np.int64)[:, None]
+    for j in range(2, k + 1):
+        key = counts.orders[j - 1].keys
+        rows = np.hstack([rows[(key // V).astype(np.int64)], (key % V).astype(np.int64)[:, None]])
+    return rows.astype(np.int32)
+
+
+def _merge(a, b):
+    """Union of two (rows, counts) tables, counts of equal rows added."""
+    rows = np.concatenate([a[0], b[0]])
+    counts = np.concatenate([a[1], b[1]])
+    as_bytes = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    unique, inverse = np.unique(as_bytes, return_inverse=True)
+    return unique.view(rows.dtype).reshape(-1, rows.shape[1]), np.bincount(inverse.ravel(), weights=counts).astype(np.int64)
+
+
+def _padded_last(ids: np.ndarray, order: int):
+    depth = np.arange(len(ids)) - sentence_starts(ids)
+    p = last_in_lmplz_order(ids, depth, order)
+    if p < 0:
+        return None
+    return tuple(int(ids[p - j]) if depth[p] >= j else BOS_ID for j in range(order - 1, -1, -1))
+
+
+def _index_of(rows: np.ndarray, keys: list[np.ndarray], V: int) -> np.ndarray:
+    """Index of each row's n-gram in its order's table (-1 where absent)."""
+    index = rows[:, 0].astype(np.int64)
+    for m in range(1, rows.shape[1]):
+        index = lookup(keys[m], index, rows[:, m].astype(np.int64), V)
+    return index
+
+
+def _from_tuples(V: int, unigrams: np.ndarray, merged: list, last) -> "NgramCounts":
+    starts_bos = np.zeros(V, dtype=bool)
+    starts_bos[BOS_ID] = True
+    orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, starts_bos)]
+    keys = [orders[0].keys]
+    for k, (rows, counts) in enumerate(merged, start=2):
+        prefix = _index_of(rows[:, :-1], keys, V)
+        key = prefix.astype(np.uint64) * np.uint64(V) + rows[:, -1].astype(np.uint64)
+        order = np.argsort(key, kind="stable")
+        rows, key = rows[order], key[order]
+        keys.append(key)
+        orders.append(OrderCounts(key, counts[order], _index_of(rows[:, 1:], keys, V), rows[:, 0] == BOS_ID))
+    last_suffixes = []
+    for length in range(1, len(merged) + 1):
+        tail = np.array([last[len(last) - length :]]) if last is not None else None
+        padded = tail is not None and length > 1 and tail[0, 0] == BOS_ID and tail[0, 1] == BOS_ID
+        last_suffixes.append(-1 if tail is None or padded else int(_index_of(tail, keys, V)[0]))
+    return NgramCounts(V, orders, last_suffixes)
+
+
+def _count_chunk(ids: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
+    """``count_ngrams`` for ids that fit in memory at once."""
     n = len(ids)
     depth = np.arange(n) - sentence_starts(ids)  # 0 at <s>, 1 at the first word, ...
     V = np.uint64(vocab_size)

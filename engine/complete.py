@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.model import LanguageModel
 from engine.tokenizer import Token, tokenize
-from engine.vocab import SPECIALS, Vocabulary
+from engine.vocab import EOS_ID, SPECIALS, UNK_ID, Vocabulary
 
 _END = "\U0010ffff"
 
@@ -73,9 +73,9 @@ def state_after(model: LanguageModel, sentences: list[list[Token]], open_sentenc
     get = model.vocab.ids.get
     for n, sentence in enumerate(sentences):
         for token in sentence:
-            state = model.advance(state, get(token.text, 0))
+            state = model.advance(state, get(token.text, UNK_ID))
         if n < len(sentences) - 1 or not open_sentence:
-            state = model.advance(state, 2)
+            state = model.advance(state, EOS_ID)
     return state
 
 
@@ -102,11 +102,17 @@ def predict(model: LanguageModel, text: str, k: int = 10) -> Prediction:
     return Prediction(context, prefix, [(model.vocab.tokens[i], lp) for i, lp in ranked])
 
 
+SENTENCE_ENDS = {".", "!", "?", "...", "…"}
+
+
 def _ended(text: str, sentences: list[list[Token]]) -> bool:
-    """Whether the text before the cursor closes its last sentence (the tokenizer cuts a
-    sentence only when the next one starts, so look at the final token and what follows)."""
+    """Whether the text before the cursor closes its last sentence. The tokenizer cuts a
+    sentence only once the next one starts, so look at the last token and what follows it:
+    a sentence end then whitespace, or a blank line."""
     last = sentences[-1]
     if not last:
         return True
-    tail = text[last[-1].end:]
-    return last[-1].text in {".", "!", "?", "...", "…"} and (tail == "" or tail.isspace()) and text[-1:].isspace() or "\n\n" in tail
+    tail = text[last[-1].end :]
+    if "\n\n" in tail:
+        return True
+    return last[-1].text in SENTENCE_ENDS and tail != "" and tail.isspace()

@@ -66,31 +66,36 @@ def find_files(paths: list[str]) -> tuple[list[Path], list[Skipped]]:
     files: list[Path] = []
     skipped: list[Skipped] = []
     for raw in paths:
-        path = Path(raw)
-        if not path.exists() and not path.is_symlink() and _has_glob(raw):
+        if not Path(raw).exists() and not Path(raw).is_symlink() and _has_glob(raw):
             matches = sorted(glob.glob(raw, recursive=True))
             if not matches:
                 skipped.append(Skipped(raw, "no file matches this pattern"))
-            for m in matches:
-                (files if Path(m).is_file() else skipped).append(Path(m) if Path(m).is_file() else Skipped(m, "not a file"))
-            continue
-        if path.is_dir():
-            for sub in sorted(path.rglob("*")):
-                if _is_hidden(sub, path) or sub.is_dir():
-                    continue
-                if sub.suffix.lower() in BINARY_EXTENSIONS:
-                    skipped.append(Skipped(str(sub), "binary file type"))
-                elif not sub.is_file():
-                    skipped.append(Skipped(str(sub), "broken link or not a regular file"))
-                else:
-                    files.append(sub)
-        elif path.is_file():
-            files.append(path)
-        elif path.is_symlink():
-            skipped.append(Skipped(raw, "broken symbolic link"))
         else:
-            skipped.append(Skipped(raw, "no such file or folder"))
+            matches = [raw]
+        for match in matches:
+            _collect(Path(match), files, skipped)
     return files, skipped
+
+
+def _collect(path: Path, files: list[Path], skipped: list[Skipped]) -> None:
+    if path.is_dir():
+        for sub in sorted(path.rglob("*")):
+            if _is_hidden(sub, path) or sub.is_dir():
+                continue
+            if sub.suffix.lower() in BINARY_EXTENSIONS:
+                skipped.append(Skipped(str(sub), "binary file type"))
+            elif not sub.is_file():
+                skipped.append(Skipped(str(sub), "broken link or not a regular file"))
+            else:
+                files.append(sub)
+    elif path.is_file():
+        files.append(path)
+    elif path.is_symlink():
+        skipped.append(Skipped(str(path), "broken symbolic link"))
+    elif path.exists():
+        skipped.append(Skipped(str(path), "not a regular file"))
+    else:
+        skipped.append(Skipped(str(path), "no such file or folder"))
 
 
 def detect_encoding(head: bytes) -> str:

@@ -10,7 +10,7 @@ from typing import Iterable
 
 import numpy as np
 
-from engine.distribution import LOG2E, TIE, rank_and_entropy  # noqa: F401  (re-exported)
+from engine.distribution import LOG2E
 from engine.model import LanguageModel
 from engine.tokenizer import Token
 from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID

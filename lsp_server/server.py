@@ -92,8 +92,7 @@ class ForetellServer(LanguageServer):
 
     def document(self, uri: str):
         """The open document, or None for one the client never opened."""
-        doc = self.workspace.text_documents.get(uri)
-        return doc
+        return self.workspace.text_documents.get(uri)
 
     async def analysis(self, doc) -> DocumentAnalysis | None:
         """The analysis of the document's current version (None if it moved on meanwhile).

@@ -33,9 +33,8 @@ class NgramOptions:
     def __post_init__(self):
         if not 1 <= self.order <= 9:
             raise ValueError(f"order must be between 1 and 9, not {self.order}")
-        if self.smoothing not in SMOOTHINGS[:3]:
-            if self.smoothing != "arpa":
-                raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS[:3])}, not {self.smoothing!r}")
+        if self.smoothing not in SMOOTHINGS:  # "arpa" marks imported models; users pick the others
+            raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS[:3])}, not {self.smoothing!r}")
         if not (self.k > 0 and math.isfinite(self.k)):
             raise ValueError(f"k must be a positive number, not {self.k}")
         if not 0 < self.alpha < 1:

@@ -51,6 +51,7 @@ class Corpus:
     vocab: Vocabulary
     ids: np.ndarray
     summary: dict = field(default_factory=dict)
+    pretokenized: bool = False
 
 
 def _has_glob(text: str) -> bool:
@@ -250,7 +251,7 @@ class CorpusBuilder:
             "oov_in_training": int(oov),
             **summary,
         }
-        return Corpus(vocab, ids, summary)
+        return Corpus(vocab, ids, summary, self.pretokenized)
 
 
 def _remap(ids: np.ndarray, mapping: np.ndarray) -> np.ndarray:

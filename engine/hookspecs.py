@@ -8,4 +8,5 @@ hookimpl = pluggy.HookimplMarker("foretell")
 
 @hookspec
 def register_backends(register):
-    """Register language-model backends: call ``register(BackendClass)`` for each."""
+    """Register language-model backends: call ``register(BackendClass)`` for each, or
+    ``register("name", "module:Class")`` to import the class only when the backend is used."""

@@ -39,8 +39,9 @@ class LanguageModel(ABC):
     # -- training and storage -------------------------------------------------------------
     @classmethod
     @abstractmethod
-    def fit(cls, corpus, options, progress: Progress | None = None) -> "LanguageModel":
-        """Train on ``corpus`` (an engine.corpus.Corpus)."""
+    def fit(cls, corpus, options, progress: Progress | None = None, workdir: Path | None = None) -> "LanguageModel":
+        """Train on ``corpus`` (an engine.corpus.Corpus). ``workdir`` is a private folder for
+        checkpoints that outlive an interrupted training (backends may ignore it)."""
 
     @abstractmethod
     def save(self, folder: Path) -> dict:

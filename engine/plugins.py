@@ -6,6 +6,7 @@ debugging; set it to an empty string to load none.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from importlib import metadata
@@ -20,12 +21,22 @@ ENTRY_POINT_GROUP = "foretell"
 _manager: pluggy.PluginManager | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class BackendInfo:
     name: str
-    cls: type
+    target: object  # the class, or "module:Class" imported on first use
     distribution: str
     version: str
+
+    @property
+    def cls(self) -> type:
+        if isinstance(self.target, str):
+            module, _, attr = self.target.partition(":")
+            try:
+                self.target = getattr(importlib.import_module(module), attr)
+            except ImportError as exc:
+                raise ForetellError(f"the {self.name!r} backend cannot load: {exc} (is its dependency installed?)") from None
+        return self.target
 
 
 def _load_allowed_entry_points(pm: pluggy.PluginManager, allowed: set[str]) -> None:
@@ -70,11 +81,13 @@ def backends() -> dict[str, BackendInfo]:
     for impl in pm.hook.register_backends.get_hookimpls():
         distribution, version = _origin(pm, impl.plugin)
 
-        def register(cls, _dist=distribution, _ver=version):
-            name = getattr(cls, "name", None)
+        def register(cls, target=None, _dist=distribution, _ver=version):
+            """``register(Class)``, or ``register("name", "module:Class")`` to defer the import
+            (a backend whose module pulls in torch costs nothing until it is used)."""
+            name = cls if isinstance(cls, str) else getattr(cls, "name", None)
             if not isinstance(name, str) or not name:
                 raise ForetellError(f"a backend class from {_dist} has no name attribute")
-            found.setdefault(name, BackendInfo(name, cls, _dist, _ver))
+            found.setdefault(name, BackendInfo(name, target if isinstance(cls, str) else cls, _dist, _ver))
 
         impl.function(register=register)
     return found

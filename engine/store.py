@@ -72,6 +72,10 @@ class ModelStore:
         self._recover(name)
         return (self.path(name) / MANIFEST).is_file()
 
+    def workdir(self, name: str) -> Path:
+        """A private folder for a training's checkpoints (kept if it is interrupted)."""
+        return self.root / "work" / validate_name(name)
+
     def names(self) -> list[str]:
         if not self.models.is_dir():
             return []

@@ -128,7 +128,7 @@ def import_model(file, name, fmt):
 def backends(as_json):
     """The language-model backends found through plugins, and where each came from."""
     rows = [
-        {"name": b.name, "distribution": b.distribution, "version": b.version, "description": (b.cls.__doc__ or "").strip().splitlines()[0] if b.cls.__doc__ else ""}
+        {"name": b.name, "distribution": b.distribution, "version": b.version, "description": _summary(b)}
         for b in sorted(discovered_backends().values(), key=lambda b: b.name)
     ]
     if as_json:
@@ -136,6 +136,14 @@ def backends(as_json):
         return
     for r in rows:
         click.echo(f"{r['name']:<12} {r['distribution']} {r['version']}  {r['description']}")
+
+
+def _summary(backend) -> str:
+    try:
+        doc = backend.cls.__doc__ or ""
+    except ForetellError as exc:
+        return f"(unavailable: {exc})"
+    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 def register(cli):

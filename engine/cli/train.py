@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import sys
 import time
 
@@ -69,12 +71,16 @@ def train(paths, backend, name, order, smoothing, add_k, min_count, max_vocab, e
 
     def stage(what, fraction):
         if interactive:
-            click.echo(f"\r{what}...", nl=False, err=True)
+            click.echo(f"\r{what[:70]:<70}", nl=False, err=True)
 
-    model = cls.fit(corpus, options, progress=stage)
+    the_store = store()
+    extra = {"workdir": the_store.workdir(name)} if "workdir" in inspect.signature(cls.fit).parameters else {}
+    model = cls.fit(corpus, options, progress=stage, **extra)
     if interactive:
-        click.echo("\r" + " " * 40 + "\r", nl=False, err=True)
-    store().save(name, model, corpus=corpus.summary, vocabulary={"min_count": min_count, "max_size": max_vocab})
+        click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun one rank writes the model
+    the_store.save(name, model, corpus=corpus.summary, vocabulary={"min_count": min_count, "max_size": max_vocab})
     s = corpus.summary
     described = model.describe()
     ngrams = described.get("ngrams")

@@ -67,7 +67,7 @@ class NgramModel(LanguageModel):
 
     # -- training --------------------------------------------------------------------------
     @classmethod
-    def fit(cls, corpus, options: NgramOptions, progress=None):
+    def fit(cls, corpus, options: NgramOptions, progress=None, workdir=None):
         V = len(corpus.vocab)
         if progress:
             progress("counting n-grams", 0.0)

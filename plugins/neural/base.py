@@ -1,0 +1,127 @@
+"""A LanguageModel around a torch module: fitting through the shared loop, and storage as a
+state dict beside the vocabulary (never a pickled object)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from engine.errors import ModelFormatError
+from engine.vocab import BOS_ID
+from engine.model import LanguageModel
+from plugins.neural.training import split_validation, train
+
+WEIGHTS = "weights.pt"
+
+
+def log_softmax_without_bos(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over the vocabulary; <s> is context only, never predicted."""
+    logits = logits.clone()
+    logits[..., BOS_ID] = -torch.inf
+    return torch.log_softmax(logits, dim=-1)
+METRICS = "metrics.jsonl"
+
+
+class NeuralModel(LanguageModel):
+    Net: ClassVar[type]
+
+    def __init__(self, vocab, options, net: torch.nn.Module, facts: dict | None = None, metrics: list | None = None):
+        super().__init__(vocab, options)
+        # Inference in float64: one step at a time and a whole stream at once agree to ~1e-12.
+        self.net = net.to("cpu").double().eval()
+        self.facts = facts or {}
+        self.metrics = metrics or []
+        torch.set_num_threads(1)  # inference: one step per keystroke, one thread is fastest
+
+    # -- backend hooks -----------------------------------------------------------------------
+    @classmethod
+    def build_net(cls, vocab_size: int, options) -> torch.nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def task(cls, net: torch.nn.Module, options):
+        raise NotImplementedError
+
+    # -- training and storage ----------------------------------------------------------------
+    @classmethod
+    def fit(cls, corpus, options, progress=None, workdir: Path | None = None):
+        try:
+            options.check()
+        except ValueError as exc:
+            from engine.errors import ForetellError
+
+            raise ForetellError(str(exc)) from None
+        torch.manual_seed(options.seed)
+        net = cls.build_net(len(corpus.vocab), options)
+        if options.valid:
+            from engine.corpus import read_text
+            from engine.scoring import encode
+            from engine.tokenizer import tokenize
+
+            train_ids = np.asarray(corpus.ids)
+            probe = cls(corpus.vocab, options, net)
+            valid_ids = encode(probe, tokenize(read_text(options.valid), corpus.pretokenized))
+        else:
+            train_ids, valid_ids = split_validation(corpus.ids)
+        state, metrics = train(cls.task(net, options), train_ids, valid_ids, options, progress, workdir)
+        net.load_state_dict(state)
+        parameters = sum(p.numel() for p in net.parameters())
+        facts = {"parameters": parameters, "epochs_run": len(metrics)}
+        if metrics:
+            best = min(metrics, key=lambda m: m["valid_loss"])
+            facts.update({"best_valid_perplexity": best["valid_perplexity"], "best_epoch": best["epoch"], "training_minutes": metrics[-1]["minutes"]})
+        return cls(corpus.vocab, options, net, facts, metrics)
+
+    def save(self, folder: Path) -> dict:
+        torch.save(self.net.state_dict(), folder / WEIGHTS)
+        (folder / METRICS).write_text("".join(json.dumps(m) + "\n" for m in self.metrics))
+        return self.facts
+
+    @classmethod
+    def load(cls, folder: Path, vocab, options, facts: dict):
+        net = cls.build_net(len(vocab), options)
+        try:
+            state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except FileNotFoundError:
+            raise ModelFormatError(f"{folder.name}: {WEIGHTS} is missing") from None
+        except Exception as exc:  # torch raises many types for corrupt, foreign or pickled files
+            raise ModelFormatError(f"{folder.name}: {WEIGHTS} is corrupt or not a state dict ({type(exc).__name__})") from None
+        metrics = []
+        if (folder / METRICS).exists():
+            metrics = [json.loads(line) for line in (folder / METRICS).read_text().splitlines() if line.strip()]
+        return cls(vocab, options, net, facts, metrics)
+
+    # -- scoring: backends yield full log-probability rows, the rest derives here ------------
+    def stream_logprobs(self, ids: np.ndarray):
+        """Yield (positions, log-probabilities over the vocabulary at those positions)."""
+        raise NotImplementedError
+
+    def score_ids(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.full(len(ids), np.nan)
+        for positions, logp in self.stream_logprobs(ids):
+            out[positions] = logp.gather(1, torch.as_tensor(ids[positions])[:, None]).squeeze(1).numpy()
+        return out
+
+    def token_stats(self, ids: np.ndarray):
+        ids = np.asarray(ids, dtype=np.int64)
+        logprob, rank, entropy = np.full(len(ids), np.nan), np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
+        tie = 1e-9 * np.log(10)
+        for positions, logp in self.stream_logprobs(ids):
+            target = logp.gather(1, torch.as_tensor(ids[positions])[:, None])
+            logprob[positions] = target.squeeze(1).numpy()
+            rank[positions] = 1 + (logp > target + tie).sum(1).numpy()
+            finite = torch.where(torch.isfinite(logp), logp, torch.zeros_like(logp))
+            entropy[positions] = (-(logp.exp() * finite).sum(1) / np.log(2)).numpy()
+        return logprob, rank, entropy
+
+    def describe(self) -> dict:
+        info = {"architecture": str(self.net), **self.facts}
+        if self.metrics:
+            info["training_curve"] = [{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()} for m in self.metrics]
+        return info

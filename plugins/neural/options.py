@@ -1,0 +1,40 @@
+"""Training options every neural backend accepts (each backend's Options extends these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 10
+    max_minutes: float | None = None  # stop (keeping the best model) after this long
+    batch_size: int = 20
+    optimizer: str = "sgd"  # sgd (learning rate annealed when validation stalls) or adam
+    lr: float = 1.0
+    clip: float = 0.25  # gradient-norm clipping
+    dropout: float = 0.2
+    patience: int = 2  # epochs without improvement before stopping early
+    valid: str | None = None  # a validation file; default: every 20th sentence of the training text
+    seed: int = 0
+    device: str = "auto"  # auto, cpu or cuda
+    threads: int = 0  # torch threads for training; 0: one per core
+    resume: bool = False  # continue from the checkpoint an interrupted training left
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, not {self.epochs}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max-minutes must be positive, not {self.max_minutes}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch-size must be at least 1, not {self.batch_size}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be sgd or adam, not {self.optimizer!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, not {self.lr}")
+        if not self.clip > 0:
+            raise ValueError(f"clip must be positive, not {self.clip}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")

@@ -1,0 +1,142 @@
+"""The recurrent backend: Elman's simple recurrent network (tanh) by default, LSTM or GRU as
+options, trained with truncated back-propagation through time on the corpus as one stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.vocab import BOS_ID, EOS_ID
+from plugins.neural.base import NeuralModel, log_softmax_without_bos
+from plugins.neural.options import TrainOptions
+
+CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+SCORE_CHUNK = 512  # time steps scored at once: bounded memory on long documents
+
+
+@dataclass
+class RNNOptions(TrainOptions):
+    cell: str = "elman"
+    embedding: int = 200
+    hidden: int = 200
+    layers: int = 2
+    tied: bool = False  # share the input embedding and output matrix (needs embedding == hidden)
+    bptt: int = 35
+    lr: float = 20.0
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        for name in ("embedding", "hidden", "layers", "bptt"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.tied and self.embedding != self.hidden:
+            raise ValueError("tied embeddings need embedding == hidden")
+        self.check()
+
+
+class RNNNet(nn.Module):
+    """Recurrent LM (Elman 1990; Mikolov et al. 2010): embed, recur, softmax at every step."""
+
+    def __init__(self, vocab_size: int, o: RNNOptions):
+        super().__init__()
+        self.drop = nn.Dropout(o.dropout)
+        self.embed = nn.Embedding(vocab_size, o.embedding)
+        extra = {"nonlinearity": "tanh"} if o.cell == "elman" else {}
+        self.rnn = CELLS[o.cell](o.embedding, o.hidden, o.layers, dropout=o.dropout if o.layers > 1 else 0.0, batch_first=True, **extra)
+        self.out = nn.Linear(o.hidden, vocab_size)
+        if o.tied:
+            self.out.weight = self.embed.weight
+
+    def forward(self, idx: torch.Tensor, hidden=None):
+        x = self.drop(self.embed(idx))  # (B, T, E)
+        y, hidden = self.rnn(x, hidden)  # (B, T, H)
+        return self.out(self.drop(y)), hidden  # (B, T, V)
+
+
+def detach(hidden):
+    if hidden is None:
+        return None
+    return tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
+
+
+class RNNTask:
+    """Batches of ``bptt`` steps from ``batch_size`` parallel slices of the stream; the hidden
+    state is carried from batch to batch and detached (truncated BPTT)."""
+
+    def __init__(self, net: RNNNet, options: RNNOptions):
+        self.net, self.options, self.hidden = net, options, None
+
+    def reset(self, batch_size: int) -> None:
+        self.hidden = None
+
+    def batches(self, ids, shuffle, rng, shard):
+        rank, world = shard
+        data = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        share = len(data) // world
+        data = data[rank * share : (rank + 1) * share]
+        width = max(1, min(self.options.batch_size, len(data) // 2))
+        columns = len(data) // width
+        data = data[: columns * width].view(width, columns)  # (B, steps)
+        for i in range(0, columns - 1, self.options.bptt):
+            n = min(self.options.bptt, columns - 1 - i)
+            yield data[:, i : i + n], data[:, i + 1 : i + 1 + n]
+
+    def loss(self, net, batch):
+        inputs, targets = batch
+        device = next(net.parameters()).device
+        inputs, targets = inputs.to(device), targets.to(device)
+        logits, self.hidden = net(inputs, detach(self.hidden))
+        logp = log_softmax_without_bos(logits)
+        targets = targets.masked_fill(targets == BOS_ID, -100)  # <s> is never predicted
+        loss = nn.functional.nll_loss(logp.reshape(-1, logp.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
+        return loss, int((targets != -100).sum())
+
+
+class RNNModel(NeuralModel):
+    """Recurrent neural LM: Elman (tanh) by default, LSTM or GRU; truncated BPTT, clipping."""
+
+    name = "rnn"
+    Options = RNNOptions
+
+    @classmethod
+    def build_net(cls, vocab_size, options):
+        return RNNNet(vocab_size, options)
+
+    @classmethod
+    def task(cls, net, options):
+        return RNNTask(net, options)
+
+    # The state is the hidden state and the distribution it predicts: advancing costs one step.
+    @torch.inference_mode()
+    def _step(self, hidden, token: int):
+        logits, hidden = self.net(torch.tensor([[token]]), hidden)
+        return hidden, log_softmax_without_bos(logits[0, -1]).numpy()
+
+    def initial_state(self):
+        return self._step(None, BOS_ID)
+
+    def advance(self, state, token_id: int):
+        hidden, _ = state
+        hidden, logp = self._step(hidden, int(token_id))
+        if token_id == EOS_ID:  # every sentence end is followed by the next sentence's <s>
+            hidden, logp = self._step(hidden, BOS_ID)
+        return hidden, logp
+
+    def next_logprobs(self, state) -> np.ndarray:
+        return state[1].copy()
+
+    @torch.inference_mode()
+    def stream_logprobs(self, ids: np.ndarray):
+        """The stream read once from the start, SCORE_CHUNK steps at a time, state carried."""
+        hidden = None
+        tokens = torch.as_tensor(ids)[None, :]
+        for start in range(0, len(ids) - 1, SCORE_CHUNK):
+            chunk = tokens[:, start : start + SCORE_CHUNK + 1]
+            logits, hidden = self.net(chunk[:, :-1], hidden)
+            positions = np.arange(start + 1, start + chunk.shape[1])
+            keep = ids[positions] != BOS_ID
+            yield positions[keep], log_softmax_without_bos(logits[0])[torch.as_tensor(keep)]

@@ -37,6 +37,7 @@ class Block:
     starts: np.ndarray | None = None  # per scored token (words and </s>): offset in the block, -1 for </s>
     ends: np.ndarray | None = None
     texts: list | None = None
+    carry: object = None  # models with state across sentences: the state after this block
 
     def __post_init__(self):
         if self.starts is None:
@@ -67,7 +68,7 @@ class DocumentAnalysis:
         for offset, block_text in blocks(text[:max_chars]):
             old = reusable.get((block_text, state))
             if old is not None:
-                block = Block(offset, block_text, state, old.state_out, None, old.ids, old.stats, old.starts, old.ends, old.texts)
+                block = Block(offset, block_text, state, old.state_out, None, old.ids, old.stats, old.starts, old.ends, old.texts, old.carry)
             else:
                 sentences, state_out = tokenize_block(block_text, 0, state)
                 block = Block(offset, block_text, state, state_out, sentences, encode(model, sentences))
@@ -79,11 +80,21 @@ class DocumentAnalysis:
         self._flatten()
 
     def _score(self, first_changed: int | None) -> None:
-        independent = getattr(self.model, "sentence_independent", False)
-        if independent:
-            todo = [b for b in self.blocks if b.stats is None]
+        if getattr(self.model, "sentence_independent", False):
+            self._score_all([b for b in self.blocks if b.stats is None])
+        elif hasattr(self.model, "token_stats_from"):
+            # State runs across sentences: every block from the first changed one on is
+            # re-scored, continuing from the state the block before it ended in.
+            start = first_changed if first_changed is not None else len(self.blocks)
+            carry = self.blocks[start - 1].carry if start > 0 else None
+            for block in self.blocks[start:]:
+                *block.stats, carry = self.model.token_stats_from(block.ids, carry)
+                block.carry = carry
         else:
-            todo = self.blocks[first_changed:] if first_changed is not None else [b for b in self.blocks if b.stats is None]
+            start = first_changed if first_changed is not None else len(self.blocks)
+            self._score_all(self.blocks[start:] + [b for b in self.blocks[:start] if b.stats is None])
+
+    def _score_all(self, todo: list[Block]) -> None:
         if not todo:
             return
         ids = np.concatenate([b.ids for b in todo])

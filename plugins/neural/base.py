@@ -97,8 +97,9 @@ class NeuralModel(LanguageModel):
         return cls(vocab, options, net, facts, metrics)
 
     # -- scoring: backends yield full log-probability rows, the rest derives here ------------
-    def stream_logprobs(self, ids: np.ndarray):
-        """Yield (positions, log-probabilities over the vocabulary at those positions)."""
+    def stream_logprobs(self, ids: np.ndarray, carry=None):
+        """Yield (positions, log-probabilities over the vocabulary at those positions); models
+        with state across sentences start from ``carry`` and leave the end state in ``self.carry``."""
         raise NotImplementedError
 
     def score_ids(self, ids: np.ndarray) -> np.ndarray:
@@ -109,16 +110,22 @@ class NeuralModel(LanguageModel):
         return out
 
     def token_stats(self, ids: np.ndarray):
+        return self.token_stats_from(ids, None)[:3]
+
+    def token_stats_from(self, ids: np.ndarray, carry):
+        """``token_stats`` continuing from ``carry`` (the state an earlier stream ended in), and
+        the state this one ends in: lets an editor re-score from an edit on."""
         ids = np.asarray(ids, dtype=np.int64)
         logprob, rank, entropy = np.full(len(ids), np.nan), np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
         tie = 1e-9 * np.log(10)
-        for positions, logp in self.stream_logprobs(ids):
+        self.carry = None
+        for positions, logp in self.stream_logprobs(ids, carry):
             target = logp.gather(1, torch.as_tensor(ids[positions])[:, None])
             logprob[positions] = target.squeeze(1).numpy()
             rank[positions] = 1 + (logp > target + tie).sum(1).numpy()
             finite = torch.where(torch.isfinite(logp), logp, torch.zeros_like(logp))
             entropy[positions] = (-(logp.exp() * finite).sum(1) / np.log(2)).numpy()
-        return logprob, rank, entropy
+        return logprob, rank, entropy, self.carry
 
     def describe(self) -> dict:
         info = {"architecture": str(self.net), **self.facts}

@@ -130,13 +130,15 @@ class RNNModel(NeuralModel):
         return state[1].copy()
 
     @torch.inference_mode()
-    def stream_logprobs(self, ids: np.ndarray):
-        """The stream read once from the start, SCORE_CHUNK steps at a time, state carried."""
-        hidden = None
+    def stream_logprobs(self, ids: np.ndarray, carry=None):
+        """The stream read once, SCORE_CHUNK steps at a time, the hidden state carried (from
+        ``carry``, the state a previous stream ended in). ``self.carry`` holds the final one."""
+        hidden = carry
         tokens = torch.as_tensor(ids)[None, :]
-        for start in range(0, len(ids) - 1, SCORE_CHUNK):
-            chunk = tokens[:, start : start + SCORE_CHUNK + 1]
-            logits, hidden = self.net(chunk[:, :-1], hidden)
-            positions = np.arange(start + 1, start + chunk.shape[1])
+        for start in range(0, len(ids), SCORE_CHUNK):
+            logits, hidden = self.net(tokens[:, start : start + SCORE_CHUNK], hidden)
+            positions = np.arange(start + 1, min(start + SCORE_CHUNK + 1, len(ids)))
             keep = ids[positions] != BOS_ID
-            yield positions[keep], log_softmax_without_bos(logits[0])[torch.as_tensor(keep)]
+            rows = torch.as_tensor(np.flatnonzero(keep))
+            yield positions[keep], log_softmax_without_bos(logits[0, rows])
+        self.carry = hidden

@@ -118,7 +118,7 @@ class WindowModel(NeuralModel):
         return log_softmax_without_bos(self.net(torch.tensor([state])))[0].numpy()
 
     @torch.inference_mode()
-    def stream_logprobs(self, ids: np.ndarray):
+    def stream_logprobs(self, ids: np.ndarray, carry=None):
         positions, contexts = contexts_of(ids, self.options.window)
         for start in range(0, len(positions), SCORE_BATCH):
             rows = slice(start, start + SCORE_BATCH)

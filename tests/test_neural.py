@@ -1,0 +1,112 @@
+"""What only the neural backends have: checkpoints and resume, validation files, distributed
+training under torchrun, safe weight loading, and the language server over a recurrent model."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.corpus import corpus_from_text
+from engine.errors import ForetellError, ModelFormatError
+from engine.model import options_from_strings
+from engine.plugins import get_backend
+from engine.scoring import encode
+from engine.store import ModelStore
+from engine.tokenizer import tokenize
+from tests.conftest import SMALL_TEXT, run_cli
+
+TINY = {"hidden": "16", "embedding": "16", "layers": "1"}
+
+
+def rnn(**options):
+    cls = get_backend("rnn").cls
+    return cls, options_from_strings(cls.Options, {**TINY, **options})
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
+    cls, options = rnn(epochs="4", patience="10")
+    corpus = corpus_from_text(SMALL_TEXT * 5)
+    calls = []
+
+    def interrupt_in_epoch_three(message, fraction):
+        calls.append(message)
+        if message.startswith("epoch 2: valid"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(ForetellError, match="interrupted.*resume=true"):
+        cls.fit(corpus, options, progress=interrupt_in_epoch_three, workdir=tmp_path)
+    assert (tmp_path / "checkpoint.pt").exists()
+    _, resumed_options = rnn(epochs="4", patience="10", resume="true")
+    model = cls.fit(corpus, resumed_options, workdir=tmp_path)
+    assert [m["epoch"] for m in model.metrics] == [1, 2, 3, 4]
+    assert not (tmp_path / "checkpoint.pt").exists()
+    with pytest.raises(ForetellError, match="nothing to resume"):
+        cls.fit(corpus, resumed_options, workdir=tmp_path)
+
+
+def test_validation_file_and_training_curve_in_models_info(tmp_path):
+    train, valid = tmp_path / "train.txt", tmp_path / "valid.txt"
+    train.write_text(SMALL_TEXT * 3)
+    valid.write_text("The cat sat on the log. The dog sat on the mat.\n")
+    run_cli("train", "--backend", "rnn", "--name", "r", "-O", "hidden=16", "-O", "embedding=16", "-O", "epochs=2", "-O", f"valid={valid}", str(train))
+    info = json.loads(run_cli("models", "info", "r", "--json").stdout)
+    details = info["details"]
+    assert "RNN(16, 16" in details["architecture"] and details["parameters"] > 0
+    assert [row["epoch"] for row in details["training_curve"]] == [1, 2]
+    assert {"train_loss", "valid_perplexity", "lr", "grad_norm_mean", "clipped_share", "tokens_per_s"} <= set(details["training_curve"][0])
+    out = json.loads(run_cli("predict", "-m", "r", "--json", "The cat sat on the ").stdout)
+    assert len(out["predictions"]) == 10
+
+
+class Exploit:
+    marker = None
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_weights_replaced_by_a_pickle_are_refused_and_never_run(tmp_path):
+    cls, options = rnn(epochs="1")
+    model = cls.fit(corpus_from_text(SMALL_TEXT), options)
+    store = ModelStore()
+    store.save("r", model)
+    Exploit.marker = str(tmp_path / "pwned")
+    with open(store.path("r") / "weights.pt", "wb") as f:
+        pickle.dump({"embed.weight": Exploit()}, f)
+    with pytest.raises(ModelFormatError, match="weights.pt is corrupt or not a state dict"):
+        store.load("r")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_distributed_training_with_two_processes(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(SMALL_TEXT * 10)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
+         "train", "--backend", "rnn", "--name", "ddp", "-O", "hidden=16", "-O", "embedding=16", "-O", "epochs=2", str(corpus)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Trained 'ddp'") == 1  # one rank writes the model
+    model = ModelStore().load("ddp")
+    scores = model.score_ids(encode(model, tokenize("The cat sat on the mat.")))
+    assert np.isfinite(scores[1:]).all()
+
+
+def test_language_server_over_a_recurrent_model():
+    """Edits re-score from the changed paragraph on, and give what a fresh analysis gives."""
+    from lsp_server.analysis import DocumentAnalysis
+
+    cls, options = rnn(epochs="1")
+    model = cls.fit(corpus_from_text(SMALL_TEXT * 3), options)
+    text = "The cat sat on the mat.\n\nThe dog ran.\n\nA fox met the dog.\n"
+    first = DocumentAnalysis(model, text)
+    edited = text.replace("dog ran", "dog sat")
+    incremental = DocumentAnalysis(model, edited, first)
+    fresh = DocumentAnalysis(model, edited)
+    assert np.allclose(incremental.logprob, fresh.logprob, atol=1e-9)
+    assert np.array_equal(incremental.rank, fresh.rank)

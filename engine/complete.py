@@ -69,14 +69,13 @@ class Prediction:
 
 def state_after(model: LanguageModel, sentences: list[list[Token]], open_sentence: bool = True):
     """The model state after ``sentences``; the last one is left open (no ``</s>``)."""
-    state = model.initial_state()
     get = model.vocab.ids.get
+    ids: list[int] = []
     for n, sentence in enumerate(sentences):
-        for token in sentence:
-            state = model.advance(state, get(token.text, UNK_ID))
+        ids.extend(get(token.text, UNK_ID) for token in sentence)
         if n < len(sentences) - 1 or not open_sentence:
-            state = model.advance(state, EOS_ID)
-    return state
+            ids.append(EOS_ID)
+    return model.advance_many(model.initial_state(), ids)
 
 
 def split_prefix(text: str) -> tuple[list[list[Token]], str]:

@@ -65,6 +65,12 @@ class LanguageModel(ABC):
     def advance(self, state, token_id: int) -> Any:
         """The state after ``token_id``; after ``</s>`` it is a new sentence's initial state."""
 
+    def advance_many(self, state, token_ids) -> Any:
+        """The state after each of ``token_ids`` in turn; backends may do it in one pass."""
+        for token in token_ids:
+            state = self.advance(state, int(token))
+        return state
+
     @abstractmethod
     def next_logprobs(self, state) -> np.ndarray:
         """Log-probabilities of every vocabulary id after ``state`` (``<s>`` gets -inf)."""

@@ -104,3 +104,12 @@ def test_token_stats_equal_building_every_distribution(model):
     assert np.array_equal(fast[1], slow[1])
     assert np.allclose(fast[0], slow[0], atol=1e-9, equal_nan=True)
     assert np.allclose(fast[2], slow[2], atol=1e-9, equal_nan=True)
+
+
+def test_advancing_many_tokens_at_once_equals_one_by_one(model):
+    ids = [int(t) for t in encode(model, tokenize(HELD_OUT))[1:] if t != BOS_ID]
+    one_by_one = model.initial_state()
+    for token in ids:
+        one_by_one = model.advance(one_by_one, token)
+    at_once = model.advance_many(model.initial_state(), ids)
+    assert np.allclose(model.next_logprobs(at_once), model.next_logprobs(one_by_one), atol=1e-9, rtol=0)

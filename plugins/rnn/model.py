@@ -126,6 +126,19 @@ class RNNModel(NeuralModel):
             hidden, logp = self._step(hidden, BOS_ID)
         return hidden, logp
 
+    @torch.inference_mode()
+    def advance_many(self, state, token_ids):
+        """Many tokens in one forward pass; only the last step's distribution is computed."""
+        sequence = []
+        for token in token_ids:
+            sequence.append(int(token))
+            if token == EOS_ID:
+                sequence.append(BOS_ID)
+        if not sequence:
+            return state
+        logits, hidden = self.net(torch.tensor([sequence]), state[0])
+        return hidden, log_softmax_without_bos(logits[0, -1]).numpy()
+
     def next_logprobs(self, state) -> np.ndarray:
         return state[1].copy()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -63,8 +64,7 @@ class NeuralModel(LanguageModel):
             from engine.tokenizer import tokenize
 
             train_ids = np.asarray(corpus.ids)
-            probe = cls(corpus.vocab, options, net)
-            valid_ids = encode(probe, tokenize(read_text(options.valid), corpus.pretokenized))
+            valid_ids = encode(SimpleNamespace(vocab=corpus.vocab), tokenize(read_text(options.valid), corpus.pretokenized))
         else:
             train_ids, valid_ids = split_validation(corpus.ids)
         state, metrics = train(cls.task(net, options), train_ids, valid_ids, options, progress, workdir)

@@ -25,7 +25,8 @@ class RNNOptions(TrainOptions):
     layers: int = 2
     tied: bool = False  # share the input embedding and output matrix (needs embedding == hidden)
     bptt: int = 35
-    lr: float = 20.0
+    lr: float = 2.0  # SGD on the mean token loss; 20 (word_language_model) diverges for a tanh RNN here
+    clip: float = 0.5
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -48,6 +49,11 @@ class RNNNet(nn.Module):
         extra = {"nonlinearity": "tanh"} if o.cell == "elman" else {}
         self.rnn = CELLS[o.cell](o.embedding, o.hidden, o.layers, dropout=o.dropout if o.layers > 1 else 0.0, batch_first=True, **extra)
         self.out = nn.Linear(o.hidden, vocab_size)
+        # Small uniform embeddings and output weights, zero output bias (as PyTorch's
+        # word_language_model): N(0, 1) embeddings saturate tanh units at the learning rate SGD needs.
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.uniform_(self.out.weight, -0.1, 0.1)
+        nn.init.zeros_(self.out.bias)
         if o.tied:
             self.out.weight = self.embed.weight
 

@@ -104,12 +104,16 @@ async def session(command: list[str], env: dict, text: str, keystrokes: int, ful
     client = await RawClient.start(command, env)
     await client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}, "initializationOptions": {"foretell": {"surprisal": {"debounceMs": 10000}}}})
     client.notify("initialized", {})
-    client.notify("textDocument/didOpen", {"textDocument": {"uri": URI, "languageId": "markdown", "version": 1, "text": text}})
+    # Warm up on a small document (the model loads on first use), then open the big one and
+    # time from didOpen to its semantic tokens: what an editor waits for its colours.
+    warm = "file:///bench/warm.md"
+    client.notify("textDocument/didOpen", {"textDocument": {"uri": warm, "languageId": "markdown", "version": 1, "text": "The "}})
+    await client.request("textDocument/completion", {"textDocument": {"uri": warm}, "position": {"line": 0, "character": 4}})
     version, out = 1, {}
     ident = {"uri": URI}
-    await client.request("textDocument/completion", {"textDocument": ident, "position": position_at_end(text)})  # loads the model
+    t0 = time.perf_counter()
+    client.notify("textDocument/didOpen", {"textDocument": {"uri": URI, "languageId": "markdown", "version": 1, "text": text}})
     if full:
-        t0 = time.perf_counter()
         result = await client.request("textDocument/semanticTokens/full", {"textDocument": ident})
         out["full_semantic_tokens_ms"] = 1000 * (time.perf_counter() - t0)
         result_id = result["resultId"]
@@ -192,7 +196,7 @@ def main():
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; document: 20,000 words ({inproc['words']:,} word and punctuation tokens) in {inproc['blocks']:,} blocks; the default model")
     print(f"completion        p50 {ours['completion_p50_ms']:.2f} ms, p99 {ours['completion_p99_ms']:.2f} ms over {args.keystrokes} keystrokes "
           f"(pygls floor p50 {floor['completion_p50_ms']:.2f} ms, p99 {floor['completion_p99_ms']:.2f} ms; ours/floor p99 {ours['completion_p99_ms'] / floor['completion_p99_ms']:.1f}x)")
-    print(f"full surprisal    semanticTokens/full round trip {ours['full_semantic_tokens_ms']:.0f} ms on opening "
+    print(f"full surprisal    didOpen to semanticTokens/full response {ours['full_semantic_tokens_ms']:.0f} ms "
           f"({inproc['analysis_ms']:.0f} ms analysis + {inproc['semantic_tokens_ms']:.0f} ms encoding in-process); "
           f"foretell/surprisal round trip {ours['full_surprisal_request_ms']:.0f} ms (a JSON object per token)")
     print(f"refresh after a one-word edit: {inproc['reanalysis_after_edit_ms']:.1f} ms re-analysis in-process; semanticTokens/full/delta round trip "

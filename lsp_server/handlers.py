@@ -33,7 +33,7 @@ def register(server: ForetellServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: ForetellServer, params: types.DidOpenTextDocumentParams):
-        ls.schedule_analysis(params.text_document.uri)
+        ls.schedule_analysis(params.text_document.uri, delay=0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: ForetellServer, params: types.DidChangeTextDocumentParams):

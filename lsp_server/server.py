@@ -124,15 +124,17 @@ class ForetellServer(LanguageServer):
             cached = analysis._posmap = PositionMap(analysis.text, doc.position_codec.client_num_units, utf16)
         return cached
 
-    def schedule_analysis(self, uri: str) -> None:
-        """Debounced re-analysis after an edit; publishes diagnostics when they are on."""
+    def schedule_analysis(self, uri: str, delay: float | None = None) -> None:
+        """Debounced re-analysis after an edit (at once for a document just opened: the editor
+        asks for its colours next); publishes diagnostics when they are on."""
         old = self.timers.pop(uri, None)
         if old:
             old.cancel()
-        self.timers[uri] = asyncio.ensure_future(self._analyse_later(uri))
+        wait = self.settings.surprisal.debounceMs / 1000 if delay is None else delay
+        self.timers[uri] = asyncio.ensure_future(self._analyse_later(uri, wait))
 
-    async def _analyse_later(self, uri: str) -> None:
-        await asyncio.sleep(self.settings.surprisal.debounceMs / 1000)
+    async def _analyse_later(self, uri: str, delay: float) -> None:
+        await asyncio.sleep(delay)
         doc = self.document(uri)
         if doc is None or not self.enabled(doc):
             return

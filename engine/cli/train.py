@@ -74,8 +74,8 @@ def train(paths, backend, name, order, smoothing, add_k, min_count, max_vocab, e
             click.echo(f"\r{what[:70]:<70}", nl=False, err=True)
 
     the_store = store()
-    extra = {"workdir": the_store.workdir(name)} if "workdir" in inspect.signature(cls.fit).parameters else {}
-    model = cls.fit(corpus, options, progress=stage, **extra)
+    workdir = {"workdir": the_store.workdir(name)} if "workdir" in inspect.signature(cls.fit).parameters else {}
+    model = cls.fit(corpus, options, progress=stage, **workdir)
     if interactive:
         click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -85,6 +85,8 @@ def train(paths, backend, name, order, smoothing, add_k, min_count, max_vocab, e
     described = model.describe()
     ngrams = described.get("ngrams")
     per_order = f", n-grams {'/'.join(f'{n:,}' for n in ngrams)}" if ngrams else ""
+    if "best_valid_perplexity" in described:
+        per_order += f", validation perplexity {described['best_valid_perplexity']:.1f} after {described.get('epochs_run', '?')} epochs"
     click.echo(
         f"Trained {name!r} ({backend}): {s['documents']:,} document{'' if s['documents'] == 1 else 's'}, {s['tokens']:,} tokens, "
         f"vocabulary {len(model.vocab):,}{per_order}, {time.perf_counter() - started:.1f} s"

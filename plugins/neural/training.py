@@ -176,7 +176,8 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
 
 
 def _write_checkpoint(path: Path, net, optimizer, best, best_loss, epoch, lr, stale, metrics) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in (path.parent.parent, path.parent):  # the store's work/ and work/NAME, private
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
     torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(), "best": best, "best_loss": best_loss, "epoch": epoch, "lr": lr, "stale": stale}, tmp)
     os.replace(tmp, path)

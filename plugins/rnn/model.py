@@ -25,8 +25,8 @@ class RNNOptions(TrainOptions):
     layers: int = 2
     tied: bool = False  # share the input embedding and output matrix (needs embedding == hidden)
     bptt: int = 35
-    lr: float = 2.0  # SGD on the mean token loss; 20 (word_language_model) diverges for a tanh RNN here
-    clip: float = 0.5
+    lr: float | None = None  # default by cell: elman 2.0 (20 diverges for tanh units), lstm/gru 20.0
+    clip: float | None = None  # default by cell: elman 0.5, lstm/gru 0.25 (word_language_model's)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -36,6 +36,11 @@ class RNNOptions(TrainOptions):
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.tied and self.embedding != self.hidden:
             raise ValueError("tied embeddings need embedding == hidden")
+        gated = self.cell != "elman"
+        if self.lr is None:
+            self.lr = (20.0 if gated else 2.0) if self.optimizer == "sgd" else 0.001
+        if self.clip is None:
+            self.clip = 0.25 if gated else 0.5
         self.check()
 
 

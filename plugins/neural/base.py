@@ -28,7 +28,8 @@ METRICS = "metrics.jsonl"
 
 
 class NeuralModel(LanguageModel):
-    Net: ClassVar[type]
+    Net: ClassVar[type]  # the torch module, built from (vocabulary size, options)
+    Task: ClassVar[type]  # how the shared training loop batches and scores it, from (net, options)
 
     def __init__(self, vocab, options, net: torch.nn.Module, facts: dict | None = None, metrics: list | None = None):
         super().__init__(vocab, options)
@@ -41,11 +42,11 @@ class NeuralModel(LanguageModel):
     # -- backend hooks -----------------------------------------------------------------------
     @classmethod
     def build_net(cls, vocab_size: int, options) -> torch.nn.Module:
-        raise NotImplementedError
+        return cls.Net(vocab_size, options)
 
     @classmethod
     def task(cls, net: torch.nn.Module, options):
-        raise NotImplementedError
+        return cls.Task(net, options)
 
     # -- training and storage ----------------------------------------------------------------
     @classmethod

@@ -112,14 +112,9 @@ class RNNModel(NeuralModel):
 
     name = "rnn"
     Options = RNNOptions
+    Net = RNNNet
+    Task = RNNTask
 
-    @classmethod
-    def build_net(cls, vocab_size, options):
-        return RNNNet(vocab_size, options)
-
-    @classmethod
-    def task(cls, net, options):
-        return RNNTask(net, options)
 
     # The state is the hidden state and the distribution it predicts: advancing costs one step.
     @torch.inference_mode()

@@ -95,15 +95,10 @@ class WindowModel(NeuralModel):
 
     name = "window"
     Options = WindowOptions
+    Net = WindowNet
+    Task = WindowTask
     sentence_independent = True  # the window never reaches back past <s>
 
-    @classmethod
-    def build_net(cls, vocab_size, options):
-        return WindowNet(vocab_size, options)
-
-    @classmethod
-    def task(cls, net, options):
-        return WindowTask(net, options)
 
     def initial_state(self):
         return (BOS_ID,) * self.options.window

@@ -249,6 +249,7 @@ class CorpusBuilder:
             "words": int(words),
             "tokens": int(words + self.sentences),
             "oov_in_training": int(oov),
+            "pretokenized": self.pretokenized,
             **summary,
         }
         return Corpus(vocab, ids, summary, self.pretokenized)

@@ -31,6 +31,9 @@ class LanguageModel(ABC):
     name: ClassVar[str]  # the backend's name, e.g. "ngram"
     Options: ClassVar[type]  # a dataclass of training options with defaults
     format_version: ClassVar[int] = 1
+    # How closely (in nats) one-step and batched scoring agree: tight for exact models, looser
+    # where a batch changes the arithmetic (a quantized network scales its inputs per batch).
+    score_tolerance: float = 1e-9
 
     def __init__(self, vocab: Vocabulary, options):
         self.vocab = vocab
@@ -96,6 +99,17 @@ class LanguageModel(ABC):
     def describe(self) -> dict:
         """Facts for ``foretell models info`` beyond the manifest (architecture, sizes)."""
         return {}
+
+    # -- online adaptation (optional) --------------------------------------------------------
+    def check_can_learn(self) -> None:
+        """Raise ForetellError saying why this model cannot learn online, if it cannot."""
+        raise ForetellError(f"{self.name!r} models cannot learn online (n-gram models can)")
+
+    def with_documents(self, words: list[str], streams: list[np.ndarray]) -> "LanguageModel":
+        """This model as if also trained on ``streams`` (ids over the vocabulary extended by
+        ``words``). See engine.adaptation."""
+        self.check_can_learn()
+        raise NotImplementedError
 
 
 def options_from_strings(options_cls: type, values: dict[str, Any]):

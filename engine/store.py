@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from engine import __version__
+from engine.adaptation import AdaptationLayer
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel, options_from_strings, options_to_dict
 from engine.plugins import get_backend
@@ -116,9 +117,10 @@ class ModelStore:
             raise ModelFormatError(f"{name}: {MANIFEST} is corrupt (not valid JSON)") from None
         return check_manifest(manifest, name)
 
-    def load(self, name: str) -> LanguageModel:
-        """Load a model. A load that overlaps a swap (another process saving this name) would
-        read files of two versions, so it is detected and retried on the version now in place."""
+    def load(self, name: str, adapted: bool = True) -> LanguageModel:
+        """Load a model, with what it learned from the user's documents unless ``adapted`` is
+        False. A load that overlaps a swap (another process saving this name) would read files
+        of two versions, so it is detected and retried on the version now in place."""
         folder = self.path(name)
         for attempt in range(20):
             before = _identity(folder)
@@ -129,9 +131,13 @@ class ModelStore:
                     raise
                 model = None
             if model is not None and _identity(folder) == before:
-                return model
+                return self.layer(name).apply(model) if adapted else model
             time.sleep(0.01 * (attempt + 1))
         raise ModelFormatError(f"{name}: it kept changing while loading; is it being retrained in a loop?")
+
+    def layer(self, name: str) -> AdaptationLayer:
+        """The documents model ``name`` has learned (kept apart from its files)."""
+        return AdaptationLayer(self.root, name)
 
     def _load_once(self, name: str) -> LanguageModel:
         manifest = self.manifest(name)
@@ -197,6 +203,7 @@ class ModelStore:
             trash = self.models / f".old-{name}-{os.getpid()}-{time.monotonic_ns()}"
             os.rename(folder, trash)
             shutil.rmtree(trash, ignore_errors=True)
+        self.layer(name).remove()
         if self._config().get("default_model") == name:
             config = self._config()
             config.pop("default_model", None)

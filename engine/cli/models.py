@@ -7,10 +7,13 @@ from pathlib import Path
 
 import click
 
-from engine.cli.common import echo_json, json_option, store
+from engine.cli.common import echo_json, json_option, pretokenized_option, store
+from engine.corpus import read_text
 from engine.errors import ForetellError
 from engine.plugins import backends as discovered_backends, get_backend
+from engine.scoring import perplexity as corpus_perplexity
 from engine.store import validate_name
+from engine.tokenizer import tokenize
 
 
 def _folder_size(folder: Path) -> int:
@@ -108,6 +111,37 @@ def export(name, fmt, file):
         raise ForetellError(f"the {model.name!r} backend cannot be exported as ARPA")
     model.export_arpa(Path(file))
     click.echo(f"Wrote {file}.")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--name", "new_name", metavar="NEW", help="Name of the optimized copy (default: NAME-int8).")
+@click.option("--check", "check_file", type=click.Path(exists=True, dir_okay=False), help="Held-out text: compare perplexity before and after.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Largest perplexity increase allowed, in percent.")
+@pretokenized_option
+def optimize(name, new_name, check_file, tolerance, pretokenized):
+    """Save an int8-quantized copy of neural model NAME (smaller, faster on CPU).
+
+    With --check, the copy is saved only if its perplexity on that text is within --tolerance
+    percent of the original's. The original model is never changed."""
+    s = store()
+    model = s.load(validate_name(name))
+    if not hasattr(model, "quantized"):
+        raise ForetellError(f"the {model.name!r} backend has no quantized form (only neural backends do)")
+    new_name = validate_name(new_name or f"{name}-int8")
+    if new_name == name:
+        raise ForetellError("the optimized copy needs a name of its own; the original is never overwritten")
+    optimized = model.quantized()
+    if check_file:
+        sentences = tokenize(read_text(check_file), pretokenized)
+        before, after = corpus_perplexity(model, sentences).perplexity, corpus_perplexity(optimized, sentences).perplexity
+        change = 100 * (after / before - 1)
+        click.echo(f"perplexity on {check_file}: {before:.4f} before, {after:.4f} after ({change:+.2f} %)")
+        if change > tolerance:
+            raise ForetellError(f"quantization raised perplexity by {change:.2f} % (more than {tolerance:g} %); nothing saved")
+    manifest = s.manifest(name)
+    s.save(new_name, optimized, corpus=manifest.get("corpus"), vocabulary=manifest.get("vocabulary"))
+    click.echo(f"Saved {new_name!r}: {_human(_folder_size(s.path(new_name)))} (was {_human(_folder_size(s.path(name)))}).")
 
 
 @models.command("import")

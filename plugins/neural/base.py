@@ -3,6 +3,7 @@ state dict beside the vocabulary (never a pickled object)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,20 +12,23 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from engine.errors import ModelFormatError
-from engine.vocab import BOS_ID
+from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel
+from plugins.neural import quantize
+from plugins.neural.softmax import OutputLayer
 from plugins.neural.training import split_validation, train
 
 WEIGHTS = "weights.pt"
-
-
-def log_softmax_without_bos(logits: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities over the vocabulary; <s> is context only, never predicted."""
-    logits = logits.clone()
-    logits[..., BOS_ID] = -torch.inf
-    return torch.log_softmax(logits, dim=-1)
 METRICS = "metrics.jsonl"
+
+
+def _renamed_keys(state: dict) -> dict:
+    """Models saved before the output layer had a choice of softmax named it ``out`` alone.
+    (The state dict is changed in place: it carries module versions that loading relies on.)"""
+    for old in ("out.weight", "out.bias"):
+        if old in state:
+            state["out.linear." + old[4:]] = state.pop(old)
+    return state
 
 
 class NeuralModel(LanguageModel):
@@ -33,9 +37,10 @@ class NeuralModel(LanguageModel):
 
     def __init__(self, vocab, options, net: torch.nn.Module, facts: dict | None = None, metrics: list | None = None):
         super().__init__(vocab, options)
-        # Inference in float64: one step at a time and a whole stream at once agree to ~1e-12.
-        self.net = net.to("cpu").double().eval()
         self.facts = facts or {}
+        # Inference in float64 (one step at a time and a whole stream at once agree to ~1e-12),
+        # or float32 with int8 weights for a quantized model.
+        self.net = net.to("cpu").eval() if self.quantization else net.to("cpu").double().eval()
         self.metrics = metrics or []
         torch.set_num_threads(1)  # inference: one step per keystroke, one thread is fastest
 
@@ -54,8 +59,6 @@ class NeuralModel(LanguageModel):
         try:
             options.check()
         except ValueError as exc:
-            from engine.errors import ForetellError
-
             raise ForetellError(str(exc)) from None
         torch.manual_seed(options.seed)
         net = cls.build_net(len(corpus.vocab), options)
@@ -68,6 +71,8 @@ class NeuralModel(LanguageModel):
             valid_ids = encode(SimpleNamespace(vocab=corpus.vocab), tokenize(read_text(options.valid), corpus.pretokenized))
         else:
             train_ids, valid_ids = split_validation(corpus.ids)
+        if isinstance(getattr(net, "out", None), OutputLayer):
+            net.out.set_frequencies(np.bincount(np.asarray(train_ids), minlength=len(corpus.vocab)))
         state, metrics = train(cls.task(net, options), train_ids, valid_ids, options, progress, workdir)
         net.load_state_dict(state)
         parameters = sum(p.numel() for p in net.parameters())
@@ -78,16 +83,35 @@ class NeuralModel(LanguageModel):
         return cls(corpus.vocab, options, net, facts, metrics)
 
     def save(self, folder: Path) -> dict:
-        torch.save(self.net.state_dict(), folder / WEIGHTS)
+        state = self.net.state_dict()
+        torch.save(quantize.pack(state) if self.quantization else state, folder / WEIGHTS)
         (folder / METRICS).write_text("".join(json.dumps(m) + "\n" for m in self.metrics))
         return self.facts
+
+    @property
+    def quantization(self) -> str | None:
+        return self.facts.get("quantization")
+
+    @property
+    def score_tolerance(self) -> float:
+        return 1e-4 if self.quantization else 1e-9  # float32 arithmetic when quantized
+
+    def quantized(self) -> "NeuralModel":
+        """A copy with int8 weights (``foretell models optimize``)."""
+        if self.quantization:
+            raise ForetellError("this model is quantized already")
+        net = quantize.quantize(copy.deepcopy(self.net))
+        return type(self)(self.vocab, self.options, net, {**self.facts, "quantization": quantize.SCHEME}, self.metrics)
 
     @classmethod
     def load(cls, folder: Path, vocab, options, facts: dict):
         net = cls.build_net(len(vocab), options)
+        scheme = facts.get("quantization")
+        if scheme not in (None, quantize.SCHEME):
+            raise ModelFormatError(f"{folder.name}: unknown quantization {scheme!r}")
         try:
             state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
+            net.load_state_dict(quantize.unpack(state) if scheme else _renamed_keys(state))
         except FileNotFoundError:
             raise ModelFormatError(f"{folder.name}: {WEIGHTS} is missing") from None
         except Exception as exc:  # torch raises many types for corrupt, foreign or pickled files

@@ -14,6 +14,7 @@ class TrainOptions:
     lr: float = 1.0
     clip: float = 0.25  # gradient-norm clipping
     dropout: float = 0.2
+    softmax: str = "full"  # full, or adaptive (Grave et al. 2017: several times cheaper to train)
     patience: int = 2  # epochs without improvement before stopping early
     valid: str | None = None  # a validation file; default: every 20th sentence of the training text
     seed: int = 0
@@ -36,5 +37,7 @@ class TrainOptions:
             raise ValueError(f"clip must be positive, not {self.clip}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.softmax not in ("full", "adaptive"):
+            raise ValueError(f"softmax must be full or adaptive, not {self.softmax!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")

@@ -29,6 +29,7 @@ class NgramCounts:
     vocab_size: int
     orders: list[OrderCounts]
     last_suffixes: list[int]  # KenLM quirk, see kneser_ney.count_of_counts: index per order k < N, or -1
+    last: tuple | None = None  # the n-gram behind that quirk, as word ids (kept to add counts later)
 
 
 def last_in_lmplz_order(ids: np.ndarray, depth: np.ndarray, order: int) -> int:
@@ -53,18 +54,30 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None
     chunk = chunk or CHUNK
     if len(ids) <= chunk:
         return _count_chunk(np.asarray(ids, dtype=np.int64), order, vocab_size)
+    return accumulate(vocab_size, order, (_count_chunk(part, order, vocab_size) for part in _sentence_chunks(ids, chunk)))
+
+
+def accumulate(vocab_size: int, order: int, parts) -> NgramCounts:
+    """The counts of several parts (``NgramCounts`` over ids below ``vocab_size``) added up, as
+    if one stream held them all: chunks of a long corpus, or a model's counts and documents
+    learned later."""
     merged: list | None = None
     unigrams = np.zeros(vocab_size, dtype=np.int64)
     last = None
-    for part in _sentence_chunks(ids, chunk):
-        local = _count_chunk(part, order, vocab_size)
-        unigrams += local.orders[0].counts
+    for local in parts:
+        unigrams[: local.vocab_size] += local.orders[0].counts
         tables = [(_tuples(local, k), local.orders[k - 1].counts) for k in range(2, order + 1)]
         merged = tables if merged is None else [_merge(a, b) for a, b in zip(merged, tables)]
-        candidate = _padded_last(part, order)
+        candidate = local.last
         if candidate is not None and (last is None or candidate[::-1] > last[::-1]):
             last = candidate
     return _from_tuples(vocab_size, unigrams, merged, last)
+
+
+def from_tables(vocab_size: int, keys: list[np.ndarray], counts: list[np.ndarray], last) -> NgramCounts:
+    """A trained model's stored keys and raw counts as ``NgramCounts`` (for ``accumulate``)."""
+    orders = [OrderCounts(k, np.asarray(c, dtype=np.int64), None, None) for k, c in zip(keys, counts)]
+    return NgramCounts(vocab_size, orders, [], tuple(last) if last is not None else None)
 
 
 def _sentence_chunks(ids: np.ndarray, chunk: int):
@@ -97,14 +110,6 @@ def _merge(a, b):
     return unique.view(rows.dtype).reshape(-1, rows.shape[1]), np.bincount(inverse.ravel(), weights=counts).astype(np.int64)
 
 
-def _padded_last(ids: np.ndarray, order: int):
-    depth = np.arange(len(ids)) - sentence_starts(ids)
-    p = last_in_lmplz_order(ids, depth, order)
-    if p < 0:
-        return None
-    return tuple(int(ids[p - j]) if depth[p] >= j else BOS_ID for j in range(order - 1, -1, -1))
-
-
 def _index_of(rows: np.ndarray, keys: list[np.ndarray], V: int) -> np.ndarray:
     """Index of each row's n-gram in its order's table (-1 where absent)."""
     index = rows[:, 0].astype(np.int64)
@@ -130,7 +135,7 @@ def _from_tuples(V: int, unigrams: np.ndarray, merged: list, last) -> "NgramCoun
         tail = np.array([last[len(last) - length :]]) if last is not None else None
         padded = tail is not None and length > 1 and tail[0, 0] == BOS_ID and tail[0, 1] == BOS_ID
         last_suffixes.append(-1 if tail is None or padded else int(_index_of(tail, keys, V)[0]))
-    return NgramCounts(V, orders, last_suffixes)
+    return NgramCounts(V, orders, last_suffixes, last)
 
 
 def _count_chunk(ids: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
@@ -163,7 +168,10 @@ def _count_chunk(ids: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
         current[pos] = inverse
         last_suffixes.append(int(current[last]) if last >= 0 else -1)
         previous = current
-    return NgramCounts(vocab_size, orders, last_suffixes[:-1])
+    last_ngram = None
+    if last >= 0:
+        last_ngram = tuple(int(ids[last - j]) if depth[last] >= j else BOS_ID for j in range(order - 1, -1, -1))
+    return NgramCounts(vocab_size, orders, last_suffixes[:-1], last_ngram)
 
 
 def lookup(keys: np.ndarray, context: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
-from plugins.ngram.counts import count_ngrams, lookup
+from plugins.ngram.counts import accumulate, count_ngrams, from_tables, lookup
 from plugins.ngram.smoothing import kneser_ney, stupid_backoff
 from plugins.ngram.stats import backoff_token_stats
 
@@ -68,23 +68,43 @@ class NgramModel(LanguageModel):
     # -- training --------------------------------------------------------------------------
     @classmethod
     def fit(cls, corpus, options: NgramOptions, progress=None, workdir=None):
-        V = len(corpus.vocab)
         if progress:
             progress("counting n-grams", 0.0)
-        counts = count_ngrams(corpus.ids, options.order, V)
-        keys = [o.keys for o in counts.orders]
-        raw = [o.counts for o in counts.orders]
+        counts = count_ngrams(corpus.ids, options.order, len(corpus.vocab))
         if progress:
             progress("estimating probabilities", 0.5)
+        return cls._from_counts(corpus.vocab, options, counts)
+
+    @classmethod
+    def _from_counts(cls, vocab: Vocabulary, options: NgramOptions, counts) -> "NgramModel":
+        keys = [o.keys for o in counts.orders]
+        raw = [o.counts for o in counts.orders]
         facts = {"ngrams": [len(k) for k in keys]}
+        if counts.last is not None:
+            facts["last_ngram"] = [int(i) for i in counts.last]  # to add counts later exactly
         if options.smoothing == "kneser-ney":
             tables = kneser_ney(counts)
         elif options.smoothing == "stupid-backoff":
             tables = stupid_backoff(counts, options.alpha)
         else:
-            return cls(corpus.vocab, options, keys, counts=raw, facts=facts)
+            return cls(vocab, options, keys, counts=raw, facts=facts)
         facts.update(tables.facts)
-        return cls(corpus.vocab, options, keys, tables.logp, tables.backoff, raw, facts)
+        return cls(vocab, options, keys, tables.logp, tables.backoff, raw, facts)
+
+    def check_can_learn(self) -> None:
+        if self.counts is None:
+            raise ForetellError("this model was imported from ARPA and has no counts to add to; train it with foretell to let it learn")
+
+    def with_documents(self, words: list[str], streams: list[np.ndarray]) -> "NgramModel":
+        """This model with the n-grams of ``streams`` added to its counts (online adaptation):
+        ``words`` extend the vocabulary, the streams are ids over the extended one. Equal to a
+        model trained on the original text and those documents together."""
+        self.check_can_learn()
+        vocab = Vocabulary(self.vocab.tokens + list(words))
+        V = len(vocab)
+        base = from_tables(self.V, self.keys, self.counts, self.facts.get("last_ngram"))
+        parts = [base] + [count_ngrams(np.asarray(s, dtype=np.int64), self.order, V) for s in streams if len(s)]
+        return self._from_counts(vocab, self.options, accumulate(V, self.order, parts))
 
     @classmethod
     def from_arpa(cls, path: Path) -> "NgramModel":

@@ -12,7 +12,8 @@ from torch import nn
 
 from engine.model import sentence_starts
 from engine.vocab import BOS_ID, EOS_ID
-from plugins.neural.base import NeuralModel, log_softmax_without_bos
+from plugins.neural.base import NeuralModel
+from plugins.neural.softmax import OutputLayer, log_softmax_without_bos
 from plugins.neural.options import TrainOptions
 
 SCORE_BATCH = 1024
@@ -23,7 +24,8 @@ class WindowOptions(TrainOptions):
     window: int = 4  # previous words seen (n-1 of an n-gram)
     embedding: int = 100
     hidden: int = 200
-    direct: bool = False  # Bengio et al.'s direct embedding-to-output connections
+    direct: bool = False  # Bengio et al.'s direct embedding-to-output connections (softmax=full)
+    softmax: str = "adaptive"  # or full
     batch_size: int = 256
     optimizer: str = "adam"
     lr: float = 0.001
@@ -33,6 +35,8 @@ class WindowOptions(TrainOptions):
         for name in ("window", "embedding", "hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.direct and self.softmax != "full":
+            raise ValueError("direct connections need the full softmax (softmax=full)")
         self.check()
 
 
@@ -45,13 +49,17 @@ class WindowNet(nn.Module):
         width = o.window * o.embedding
         self.hidden = nn.Linear(width, o.hidden)
         self.drop = nn.Dropout(o.dropout)
-        self.out = nn.Linear(o.hidden, vocab_size)
+        self.out = OutputLayer(o.hidden, vocab_size, o.softmax)
         self.direct = nn.Linear(width, vocab_size, bias=False) if o.direct else None
 
-    def forward(self, contexts: torch.Tensor) -> torch.Tensor:
+    def forward(self, contexts: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities (B, V) or, given targets, their summed negative log-likelihood."""
         x = self.embed(contexts).flatten(1)  # (B, window * E)
-        y = self.out(self.drop(torch.tanh(self.hidden(self.drop(x)))))  # (B, V)
-        return y + self.direct(x) if self.direct is not None else y
+        h = self.drop(torch.tanh(self.hidden(self.drop(x))))  # (B, H)
+        if self.direct is None:
+            return self.out.log_probs(h) if targets is None else self.out.nll(h, targets)
+        logp = log_softmax_without_bos(self.out.linear(h) + self.direct(x))  # (B, V)
+        return logp if targets is None else nn.functional.nll_loss(logp, targets, reduction="sum")
 
 
 def contexts_of(ids: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +94,7 @@ class WindowTask:
     def loss(self, net, batch):
         contexts, targets = batch
         device = next(net.parameters()).device
-        logp = log_softmax_without_bos(net(contexts.to(device)))
-        return nn.functional.nll_loss(logp, targets.to(device), reduction="sum"), len(targets)
+        return net(contexts.to(device), targets.to(device)), len(targets)
 
 
 class WindowModel(NeuralModel):
@@ -110,11 +117,11 @@ class WindowModel(NeuralModel):
 
     @torch.inference_mode()
     def next_logprobs(self, state) -> np.ndarray:
-        return log_softmax_without_bos(self.net(torch.tensor([state])))[0].numpy()
+        return self.net(torch.tensor([state]))[0].numpy()
 
     @torch.inference_mode()
     def stream_logprobs(self, ids: np.ndarray, carry=None):
         positions, contexts = contexts_of(ids, self.options.window)
         for start in range(0, len(positions), SCORE_BATCH):
             rows = slice(start, start + SCORE_BATCH)
-            yield positions[rows], log_softmax_without_bos(self.net(torch.as_tensor(contexts[rows])))
+            yield positions[rows], self.net(torch.as_tensor(contexts[rows]))

@@ -1,0 +1,191 @@
+"""What a model has learned from the user's own documents, kept apart from the model itself.
+
+A layer lives in ``ROOT/adaptation/NAME/``: ``layer.json`` lists one entry per document (its
+path or URI, content hash, when, how much it added) and ``words.json`` the token strings the
+layer's documents use; each document's sentences are stored as ids into those words
+(``doc-N.npy``). The model used under NAME is its base with every layer document's n-grams
+added (``LanguageModel.with_documents``): learning never rewrites the base model's files,
+forgetting a document drops exactly what it added, and learning a path again replaces its
+earlier version (an editor saving a file ten times counts it once). Storing strings rather than
+the base's ids keeps a layer valid when its base model is retrained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from engine.corpus import CorpusBuilder
+from engine.errors import ForetellError, ModelFormatError
+from engine.model import LanguageModel
+from engine.tokenizer import split_lines
+from engine.vocab import SPECIALS
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+LAYERS = "adaptation"
+LAYER_FILE = "layer.json"
+WORDS_FILE = "words.json"
+
+
+class AdaptationLayer:
+    """The documents model ``name`` has learned, and how to apply or undo them."""
+
+    def __init__(self, root: Path, name: str):
+        self.name = name
+        self.folder = Path(root) / LAYERS / name
+
+    # -- reading ---------------------------------------------------------------------------
+    def documents(self) -> list[dict]:
+        return self._read()["documents"]
+
+    def _read(self) -> dict:
+        try:
+            layer = json.loads((self.folder / LAYER_FILE).read_text(encoding="utf-8"))
+            words = json.loads((self.folder / WORDS_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"documents": [], "next": 1, "words": list(SPECIALS)}
+        except (ValueError, UnicodeDecodeError):
+            raise ModelFormatError(f"{self.name}: its adaptation layer is corrupt ({self.folder}); `foretell forget -m {self.name} --all` clears it") from None
+        if not isinstance(layer, dict) or not isinstance(layer.get("documents"), list) or not isinstance(words, list):
+            raise ModelFormatError(f"{self.name}: its adaptation layer is not one foretell wrote ({self.folder})")
+        return {**layer, "words": words}
+
+    def _stream(self, entry: dict, size: int) -> np.ndarray:
+        path = self.folder / entry["file"]
+        try:
+            ids = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            raise ModelFormatError(f"{self.name}: learned document {entry['key']!r} is missing or corrupt ({path.name})") from None
+        if ids.ndim != 1 or ids.dtype != np.int32 or (len(ids) and (ids.min() < 0 or ids.max() >= size)):
+            raise ModelFormatError(f"{self.name}: learned document {entry['key']!r} is corrupt ({path.name})")
+        return ids
+
+    def apply(self, base: LanguageModel) -> LanguageModel:
+        """``base`` with every learned document's n-grams added."""
+        layer = self._read()
+        if not layer["documents"]:
+            return base
+        words = layer["words"]
+        to_model = np.array([base.vocab.ids.get(w, -1) for w in words], dtype=np.int64)
+        added: list[str] = []
+        streams = []
+        for entry in layer["documents"]:
+            ids = self._stream(entry, len(words))
+            unique, first = np.unique(ids, return_index=True)
+            for layer_id in unique[np.argsort(first)]:  # new words in order of first appearance
+                if to_model[layer_id] < 0:
+                    to_model[layer_id] = len(base.vocab) + len(added)
+                    added.append(words[layer_id])
+            streams.append(to_model[ids])
+        model = base.with_documents(added, streams)
+        model.model_name = getattr(base, "model_name", self.name)
+        model.learned_documents = len(layer["documents"])
+        return model
+
+    # -- writing ---------------------------------------------------------------------------
+    def learn(self, key: str, text: str, base: LanguageModel, pretokenized: bool = False) -> dict | None:
+        """Add (or replace) document ``key`` with ``text``; None when that text is learned already."""
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        with self._locked():
+            layer = self._read()
+            old = next((d for d in layer["documents"] if d["key"] == key), None)
+            if old is not None and old["sha256"] == digest:
+                return None
+            builder = CorpusBuilder(pretokenized)
+            builder.vocab.tokens = list(layer["words"])
+            builder.vocab.ids = {w: i for i, w in enumerate(builder.vocab.tokens)}
+            builder.add_lines(split_lines(text))
+            ids = np.asarray(builder.ids.finish(), dtype=np.int32)
+            if builder.sentences == 0:
+                raise ForetellError(f"{key}: no usable text to learn from")
+            base.check_can_learn()
+            words = builder.vocab.tokens
+            entry = {
+                "key": key,
+                "file": f"doc-{layer['next']}.npy",
+                "sha256": digest,
+                "learned": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "sentences": builder.sentences,
+                "tokens": int(len(ids) - builder.sentences),  # words and </s>, as perplexity counts
+                "new_words": sorted({words[i] for i in np.unique(ids)} - set(base.vocab.tokens))[:50],
+            }
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._write(entry["file"], lambda f: np.save(f, ids, allow_pickle=False))
+            documents = [d for d in layer["documents"] if d["key"] != key] + [entry]
+            self._write(WORDS_FILE, lambda f: f.write(json.dumps(words, ensure_ascii=False).encode("utf-8")))
+            self._write_layer(documents, layer["next"] + 1)
+            if old is not None:
+                (self.folder / old["file"]).unlink(missing_ok=True)
+            return {**entry, "replaced": old is not None}
+
+    def forget(self, keys: list[str] | None) -> list[dict]:
+        """Drop documents ``keys`` (None: all of them); returns the entries removed."""
+        with self._locked():
+            layer = self._read()
+            if keys is None:
+                gone = layer["documents"]
+            else:
+                known = {d["key"] for d in layer["documents"]}
+                missing = [k for k in keys if k not in known]
+                if missing:
+                    raise ForetellError(f"{self.name} has not learned {missing[0]!r}; see `foretell models history {self.name}`")
+                gone = [d for d in layer["documents"] if d["key"] in keys]
+            kept = [d for d in layer["documents"] if d not in gone]
+            if self.folder.exists():
+                self._write_layer(kept, layer["next"])
+            for d in gone:
+                (self.folder / d["file"]).unlink(missing_ok=True)
+            return gone
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def export(self, base: LanguageModel) -> dict:
+        """The layer as JSON: each document's entry and its sentences as words."""
+        layer = self._read()
+        words = layer["words"]
+        out = []
+        for entry in layer["documents"]:
+            ids = self._stream(entry, len(words))
+            sentences, current = [], []
+            for i in ids[1:]:
+                if words[i] == SPECIALS[1]:
+                    sentences.append(current)
+                    current = []
+                elif words[i] != SPECIALS[2]:
+                    current.append(words[i])
+            sentences.append(current)
+            out.append({**{k: v for k, v in entry.items() if k != "file"}, "sentences_text": [" ".join(s) for s in sentences]})
+        return {"model": self.name, "base_backend": base.name, "documents": out}
+
+    def _write_layer(self, documents: list[dict], next_id: int) -> None:
+        body = {"model": self.name, "documents": documents, "next": next_id}
+        self._write(LAYER_FILE, lambda f: f.write(json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8")))
+
+    def _write(self, filename: str, write) -> None:
+        tmp = self.folder / f".{filename}.tmp"
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.folder / filename)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.folder.parent / f".lock-{self.name}", "a") as fh:
+            if fcntl:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            yield

@@ -24,6 +24,8 @@ VARIANTS = [(name, TINY.get(name, {})) for name in sorted(backends())] + [
     ("rnn", {"softmax": "full", "hidden": "16", "embedding": "16", "epochs": "1"}),
     ("rnn", {"cell": "lstm", "hidden": "16", "embedding": "16", "epochs": "1", QUANTIZED: True}),
     ("window", {"hidden": "16", "embedding": "8", "epochs": "1", QUANTIZED: True}),
+    ("cache", {"size": "5", "floor": "0.5"}),
+    ("mix", {"parts": "rnn"}),
     ("ngram", {"smoothing": "add-k"}),
     ("ngram", {"smoothing": "stupid-backoff"}),
     ("ngram", {"order": "1"}),
@@ -35,10 +37,20 @@ VARIANTS = [(name, TINY.get(name, {})) for name in sorted(backends())] + [
 def model(request, small_corpus):
     name, options = request.param
     cls = backends()[name].cls
+    if name == "mix":  # made from trained models in the store, not from a corpus
+        return mixture_of(["ngram", "cache", options.get("parts", "window")], small_corpus)
     options = dict(options)
     quantized = options.pop(QUANTIZED, False)
     model = cls.fit(small_corpus, options_from_strings(cls.Options, options))
     return model.quantized() if quantized else model
+
+
+def mixture_of(backend_names, corpus):
+    store = ModelStore()
+    for name in backend_names:
+        cls = backends()[name].cls
+        store.save(name, cls.fit(corpus, options_from_strings(cls.Options, TINY.get(name, {}))))
+    return backends()["mix"].cls.of(store, backend_names, [0.5, 0.3, 0.2])
 
 
 def states_along(model, ids):

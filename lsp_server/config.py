@@ -26,12 +26,18 @@ class InlineSettings:
 
 
 @dataclass(frozen=True)
+class LearningSettings:
+    enabled: bool = False  # learn each document when it is saved (n-gram models; undo: foretell.forgetDocument)
+
+
+@dataclass(frozen=True)
 class Settings:
     model: str | None = None
     maxSuggestions: int = 10
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     surprisal: SurprisalSettings = field(default_factory=SurprisalSettings)
     inlineCompletion: InlineSettings = field(default_factory=InlineSettings)
+    learning: LearningSettings = field(default_factory=LearningSettings)
 
 
 _CHECKS = {

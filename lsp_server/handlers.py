@@ -11,7 +11,7 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from engine.errors import ForetellError
-from lsp_server.features import completion, surprisal
+from lsp_server.features import completion, learning, surprisal
 from lsp_server.server import COMMANDS, SURPRISAL_METHOD, ForetellServer
 
 
@@ -27,9 +27,7 @@ def register(server: ForetellServer) -> None:
         settings = params.settings
         if isinstance(settings, dict) and "foretell" in settings:
             ls.apply_settings(settings["foretell"])
-            for uri in list(ls.workspace.text_documents):
-                ls.schedule_analysis(uri)
-            _refresh(ls)
+            _reanalyse_all(ls)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: ForetellServer, params: types.DidOpenTextDocumentParams):
@@ -38,6 +36,19 @@ def register(server: ForetellServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: ForetellServer, params: types.DidChangeTextDocumentParams):
         ls.schedule_analysis(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    async def did_save(ls: ForetellServer, params: types.DidSaveTextDocumentParams):
+        doc = ls.document(params.text_document.uri)
+        if doc is None or not ls.settings.learning.enabled or not ls.enabled(doc):
+            return
+        try:
+            entry = await ls.in_worker(learning.learn_document, ls, doc.uri, doc.source)
+        except ForetellError as exc:
+            ls.tell(f"could not learn {Path(to_fs_path(doc.uri) or doc.uri).name}: {exc}")
+            return
+        if entry is not None:
+            _reanalyse_all(ls)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
@@ -178,6 +189,22 @@ def register(server: ForetellServer) -> None:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
         await switch_model(ls, name)
         return summary
+
+
+    @server.command(COMMANDS[3])
+    async def forget_document(ls: ForetellServer, *args):
+        uri = args[0] if args and isinstance(args[0], str) else None
+        if not uri:
+            raise ForetellError("forgetDocument needs the document's URI")
+        gone = await ls.in_worker(learning.forget_document, ls, uri)
+        _reanalyse_all(ls)
+        return {"forgotten": [g["key"] for g in gone]}
+
+
+def _reanalyse_all(ls: ForetellServer) -> None:
+    for uri in list(ls.workspace.text_documents):
+        ls.schedule_analysis(uri, delay=0)
+    _refresh(ls)
 
 
 async def _token_data(ls: ForetellServer, uri: str):

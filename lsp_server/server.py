@@ -27,7 +27,7 @@ from lsp_server.config import Settings, parse_settings
 from lsp_server.features import surprisal
 
 SURPRISAL_METHOD = "foretell/surprisal"
-COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace")
+COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace", "foretell.forgetDocument")
 
 
 class _Unreadable:
@@ -75,6 +75,10 @@ class ForetellServer(LanguageServer):
             self._model_name = self.settings.model
             self.analyses.clear()
         return self._model
+
+    def reload_model(self) -> None:
+        """Load the model again on next use (it learned or forgot something)."""
+        self._model = None
 
     def tell(self, message: str, kind=types.MessageType.Warning) -> None:
         self.window_show_message(types.ShowMessageParams(type=kind, message=f"foretell: {message}"))

@@ -266,3 +266,33 @@ async def test_training_on_the_workspace_reports_progress_and_switches_model(cli
     text = "Octopuses have "
     open_doc(client, text)
     assert (await complete(client, text)).items[0].label == "three"
+
+
+async def test_learning_on_save_predicts_the_new_words_and_forgetting_undoes_it(client: LanguageClient):
+    caps = client.initialize_result.capabilities
+    assert caps.text_document_sync.save is not None
+    notes = "file:///tmp/kubernetes.md"
+    text = "Kubernetes schedules pods. Kubernetes restarts pods. The pods run containers.\n"
+    open_doc(client, text, uri=notes)
+    probe = "The cat sat. Kubernetes "
+    open_doc(client, probe)
+    before = await complete(client, probe)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=notes)))
+    assert ModelStore().layer("default").documents() == []  # learning is off by default
+
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"foretell": {"learning": {"enabled": True}}}))
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=notes)))
+    for _ in range(100):
+        learned = ModelStore().layer("default").documents()
+        if learned:
+            break
+        await asyncio.sleep(0.05)
+    assert [d["key"] for d in learned] == [notes]
+    after = await complete(client, probe)
+    assert after.items[0].label in ("schedules", "restarts") and before.items[0].label not in ("schedules", "restarts")
+
+    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="foretell.forgetDocument", arguments=[notes]))
+    assert (result["forgotten"] if isinstance(result, dict) else result.forgotten) == [notes]
+    assert ModelStore().layer("default").documents() == []
+    again = await complete(client, probe)
+    assert [i.label for i in again.items] == [i.label for i in before.items]

@@ -76,6 +76,9 @@ export function serverSettings(get: Get): Record<string, unknown> {
       enabled: get("inlineCompletion.enabled", true),
       maxWords: get("inlineCompletion.maxWords", 4),
     },
+    learning: {
+      enabled: get("learning.enabled", false),
+    },
   };
 }
 

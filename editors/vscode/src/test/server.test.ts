@@ -70,6 +70,7 @@ describe("settings sent to the server", () => {
     assert.equal(s.surprisal.threshold, 9);
     assert.equal(s.maxSuggestions, 10);
     assert.equal(s.model, null);
+    assert.equal(s.learning.enabled, false);
   });
 
   it("lists models for the quick pick", () => {

@@ -35,9 +35,9 @@ def build_default(store: ModelStore, notify=None) -> LanguageModel:
 
 def load_model(store: ModelStore, name: str | None = None, notify=None) -> LanguageModel:
     """The named model, or the default one (built the first time it is needed)."""
-    if name is not None:
+    if name is not None and not (name == DEFAULT_MODEL and not store.exists(DEFAULT_MODEL)):
         return store.load(name)
-    default = store.default_name()
+    default = name or store.default_name()
     if default == DEFAULT_MODEL and not store.exists(DEFAULT_MODEL):
         return build_default(store, notify)
     return store.load(default)

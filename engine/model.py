@@ -96,6 +96,32 @@ class LanguageModel(ABC):
             state = self.advance(state, int(token))
         return logprob, rank, entropy
 
+    def expected(self, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most probable words at every position of an id stream and their
+        log-probabilities, most probable first (-1 and -inf where there are fewer, and in rows
+        at ``<s>``). This walks the incremental state, computing each distinct state of a
+        sentence-independent model once; backends may override it."""
+        ids = np.asarray(ids, dtype=np.int64)
+        top_ids, top_logp = np.full((len(ids), k), -1, dtype=np.int64), np.full((len(ids), k), -np.inf)
+        memo: dict = {}
+        state = self.initial_state()
+        for i, token in enumerate(ids):
+            if token == BOS_ID:
+                continue
+            key = state if getattr(self, "sentence_independent", False) and isinstance(state, tuple) else None
+            found = memo.get(key) if key is not None else None
+            if found is None:
+                dist = self.next_logprobs(state)
+                best = np.argpartition(-dist, min(k, len(dist)) - 1)[:k]
+                best = best[np.lexsort((best, -dist[best]))]
+                best = best[np.isfinite(dist[best])]
+                found = (best, dist[best])
+                if key is not None:
+                    memo[key] = found
+            top_ids[i, : len(found[0])], top_logp[i, : len(found[0])] = found
+            state = self.advance(state, int(token))
+        return top_ids, top_logp
+
     def describe(self) -> dict:
         """Facts for ``foretell models info`` beyond the manifest (architecture, sizes)."""
         return {}

@@ -144,6 +144,28 @@ def optimize(name, new_name, check_file, tolerance, pretokenized):
     click.echo(f"Saved {new_name!r}: {_human(_folder_size(s.path(new_name)))} (was {_human(_folder_size(s.path(name)))}).")
 
 
+@models.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--output", "plot_file", required=True, type=click.Path(dir_okay=False, writable=True), help="Image to write (.png or .svg).")
+def plot(names, plot_file):
+    """Draw the training curves of neural models NAMES (needs foretell[plot])."""
+    try:
+        from engine.plots import curves_figure, save
+    except ImportError as exc:
+        raise ForetellError(str(exc)) from None
+    runs = []
+    for name in names:
+        model = store().load(validate_name(name))
+        if not getattr(model, "metrics", None):
+            raise ForetellError(f"{name!r} has no training curve (only neural models record one)")
+        runs.append((name, model.metrics))
+    try:
+        save(curves_figure(runs), plot_file)
+    except ValueError as exc:
+        raise ForetellError(str(exc)) from None
+    click.echo(f"Wrote {plot_file}.")
+
+
 @models.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", required=True, help="Name for the imported model.")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 
 from engine.cli.common import bucket_colour, echo_json, json_option, load_model, model_option, pretokenized_option, use_colour
 from engine.complete import predict as predict_words
 from engine.corpus import read_text
+from engine.errors import ForetellError
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
 from engine.scoring import Perplexity, perplexity as corpus_perplexity, perplexity_of_scores, score_tokens
@@ -43,15 +45,21 @@ def predict(model_name, k, as_json, text):
 
 
 @click.command()
-@model_option
+@click.option("-m", "--model", "model_names", metavar="NAME", multiple=True, help="Model to use (default: the default model); with --html, repeat to compare two.")
 @json_option
 @pretokenized_option
 @click.option("--color/--no-color", "colour", default=None, help="Colour tokens by rank (default: on a terminal).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), help="Write a self-contained report page to this file.")
 @click.argument("file", default="-")
-def score(model_name, as_json, pretokenized, colour, file):
+def score(model_names, as_json, pretokenized, colour, html_file, file):
     """Score every token of FILE ('-' for standard input): surprisal, rank, entropy."""
     text = read_text(file)
-    model = load_model(model_name)
+    if html_file:
+        write_report(model_names, text, pretokenized, html_file, title=f"{'stdin' if file == '-' else file}")
+        return
+    if len(model_names) > 1:
+        raise ForetellError("one model at a time, except with --html (which compares two)")
+    model = load_model(model_names[0] if model_names else None)
     scores = score_tokens(model, tokenize(text, pretokenized))
     ppl = perplexity_of_scores(scores)
     if as_json:
@@ -77,6 +85,32 @@ def score(model_name, as_json, pretokenized, colour, file):
         for s in scores:
             click.echo(f"{s.token}\t{'' if s.start is None else s.start}\t{'' if s.end is None else s.end}\t{s.surprisal_bits:.3f}\t{s.rank}\t{s.entropy_bits:.3f}\t{int(s.oov)}")
     click.echo(f"{len(scores):,} tokens ({oov} OOV), {bits:.1f} bits, perplexity {ppl:.2f}, model {_model_name(model)}")
+
+
+def write_report(model_names, text, pretokenized, html_file, title) -> None:
+    from engine.report import check_same_tokens, model_report, render
+
+    if len(model_names) > 2:
+        raise ForetellError("the report compares two models at most")
+    reports, curves = [], None
+    for name in model_names or (None,):
+        model = load_model(name)
+        reports.append(model_report(model, _model_name(model), text, pretokenized))
+        if curves is None and getattr(model, "metrics", None):
+            curves = training_curves_svg(model)
+    check_same_tokens(reports)
+    Path(html_file).write_text(render(text, reports, f"foretell: {title}", curves), encoding="utf-8")
+    summary = "; ".join(f"{r['name']} perplexity {r['perplexity']:.2f}" for r in reports)
+    click.echo(f"Wrote {html_file} ({len(reports[0]['bits']):,} words; {summary}).")
+
+
+def training_curves_svg(model) -> str | None:
+    """The model's training curves as inline SVG, when matplotlib is installed."""
+    try:
+        from engine.plots import curves_figure, svg_of
+    except ImportError:
+        return None
+    return svg_of(curves_figure([(_model_name(model), model.metrics)]))
 
 
 @click.command()

@@ -152,6 +152,15 @@ class NeuralModel(LanguageModel):
             entropy[positions] = (-(logp.exp() * finite).sum(1) / np.log(2)).numpy()
         return logprob, rank, entropy, self.carry
 
+    def expected(self, ids: np.ndarray, k: int):
+        """The top ``k`` at every position from the distributions one pass computes."""
+        ids = np.asarray(ids, dtype=np.int64)
+        top_ids, top_logp = np.full((len(ids), k), -1, dtype=np.int64), np.full((len(ids), k), -np.inf)
+        for positions, logp in self.stream_logprobs(ids):
+            values, indices = torch.topk(logp, min(k, logp.shape[1]), dim=1)
+            top_ids[positions, : indices.shape[1]], top_logp[positions, : values.shape[1]] = indices.numpy(), values.numpy()
+        return top_ids, top_logp
+
     def describe(self) -> dict:
         info = {"architecture": str(self.net), **self.facts}
         if self.metrics:

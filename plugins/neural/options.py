@@ -16,6 +16,7 @@ class TrainOptions:
     dropout: float = 0.2
     softmax: str = "full"  # full, or adaptive (Grave et al. 2017: several times cheaper to train)
     patience: int = 2  # epochs without improvement before stopping early
+    anneal_below: float = 1.0  # SGD: divide the learning rate by 4 when validation perplexity improves by less than this many percent
     valid: str | None = None  # a validation file; default: every 20th sentence of the training text
     seed: int = 0
     device: str = "auto"  # auto, cpu or cuda
@@ -37,6 +38,8 @@ class TrainOptions:
             raise ValueError(f"clip must be positive, not {self.clip}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if not self.anneal_below >= 0:
+            raise ValueError(f"anneal-below must be 0 or more, not {self.anneal_below}")
         if self.softmax not in ("full", "adaptive"):
             raise ValueError(f"softmax must be full or adaptive, not {self.softmax!r}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -144,7 +144,10 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                 "valid_loss": valid,
                 "valid_perplexity": math.exp(min(valid, 50)),
                 "lr": lr,
-                "grad_norm_mean": float(np.mean(norms)) if norms else 0.0,
+                "train_perplexity": math.exp(min(loss_sum / max(seen, 1), 50)),
+                "grad_norm_mean": float(np.mean(norms)) if norms else 0.0,  # before clipping
+                **{f"grad_norm_p{q}": float(np.percentile(norms, q)) if norms else 0.0 for q in (10, 50, 90)},
+                "grad_norm_max": float(np.max(norms)) if norms else 0.0,
                 "clipped_share": clipped / max(steps, 1),
                 "tokens_per_s": seen / max(time.monotonic() - t0, 1e-9),
                 "minutes": (time.monotonic() - started) / 60,
@@ -152,14 +155,17 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
             metrics.append(row)
             if progress:
                 progress(f"epoch {epoch + 1}: valid ppl {row['valid_perplexity']:.1f}", (epoch + 1) / options.epochs)
+            # Perplexity gained this epoch, in percent (Mikolov's RNNLM anneals on a small gain,
+            # not only on a loss: a tanh RNN can idle at a plateau for epochs at a high rate).
+            gain = 100 * (1 - math.exp(valid - best_loss)) if math.isfinite(best_loss) else math.inf
             if valid < best_loss:
                 best_loss, best_state, stale = valid, copy.deepcopy(net.state_dict()), 0
             else:
                 stale += 1
-                if options.optimizer == "sgd":
-                    lr /= 4
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
+            if options.optimizer == "sgd" and gain < options.anneal_below:
+                lr /= 4
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             if rank == 0 and checkpoint:
                 _write_checkpoint(checkpoint, net, optimizer, best_state, best_loss, epoch + 1, lr, stale, metrics)
             if stale > options.patience or (deadline and time.monotonic() > deadline):

@@ -157,6 +157,38 @@ class RNNModel(NeuralModel):
     def next_logprobs(self, state) -> np.ndarray:
         return state[1].copy()
 
+    def gradient_norms(self, ids: np.ndarray, distance: int = 50, samples: int = 256, seed: int = 0) -> np.ndarray:
+        """Mean norm of the gradient of the loss at a step with respect to the hidden state k
+        steps earlier, for k = 0..distance (the vanishing gradient, measured). Each sample runs
+        ``distance + 1`` tokens of ``ids`` from a zero state one step at a time, keeping every
+        step's hidden state (h, all layers), and back-propagates the loss of the word after the
+        last; samples start at random positions and run in batches."""
+        ids = np.asarray(ids, dtype=np.int64)
+        span = distance + 1
+        ends = np.flatnonzero(ids[span:] != BOS_ID) + span  # targets: never <s>
+        if len(ends) == 0:
+            raise ValueError(f"the text needs more than {span} tokens")
+        ends = np.random.default_rng(seed).choice(ends, size=min(samples, len(ends)), replace=False)
+        net = self.net.eval()
+        total = np.zeros(span)
+        for start in range(0, len(ends), 64):
+            batch = ends[start : start + 64]
+            inputs = torch.as_tensor(np.stack([ids[e - span : e] for e in batch]))  # (B, span)
+            targets = torch.as_tensor(ids[batch])
+            with torch.enable_grad():
+                hidden, states = None, []
+                for step in range(span):
+                    _, hidden = net.rnn(net.embed(inputs[:, step : step + 1]), hidden)
+                    h = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers, B, H)
+                    h.retain_grad()
+                    states.append(h)
+                loss = net.out.nll(h[-1], targets)  # the top layer's state; summed, so each sample's gradient is its own
+                loss.backward()
+            for k, h in enumerate(reversed(states)):
+                total[k] += h.grad.pow(2).sum(dim=(0, 2)).sqrt().sum().item()
+            net.zero_grad(set_to_none=True)
+        return total / len(ends)
+
     @torch.inference_mode()
     def stream_logprobs(self, ids: np.ndarray, carry=None):
         """The stream read once, SCORE_CHUNK steps at a time, the hidden state carried (from

@@ -38,7 +38,7 @@ class OutputLayer(nn.Module):
             self.linear = nn.Linear(hidden, vocab_size)
             return
         cutoffs = [c for c in CUTOFFS if c < vocab_size - 1] or sorted({max(1, vocab_size // 4), max(1, vocab_size // 2)})
-        div = max(1.0, min(DIV_VALUE, hidden ** (1 / len(cutoffs))))  # every cluster keeps >= 1 dimension
+        div = max(1.0, min(DIV_VALUE, 0.999 * hidden ** (1 / len(cutoffs))))  # every cluster keeps >= 1 dimension
         self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=div)
         # Vocabulary id -> its rank by training frequency (the adaptive softmax's class order).
         self.register_buffer("rank", torch.arange(vocab_size))

@@ -6,6 +6,7 @@ didChange, then a completion request after each keystroke), measures the full-do
 typing runs against pygls's floor (bench/floor_server.py: empty completions) in the same run.
 
     python bench/lsp_typing.py [--keystrokes 400]
+    FORETELL_HOME=DIR python bench/lsp_typing.py --model ptb-elman   # a model from that store
 """
 
 from __future__ import annotations
@@ -100,9 +101,10 @@ class RawClient:
         return json.loads(await self.process.stdout.readexactly(length))
 
 
-async def session(command: list[str], env: dict, text: str, keystrokes: int, full: bool) -> dict:
+async def session(command: list[str], env: dict, text: str, keystrokes: int, full: bool, model: str | None = None) -> dict:
     client = await RawClient.start(command, env)
-    await client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}, "initializationOptions": {"foretell": {"surprisal": {"debounceMs": 10000}}}})
+    options = {"foretell": {"model": model, "surprisal": {"debounceMs": 10000}}}
+    await client.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}, "initializationOptions": options})
     client.notify("initialized", {})
     # Warm up on a small document (the model loads on first use), then open the big one and
     # time from didOpen to its semantic tokens: what an editor waits for its colours.
@@ -156,7 +158,7 @@ async def session(command: list[str], env: dict, text: str, keystrokes: int, ful
     return out
 
 
-def analysis_timing(text: str, home: str) -> dict:
+def analysis_timing(text: str, home: str, name: str | None) -> dict:
     """The same analysis in-process, without JSON: what the server's worker spends."""
     os.environ["FORETELL_HOME"] = home
     from engine.default_model import load_model
@@ -164,7 +166,7 @@ def analysis_timing(text: str, home: str) -> dict:
     from lsp_server.analysis import DocumentAnalysis, PositionMap
     from lsp_server.features.surprisal import semantic_token_data
 
-    model = load_model(ModelStore())
+    model = load_model(ModelStore(), name)
     t0 = time.perf_counter()
     first = DocumentAnalysis(model, text)
     t1 = time.perf_counter()
@@ -186,14 +188,16 @@ def analysis_timing(text: str, home: str) -> dict:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--keystrokes", type=int, default=400)
+    parser.add_argument("--model", help="a model in FORETELL_HOME's store (default: the default model, built in a fresh store)")
     args = parser.parse_args()
     text = document()
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() as scratch:
+        home = os.environ["FORETELL_HOME"] if args.model else scratch
         env = {**os.environ, "FORETELL_HOME": home, "PYTHONPATH": str(ROOT)}
-        inproc = analysis_timing(text, home)  # also builds the default model into the store
-        ours = asyncio.run(session([sys.executable, "-m", "lsp_server"], env, text, args.keystrokes, full=True))
+        inproc = analysis_timing(text, home, args.model)  # also builds the default model into the store
+        ours = asyncio.run(session([sys.executable, "-m", "lsp_server"], env, text, args.keystrokes, full=True, model=args.model))
         floor = asyncio.run(session([sys.executable, str(ROOT / "bench" / "floor_server.py")], env, text, args.keystrokes, full=False))
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; document: 20,000 words ({inproc['words']:,} word and punctuation tokens) in {inproc['blocks']:,} blocks; the default model")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; document: 20,000 words ({inproc['words']:,} word and punctuation tokens) in {inproc['blocks']:,} blocks; model {args.model or 'default'}")
     print(f"completion        p50 {ours['completion_p50_ms']:.2f} ms, p99 {ours['completion_p99_ms']:.2f} ms over {args.keystrokes} keystrokes "
           f"(pygls floor p50 {floor['completion_p50_ms']:.2f} ms, p99 {floor['completion_p99_ms']:.2f} ms; ours/floor p99 {ours['completion_p99_ms'] / floor['completion_p99_ms']:.1f}x)")
     print(f"full surprisal    didOpen to semanticTokens/full response {ours['full_semantic_tokens_ms']:.0f} ms "

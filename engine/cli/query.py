@@ -55,7 +55,7 @@ def score(model_names, as_json, pretokenized, colour, html_file, file):
     """Score every token of FILE ('-' for standard input): surprisal, rank, entropy."""
     text = read_text(file)
     if html_file:
-        write_report(model_names, text, pretokenized, html_file, title=f"{'stdin' if file == '-' else file}")
+        write_report(model_names, text, pretokenized, html_file, title='standard input' if file == '-' else Path(file).name)
         return
     if len(model_names) > 1:
         raise ForetellError("one model at a time, except with --html (which compares two)")

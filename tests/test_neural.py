@@ -110,3 +110,39 @@ def test_language_server_over_a_recurrent_model():
     fresh = DocumentAnalysis(model, edited)
     assert np.allclose(incremental.logprob, fresh.logprob, atol=1e-9)
     assert np.array_equal(incremental.rank, fresh.rank)
+
+
+def test_optimize_saves_an_int8_copy_and_refuses_a_bad_one(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import plugins.neural.quantize as quantize
+    from engine.cli import cli
+
+    held = tmp_path / "held.txt"
+    held.write_text("The cat sat on the warm mat. A dog ran over the log.\n")
+    cls, options = rnn(epochs="2", cell="lstm")
+    store = ModelStore()
+    store.save("r", cls.fit(corpus_from_text(SMALL_TEXT * 3), options))
+    weights = (store.path("r") / "weights.pt").read_bytes()
+
+    out = CliRunner().invoke(cli, ["models", "optimize", "r", "--check", str(held)])
+    assert out.exit_code == 0, out.output
+    assert "before" in out.output and "Saved 'r-int8'" in out.output
+    copy = store.load("r-int8")
+    assert copy.quantization == "int8-weights"
+    assert (store.path("r-int8") / "weights.pt").stat().st_size < len(weights) / 2
+    ids = encode(copy, tokenize(held.read_text()))
+    assert np.allclose(copy.score_ids(ids), store.load("r").score_ids(ids), atol=0.05, equal_nan=True)
+    assert (store.path("r") / "weights.pt").read_bytes() == weights  # the original is untouched
+
+    def ruined(net):  # a "quantization" that loses everything: the check must refuse it
+        for p in net.parameters():
+            p.data.zero_()
+        return net.float()
+
+    monkeypatch.setattr(quantize, "quantize", ruined)
+    out = CliRunner().invoke(cli, ["models", "optimize", "r", "--name", "worse", "--check", str(held)])
+    assert out.exit_code == 1 and "nothing saved" in out.output
+    assert not store.exists("worse")
+    out = CliRunner().invoke(cli, ["models", "optimize", "default"])
+    assert out.exit_code == 1 and "only neural backends" in out.output

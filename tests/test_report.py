@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import SMALL_TEXT, run_cli
 
-TEXT = SMALL_TEXT + "\nThe zebra <sat> on the mat & the dog ran.\n"
+TEXT = SMALL_TEXT + "\nThe zebra <sat> on the mat & the dog ran. </script> is not the end.\n"
 SCREENSHOTS = Path(os.environ.get("FORETELL_SCREENSHOTS", "")) if os.environ.get("FORETELL_SCREENSHOTS") else None
 
 
@@ -37,6 +37,7 @@ def test_the_page_is_self_contained_and_carries_the_scores(report):
     page = (tmp_path / "report.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # no network
     assert "<sat>" not in page and "&lt;" in page and "&amp;" in page  # the text is escaped, not interpreted
+    assert page.count("</script>") == 2  # the JSON's and the code's own; the text's is escaped everywhere
     model = page_data(tmp_path / "report.html")["models"][0]
     shown = [t for t in scores["tokens"] if t["start"] is not None]
     assert model["rank"] == [t["rank"] for t in shown]

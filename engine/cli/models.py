@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.cli.common import echo_json, json_option, pretokenized_option, store
+from engine.cli.common import echo_json, json_option, load_model, pretokenized_option, store
 from engine.corpus import read_text
 from engine.errors import ForetellError
 from engine.plugins import backends as discovered_backends, get_backend
@@ -125,7 +125,7 @@ def optimize(name, new_name, check_file, tolerance, pretokenized):
     With --check, the copy is saved only if its perplexity on that text is within --tolerance
     percent of the original's. The original model is never changed."""
     s = store()
-    model = s.load(validate_name(name))
+    model = load_model(validate_name(name))
     if not hasattr(model, "quantized"):
         raise ForetellError(f"the {model.name!r} backend has no quantized form (only neural backends do)")
     new_name = validate_name(new_name or f"{name}-int8")

@@ -62,13 +62,23 @@ def model_report(model: LanguageModel, name: str, text: str, pretokenized: bool 
 
 
 def render(text: str, reports: list[dict], title: str, curves_svg: str | None = None) -> str:
-    """The page. Word spans are placed from the first model's offsets (the texts are the same,
-    and every model here tokenizes them the same way)."""
+    """The page. Each word span carries its colour classes for every view (rank bucket and
+    surprisal band of each model, and their difference), so switching views is one class change
+    on the text, not a pass over 100,000 words. Spans are placed from the first model's offsets
+    (the texts are the same, and ``check_same_tokens`` made sure the tokens are)."""
     first = reports[0]
+    oov = [set(r["oovs"]) for r in reports]
     parts, pos = [], 0
     for i, (start, end) in enumerate(zip(first["start"], first["end"])):
+        classes = ["w"]
+        for k, (r, missing) in enumerate(zip(reports, oov)):
+            classes += [f"{VIEW_CLASSES[k][0]}{bucket(r['rank'][i])}", f"{VIEW_CLASSES[k][1]}{band(r['bits'][i])}"]
+            if i in missing:
+                classes.append(VIEW_CLASSES[k][2])
+        if len(reports) > 1:
+            classes.append(f"d{difference(first['bits'][i], reports[1]['bits'][i])}")
         parts.append(html.escape(text[pos:start]))
-        parts.append(f'<span class="w b{bucket(first["rank"][i])}">{html.escape(text[start:end])}</span>')
+        parts.append(f'<span class="{" ".join(classes)}">{html.escape(text[start:end])}</span>')
         pos = end
     parts.append(html.escape(text[pos:]))
     data = json.dumps({"models": reports, "title": title}, ensure_ascii=False, separators=(",", ":"))
@@ -79,6 +89,20 @@ def render(text: str, reports: list[dict], title: str, curves_svg: str | None = 
         .replace("{{CURVES}}", curves_svg or "")
         .replace("{{DATA}}", data.replace("</", "<\\/"))
     )
+
+
+VIEW_CLASSES = (("a", "p", "o"), ("r", "q", "u"))  # per model: rank bucket, bits band, out of vocabulary
+BANDS = 9  # surprisal bands of 2 bits: 0-2, 2-4, ..., 16 and more
+
+
+def band(bits: float) -> int:
+    return min(BANDS - 1, int(bits // 2))
+
+
+def difference(a_bits: float, b_bits: float) -> int:
+    """-3..3 (stored 0..6): how many 2-bit steps the first model was less (negative) or more
+    surprised than the second."""
+    return int(max(-3, min(3, round((a_bits - b_bits) / 2)))) + 3
 
 
 def check_same_tokens(reports: list[dict]) -> None:

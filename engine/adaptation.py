@@ -102,6 +102,7 @@ class AdaptationLayer:
             old = next((d for d in layer["documents"] if d["key"] == key), None)
             if old is not None and old["sha256"] == digest:
                 return None
+            base.check_can_learn()
             builder = CorpusBuilder(pretokenized)
             builder.vocab.tokens = list(layer["words"])
             builder.vocab.ids = {w: i for i, w in enumerate(builder.vocab.tokens)}
@@ -109,8 +110,8 @@ class AdaptationLayer:
             ids = np.asarray(builder.ids.finish(), dtype=np.int32)
             if builder.sentences == 0:
                 raise ForetellError(f"{key}: no usable text to learn from")
-            base.check_can_learn()
             words = builder.vocab.tokens
+            new = sorted({words[i] for i in np.unique(ids)} - set(base.vocab.tokens))
             entry = {
                 "key": key,
                 "file": f"doc-{layer['next']}.npy",
@@ -118,7 +119,8 @@ class AdaptationLayer:
                 "learned": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "sentences": builder.sentences,
                 "tokens": int(len(ids) - builder.sentences),  # words and </s>, as perplexity counts
-                "new_words": sorted({words[i] for i in np.unique(ids)} - set(base.vocab.tokens))[:50],
+                "new_words": len(new),  # words the base model did not know
+                "new_word_examples": new[:20],
             }
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._write(entry["file"], lambda f: np.save(f, ids, allow_pickle=False))

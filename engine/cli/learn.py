@@ -59,7 +59,7 @@ def learn(model_name, pretokenized, paths):
             click.echo(f"{path}: already learned, unchanged")
             continue
         verb = "relearned" if entry["replaced"] else "learned"
-        click.echo(f"{path}: {verb} {entry['sentences']:,} sentences, {entry['tokens']:,} tokens, {len(entry['new_words'])} new words")
+        click.echo(f"{path}: {verb} {entry['sentences']:,} sentences, {entry['tokens']:,} tokens, {entry['new_words']:,} new words")
     if failed == len(files):
         raise ForetellError("nothing was learned: no readable text among the paths given")
     model = s.load(name)
@@ -104,7 +104,7 @@ def history(name, as_json, export_file):
         click.echo(f"{name!r} has learned nothing beyond its training text.")
         return
     for d in documents:
-        click.echo(f"{d['learned'][:19]}  {d['tokens']:>9,} tokens  {d['sentences']:>7,} sentences  {len(d['new_words']):>4} new words  {d['key']}")
+        click.echo(f"{d['learned'][:19]}  {d['tokens']:>9,} tokens  {d['sentences']:>7,} sentences  {d['new_words']:>5,} new words  {d['key']}")
 
 
 def register(cli):

@@ -10,13 +10,13 @@ class TrainOptions:
     epochs: int = 10
     max_minutes: float | None = None  # stop (keeping the best model) after this long
     batch_size: int = 20
-    optimizer: str = "sgd"  # sgd (learning rate annealed when validation stalls) or adam
+    optimizer: str = "sgd"  # sgd or adam; either way the learning rate is annealed when validation stalls
     lr: float = 1.0
     clip: float = 0.25  # gradient-norm clipping
     dropout: float = 0.2
     softmax: str = "full"  # full, or adaptive (Grave et al. 2017: several times cheaper to train)
     patience: int = 2  # epochs without improvement before stopping early
-    anneal_below: float = 1.0  # SGD: divide the learning rate by 4 when validation perplexity improves by less than this many percent
+    anneal_below: float = 1.0  # divide the learning rate by 4 when validation perplexity improves by less than this many percent
     valid: str | None = None  # a validation file; default: every 20th sentence of the training text
     seed: int = 0
     device: str = "auto"  # auto, cpu or cuda

@@ -162,7 +162,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                 best_loss, best_state, stale = valid, copy.deepcopy(net.state_dict()), 0
             else:
                 stale += 1
-            if options.optimizer == "sgd" and gain < options.anneal_below:
+            if gain < options.anneal_below:
                 lr /= 4
                 for group in optimizer.param_groups:
                     group["lr"] = lr

@@ -55,7 +55,7 @@ def browser_timings(page: Path) -> dict:
             # The first hover also builds the span -> index map; both are timed in the page.
             out["first_hover_ms"], out["hover_ms"] = (browser.execute_script(
                 "const s = document.querySelectorAll('#text span.w')[arguments[0]]; s.scrollIntoView({block: 'center'});"
-                "document.body.offsetHeight;"  // the scroll's own layout is not the tooltip's
+                "document.body.offsetHeight;"  # the scroll's own layout is not the tooltip's
                 "const t = performance.now(); s.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));"
                 "document.body.offsetHeight; return performance.now() - t;", i) for i in (n // 2, n // 3))
             out["tooltip_shown"] = browser.find_element(By.ID, "tip").is_displayed()

@@ -51,7 +51,10 @@ def test_killing_a_retraining_leaves_the_old_model_as_it_was(tmp_path, sig):
     before = probe_scores("notes")
     corpus = big_corpus(tmp_path / "big.txt")
     for delay in (0.5, 1.5, 2.5):
-        proc = subprocess.Popen(cli("train", "--name", "notes", "--order", "5", str(corpus)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Ctrl-C reaches the child as a user's would even when this run ignores SIGINT (a shell
+        # runs background jobs that way, and Python then never raises KeyboardInterrupt).
+        proc = subprocess.Popen(cli("train", "--name", "notes", "--order", "5", str(corpus)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         time.sleep(delay)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.distribution import rank_buckets
 from engine.model import LanguageModel
 from engine.scoring import encode, perplexity_of_scores, score_tokens
 from engine.tokenizer import tokenize
@@ -22,16 +23,6 @@ from engine.vocab import BOS_ID
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
 EXPECTED = 5
-RANK_LIMITS = (10, 100, 1000)  # GLTR's buckets: top 10, top 100, top 1000, beyond
-
-
-def bucket(rank: int) -> int:
-    for i, limit in enumerate(RANK_LIMITS):
-        if rank <= limit:
-            return i
-    return len(RANK_LIMITS)
-
-
 def model_report(model: LanguageModel, name: str, text: str, pretokenized: bool = False) -> dict:
     """Everything the page shows about one model's reading of ``text``."""
     sentences = tokenize(text, pretokenized)
@@ -68,11 +59,12 @@ def render(text: str, reports: list[dict], title: str, curves_svg: str | None = 
     (the texts are the same, and ``check_same_tokens`` made sure the tokens are)."""
     first = reports[0]
     oov = [set(r["oovs"]) for r in reports]
+    buckets = [rank_buckets(r["rank"]) for r in reports]
     parts, pos = [], 0
     for i, (start, end) in enumerate(zip(first["start"], first["end"])):
         classes = ["w"]
         for k, (r, missing) in enumerate(zip(reports, oov)):
-            classes += [f"{VIEW_CLASSES[k][0]}{bucket(r['rank'][i])}", f"{VIEW_CLASSES[k][1]}{band(r['bits'][i])}"]
+            classes += [f"{VIEW_CLASSES[k][0]}{buckets[k][i]}", f"{VIEW_CLASSES[k][1]}{band(r['bits'][i])}"]
             if i in missing:
                 classes.append(VIEW_CLASSES[k][2])
         if len(reports) > 1:

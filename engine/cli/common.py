@@ -9,6 +9,7 @@ import sys
 import click
 
 from engine.default_model import load_model as _load_model
+from engine.distribution import rank_buckets
 from engine.store import ModelStore
 
 model_option = click.option("-m", "--model", "model_name", metavar="NAME", help="Model to use (default: the default model).")
@@ -40,15 +41,12 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(_clean(obj), ensure_ascii=False, indent=None))
 
 
-# GLTR's buckets: where the actual word ranked in the model's prediction.
-RANK_BUCKETS = ((10, "green"), (100, "yellow"), (1000, "red"), (None, "magenta"))
+# GLTR's buckets (engine.distribution.rank_buckets): where the word ranked in the prediction.
+BUCKET_COLOURS = ("green", "yellow", "red", "magenta")
 
 
 def bucket_colour(rank: int) -> str:
-    for limit, colour in RANK_BUCKETS:
-        if limit is None or rank <= limit:
-            return colour
-    return "magenta"
+    return BUCKET_COLOURS[int(rank_buckets(rank))]
 
 
 def use_colour(flag: bool | None) -> bool:

@@ -9,17 +9,13 @@ import numpy as np
 from lsprotocol import types
 
 from engine.complete import top_completions
+from engine.distribution import rank_buckets
 from lsp_server.analysis import DocumentAnalysis, PositionMap
 
 # GLTR's buckets: where the word ranked in the model's prediction.
 TOKEN_TYPES = ["foretellTop10", "foretellTop100", "foretellTop1000", "foretellRare"]
 TOKEN_MODIFIERS = ["unknown"]
 LEGEND = types.SemanticTokensLegend(token_types=TOKEN_TYPES, token_modifiers=TOKEN_MODIFIERS)
-BUCKET_LIMITS = np.array([10, 100, 1000])
-
-
-def buckets(ranks: np.ndarray) -> np.ndarray:
-    return np.searchsorted(BUCKET_LIMITS, ranks, side="left")
 
 
 def _range(posmap: PositionMap, start: int, end: int) -> types.Range:
@@ -35,7 +31,7 @@ def semantic_token_data(analysis: DocumentAnalysis, posmap: PositionMap) -> np.n
     _, ends = posmap.positions(analysis.ends[words])
     delta_line = np.diff(lines, prepend=0)
     delta_char = np.where(delta_line == 0, np.diff(chars, prepend=0), chars)
-    data = np.stack([delta_line, delta_char, ends - chars, buckets(analysis.rank[words]), analysis.oov[words].astype(np.int64)], axis=1)
+    data = np.stack([delta_line, delta_char, ends - chars, rank_buckets(analysis.rank[words]), analysis.oov[words].astype(np.int64)], axis=1)
     return data.ravel()
 
 

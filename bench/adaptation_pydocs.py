@@ -96,7 +96,7 @@ def main():
     fit_sentences = [s for f in fit for s in tokenize(read_text(str(f)))]
     for name, parts in (("mix-ngram-cache", ["ngram", "cache"]), ("mix-all", ["ngram", "rnn", "cache"])):
         union = mix.of(store, parts)
-        model, report = mix.fitted(store, parts, encode(union, fit_sentences))
+        model, report = union.fitted(encode(union, fit_sentences))
         store.save(name, model)
         weights = ", ".join(f"{p['name']} {p['weight']:.3f}" for p in report["parts"])
         print(f"{name}: EM weights {weights} ({report['iterations']} iterations on {report['tokens']:,} tokens)", flush=True)

@@ -35,7 +35,7 @@ def mix(name, fit_files, pretokenized, as_json, models):
     cls = get_backend("mix").cls
     union = cls.of(s, names)
     sentences = [sentence for path in fit_files for sentence in tokenize(read_text(path), pretokenized)]
-    model, report = cls.fitted(s, names, encode(union, sentences))
+    model, report = union.fitted(encode(union, sentences))
     s.save(name, model, corpus={"fitted_on": list(fit_files), "tokens": report["tokens"]})
     if as_json:
         echo_json({"model": name, **report})

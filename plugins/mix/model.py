@@ -99,18 +99,16 @@ class MixtureModel(LanguageModel):
         weights = weights or [1 / len(names)] * len(names)
         return cls(parts, MixOptions(parts=",".join(names), weights=",".join(repr(float(w)) for w in weights)))
 
-    @classmethod
-    def fitted(cls, store, names: list[str], ids: np.ndarray) -> tuple["MixtureModel", dict]:
-        """The mixture of models ``names`` with weights fitted by EM on the id stream ``ids``
-        (over the union vocabulary: encode with ``MixtureModel.of(store, names)``), and the
-        held-out perplexity of each part and of the mixture."""
-        model = cls.of(store, names)
+    def fitted(self, ids: np.ndarray) -> tuple["MixtureModel", dict]:
+        """These parts with weights fitted by EM on the id stream ``ids`` (over this mixture's
+        union vocabulary), and the held-out perplexity of each part and of the mixture."""
         ids = np.asarray(ids, dtype=np.int64)
-        probabilities = model.part_probabilities(ids)[:, ids != BOS_ID]
+        probabilities = self.part_probabilities(ids)[:, ids != BOS_ID]
         if probabilities.shape[1] == 0:
             raise ForetellError("the text to fit the weights on has no words")
         weights, history = fit_weights(probabilities)
-        fitted = cls(model.parts, MixOptions(parts=",".join(names), weights=",".join(repr(float(w)) for w in weights / weights.sum())))
+        names = self.options.names
+        fitted = type(self)(self.parts, MixOptions(parts=",".join(names), weights=",".join(repr(float(w)) for w in weights / weights.sum())))
         report = {
             "tokens": int(probabilities.shape[1]),
             "iterations": len(history),

@@ -103,9 +103,7 @@ class AdaptationLayer:
             if old is not None and old["sha256"] == digest:
                 return None
             base.check_can_learn()
-            builder = CorpusBuilder(pretokenized)
-            builder.vocab.tokens = list(layer["words"])
-            builder.vocab.ids = {w: i for i, w in enumerate(builder.vocab.tokens)}
+            builder = CorpusBuilder(pretokenized, known=layer["words"])
             builder.add_lines(split_lines(text))
             ids = np.asarray(builder.ids.finish(), dtype=np.int32)
             if builder.sentences == 0:

@@ -208,9 +208,9 @@ def chunks(ids: np.ndarray, size: int = IdStream.SPILL):
 class CorpusBuilder:
     """Accumulates sentences as ids while documents stream past."""
 
-    def __init__(self, pretokenized: bool = False):
+    def __init__(self, pretokenized: bool = False, known: list[str] | None = None):
         self.pretokenized = pretokenized
-        self.vocab = VocabularyBuilder()
+        self.vocab = VocabularyBuilder(known)
         self.ids = IdStream()
         self.documents = 0
         self.sentences = 0

@@ -62,9 +62,10 @@ class Vocabulary:
 class VocabularyBuilder:
     """Assigns ids by first appearance while a corpus streams past, then prunes on request."""
 
-    def __init__(self):
-        self.ids: dict[str, int] = {t: i for i, t in enumerate(SPECIALS)}
-        self.tokens: list[str] = list(SPECIALS)
+    def __init__(self, tokens: list[str] | None = None):
+        """``tokens``: ids already given (specials first), to extend rather than start afresh."""
+        self.tokens: list[str] = list(tokens or SPECIALS)
+        self.ids: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
 
     def add(self, tokens) -> list[int]:
         ids, out = self.ids, []

@@ -1,10 +1,10 @@
 """Text to sentences of tokens, every token with its character offsets in the input.
 
 Prose mode keeps case, splits words (letters and digits with inner apostrophes and hyphens),
-numbers and punctuation, ends sentences at ``. ! ?`` and paragraph boundaries, and steps over
-Markdown/reST markup (headings, underlines, fences, code blocks, emphasis, roles, link targets)
-so it does not turn into words. Pretokenized mode reads text the way KenLM does: one sentence a
-line, tokens separated by runs of spaces or tabs.
+numbers and punctuation, ends sentences at ``. ! ?`` before a capital or at a line's end and at
+paragraph boundaries, and steps over Markdown/reST markup (headings, underlines, fences, code
+blocks, emphasis, roles, link targets) so it does not turn into words. Pretokenized mode reads
+text the way KenLM does: one sentence a line, tokens separated by runs of spaces or tabs.
 
 Both work line by line, so a corpus streams through without being held in memory.
 """
@@ -126,8 +126,17 @@ class ProseTokenizer:
                 continue
             tokens.append(Token(m.group(), offset + m.start(), offset + m.end()))
         yield from self._split_sentences()
-        if standalone:
+        if standalone or self._ends_at_line_end():
             yield from self.finish()
+
+    def _ends_at_line_end(self) -> bool:
+        """A sentence end that closes a line ends the sentence whatever the next line starts
+        with: notes written in lower case still come apart into sentences."""
+        tokens = self._pending
+        i = len(tokens) - 1
+        while i >= 0 and tokens[i].text in _CLOSERS:
+            i -= 1
+        return i >= 0 and tokens[i].text in _TERMINAL and not self._is_abbreviation(tokens, i)
 
     def finish(self) -> Iterator[list[Token]]:
         if self._pending:

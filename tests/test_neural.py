@@ -48,6 +48,12 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
         cls.fit(corpus, resumed_options, workdir=tmp_path)
 
 
+def test_linear_schedule_decays_the_learning_rate_to_zero_over_the_budget():
+    cls, options = rnn(epochs="3", patience="10", schedule="linear", lr="1", anneal_below="0", batch_size="2", bptt="5")
+    rates = [m["lr"] for m in cls.fit(corpus_from_text(SMALL_TEXT * 3), options).metrics]
+    assert 0.55 < rates[0] < 0.7 and 0.25 < rates[1] < 0.35 and rates[2] < 0.05
+
+
 def test_validation_file_and_training_curve_in_models_info(tmp_path):
     train, valid = tmp_path / "train.txt", tmp_path / "valid.txt"
     train.write_text(SMALL_TEXT * 3)

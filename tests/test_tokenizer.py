@@ -24,6 +24,14 @@ def test_sentence_and_paragraph_boundaries_keep_case():
     ]
 
 
+def test_a_sentence_end_at_a_line_end_ends_lower_case_sentences():
+    # Notes in lower case: a period that closes a line ends the sentence; one inside a line
+    # before a lower-case word, or an abbreviation at a line end, does not.
+    assert words("buy milk.\ncall mum (today.)\nsee dr.\nsmith at 5. then rest") == [
+        ["buy", "milk", "."], ["call", "mum", "(", "today", ".", ")"], ["see", "dr", ".", "smith", "at", "5", ".", "then", "rest"]
+    ]
+
+
 def test_abbreviations_do_not_end_sentences():
     assert words("Mr. Smith met Dr. Jones, e.g. at 10:30.") == [["Mr", ".", "Smith", "met", "Dr", ".", "Jones", ",", "e.g.", "at", "10:30", "."]]
 

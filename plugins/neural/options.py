@@ -16,7 +16,9 @@ class TrainOptions:
     dropout: float = 0.2
     softmax: str = "full"  # full, or adaptive (Grave et al. 2017: several times cheaper to train)
     patience: int = 2  # epochs without improvement before stopping early
-    anneal_below: float = 1.0  # divide the learning rate by 4 when validation perplexity improves by less than this many percent
+    anneal_below: float = 1.0  # divide the learning rate by anneal_by when validation perplexity improves by less than this many percent
+    anneal_by: float = 4.0
+    schedule: str = "plateau"  # or linear: also decay the rate linearly to 0 over the budget (max_minutes, else epochs)
     valid: str | None = None  # a validation file; default: every 20th sentence of the training text
     seed: int = 0
     device: str = "auto"  # auto, cpu or cuda
@@ -40,6 +42,10 @@ class TrainOptions:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
         if not self.anneal_below >= 0:
             raise ValueError(f"anneal-below must be 0 or more, not {self.anneal_below}")
+        if not self.anneal_by >= 1:
+            raise ValueError(f"anneal-by must be 1 or more, not {self.anneal_by}")
+        if self.schedule not in ("plateau", "linear"):
+            raise ValueError(f"schedule must be plateau or linear, not {self.schedule!r}")
         if self.softmax not in ("full", "adaptive"):
             raise ValueError(f"softmax must be full or adaptive, not {self.softmax!r}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -22,8 +22,10 @@ DIV_VALUE = 4.0  # each cluster's projection is this many times narrower than th
 
 
 def log_softmax_without_bos(logits: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities over the vocabulary; <s> is context only, never predicted."""
-    logits = logits.clone()
+    """Log-probabilities over the vocabulary; <s> is context only, never predicted.
+
+    ``logits`` is overwritten: callers pass the fresh output of a layer (no copy of a
+    batch x vocabulary block per step; autograd allows it, no layer keeps its output)."""
     logits[..., BOS_ID] = -torch.inf
     return torch.log_softmax(logits, dim=-1)
 

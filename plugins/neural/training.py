@@ -114,6 +114,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
     started = time.monotonic()
     deadline = started + 60 * options.max_minutes if options.max_minutes else None
     interrupted = False
+    epoch_tokens = max(1, int(np.sum(np.asarray(train_ids) != BOS_ID)) // world)
     try:
         for epoch in range(epoch0, options.epochs):
             model.train()
@@ -127,6 +128,12 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                 norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), options.clip))
                 norms.append(norm)
                 clipped += norm > options.clip
+                if options.schedule == "linear":
+                    done = (epoch + (seen + n / 2) / epoch_tokens) / options.epochs
+                    if deadline:
+                        done = max(done, (time.monotonic() - started) / (deadline - started))
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * max(0.0, 1 - done)
                 optimizer.step()
                 seen += n
                 loss_sum += float(loss.detach())
@@ -143,7 +150,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                 "train_loss": loss_sum / max(seen, 1),
                 "valid_loss": valid,
                 "valid_perplexity": math.exp(min(valid, 50)),
-                "lr": lr,
+                "lr": optimizer.param_groups[0]["lr"],  # the rate of the epoch's last step
                 "train_perplexity": math.exp(min(loss_sum / max(seen, 1), 50)),
                 "grad_norm_mean": float(np.mean(norms)) if norms else 0.0,  # before clipping
                 **{f"grad_norm_p{q}": float(np.percentile(norms, q)) if norms else 0.0 for q in (10, 50, 90)},
@@ -163,7 +170,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
             else:
                 stale += 1
             if gain < options.anneal_below:
-                lr /= 4
+                lr /= options.anneal_by
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             if rank == 0 and checkpoint:

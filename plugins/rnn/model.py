@@ -16,6 +16,14 @@ from plugins.neural.options import TrainOptions
 
 CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 SCORE_CHUNK = 512  # time steps scored at once: bounded memory on long documents
+# Training defaults by cell. A tanh RNN diverges at the gated cells' lr 20 (PyTorch's
+# word_language_model included); on PTB in a 20-minute budget it did best without dropout,
+# with bptt 20 (its gradient has faded by 20 steps) and the learning rate decayed linearly to 0
+# over the budget (docs/benchmarks.md). The gated cells keep word_language_model's settings.
+CELL_DEFAULTS = {
+    "elman": {"bptt": 20, "lr": 2.0, "clip": 0.5, "dropout": 0.0, "schedule": "linear"},
+    "gated": {"bptt": 35, "lr": 20.0, "clip": 0.25, "dropout": 0.2, "schedule": "plateau"},
+}
 
 
 @dataclass
@@ -25,14 +33,23 @@ class RNNOptions(TrainOptions):
     hidden: int = 200
     layers: int = 2
     tied: bool = False  # share the input embedding and output matrix (needs embedding == hidden)
-    bptt: int = 35
     softmax: str = "adaptive"  # or full; adaptive trains ~2.5x faster at PTB's vocabulary size
-    lr: float | None = None  # default by cell: elman 2.0 (20 diverges for tanh units), lstm/gru 20.0
-    clip: float | None = None  # default by cell: elman 0.5, lstm/gru 0.25 (word_language_model's)
+    # None: the cell's default from CELL_DEFAULTS.
+    bptt: int | None = None
+    lr: float | None = None
+    clip: float | None = None
+    dropout: float | None = None
+    schedule: str | None = None
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        defaults = dict(CELL_DEFAULTS["elman" if self.cell == "elman" else "gated"])
+        if self.optimizer == "adam":
+            defaults["lr"] = 0.001
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         for name in ("embedding", "hidden", "layers", "bptt"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -40,11 +57,6 @@ class RNNOptions(TrainOptions):
             raise ValueError("tied embeddings need embedding == hidden")
         if self.tied and self.softmax != "full":
             raise ValueError("tied embeddings need the full softmax (softmax=full)")
-        gated = self.cell != "elman"
-        if self.lr is None:
-            self.lr = (20.0 if gated else 2.0) if self.optimizer == "sgd" else 0.001
-        if self.clip is None:
-            self.clip = 0.25 if gated else 0.5
         self.check()
 
 

@@ -49,7 +49,7 @@ def run_ours(paths: dict, epochs: int, lr: float, clip: float, softmax: str) -> 
     corpus = build_corpus([str(paths["train"])], pretokenized=True)
     cls = get_backend("rnn").cls
     options = options_from_strings(cls.Options, {"cell": "elman", "layers": "2", "hidden": "200", "embedding": "200", "bptt": str(BPTT),
-                                                 "batch_size": str(BATCH), "dropout": "0.2", "lr": str(lr), "clip": str(clip),
+                                                 "batch_size": str(BATCH), "dropout": "0.2", "schedule": "plateau", "lr": str(lr), "clip": str(clip),
                                                  "softmax": softmax, "epochs": str(epochs), "patience": str(epochs), "valid": str(paths["valid"])})
     started = time.monotonic()
     model = cls.fit(corpus, options)

@@ -23,6 +23,8 @@ from engine.vocab import BOS_ID
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
 EXPECTED = 5
+
+
 def model_report(model: LanguageModel, name: str, text: str, pretokenized: bool = False) -> dict:
     """Everything the page shows about one model's reading of ``text``."""
     sentences = tokenize(text, pretokenized)

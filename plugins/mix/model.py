@@ -33,6 +33,10 @@ class MixOptions:
         if len(weights) != len(names) or any(not (w >= 0) for w in weights) or abs(sum(weights) - 1) > 1e-6:
             raise ValueError("a mixture needs one weight per model, each at least 0, summing to 1")
 
+    @classmethod
+    def of(cls, names: list[str], weights) -> "MixOptions":
+        return cls(parts=",".join(names), weights=",".join(repr(float(w)) for w in weights))
+
     @property
     def names(self) -> list[str]:
         return [n for n in self.parts.split(",") if n]
@@ -97,7 +101,7 @@ class MixtureModel(LanguageModel):
                 raise ForetellError(f"{name!r} is a mixture itself; mix its parts instead")
             parts.append(store.load(name))
         weights = weights or [1 / len(names)] * len(names)
-        return cls(parts, MixOptions(parts=",".join(names), weights=",".join(repr(float(w)) for w in weights)))
+        return cls(parts, MixOptions.of(names, weights))
 
     def fitted(self, ids: np.ndarray) -> tuple["MixtureModel", dict]:
         """These parts with weights fitted by EM on the id stream ``ids`` (over this mixture's
@@ -108,7 +112,7 @@ class MixtureModel(LanguageModel):
             raise ForetellError("the text to fit the weights on has no words")
         weights, history = fit_weights(probabilities)
         names = self.options.names
-        fitted = type(self)(self.parts, MixOptions(parts=",".join(names), weights=",".join(repr(float(w)) for w in weights / weights.sum())))
+        fitted = type(self)(self.parts, MixOptions.of(names, weights / weights.sum()))
         report = {
             "tokens": int(probabilities.shape[1]),
             "iterations": len(history),

@@ -163,7 +163,8 @@ def analysis_timing(text: str, home: str, name: str | None) -> dict:
     os.environ["FORETELL_HOME"] = home
     from engine.default_model import load_model
     from engine.store import ModelStore
-    from lsp_server.analysis import DocumentAnalysis, PositionMap
+    from engine.analysis import DocumentAnalysis
+    from lsp_server.positions import PositionMap
     from lsp_server.features.surprisal import semantic_token_data
 
     model = load_model(ModelStore(), name)

@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from engine.errors import ForetellError
-from engine.vocab import BOS_ID, Vocabulary
+from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 
 Progress = Callable[[str, float], None]  # (stage, fraction done 0..1)
 
@@ -34,6 +34,9 @@ class LanguageModel(ABC):
     # How closely (in nats) one-step and batched scoring agree: tight for exact models, looser
     # where a batch changes the arithmetic (a quantized network scales its inputs per batch).
     score_tolerance: float = 1e-9
+    # True when a sentence's scores depend only on its own words (every sentence starts afresh
+    # at <s>): document analysis then re-scores only the sentences an edit touched.
+    sentence_independent: ClassVar[bool] = False
 
     def __init__(self, vocab: Vocabulary, options):
         self.vocab = vocab
@@ -82,11 +85,28 @@ class LanguageModel(ABC):
         """Log-probability, rank and entropy (bits) at every position of an id stream (NaN, 0,
         NaN at ``<s>``). This walks the incremental state and builds every distribution;
         backends override it with something faster when their structure allows."""
+        return self._walk_stats(ids, self.initial_state())[:3]
+
+    def token_stats_from(self, ids: np.ndarray, state) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+        """``token_stats`` of whole sentences (``<s> ... </s>`` each) read on from ``state``, the
+        state at the start of the first (as ``initial_state`` or ``advance`` past ``</s>`` give
+        it), and the state after each sentence: lets an editor re-score from an edit on."""
+        return self._walk_stats(ids, state)
+
+    def states_agree(self, a, b) -> bool:
+        """Whether two states predict the same from here on (to within what scores can show).
+        Exact equality by default; neural models compare their hidden states within a tolerance."""
+        try:
+            return bool(a == b)
+        except (TypeError, ValueError):
+            return False
+
+    def _walk_stats(self, ids: np.ndarray, state):
         from engine.distribution import rank_and_entropy
 
         n = len(ids)
         logprob, rank, entropy = np.full(n, np.nan), np.zeros(n, dtype=np.int64), np.full(n, np.nan)
-        state = self.initial_state()
+        after = []
         for i, token in enumerate(ids):
             if token == BOS_ID:
                 continue
@@ -94,7 +114,9 @@ class LanguageModel(ABC):
             logprob[i] = dist[token]
             rank[i], entropy[i] = rank_and_entropy(dist, int(token))
             state = self.advance(state, int(token))
-        return logprob, rank, entropy
+            if token == EOS_ID:
+                after.append(state)
+        return logprob, rank, entropy, after
 
     def expected(self, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most probable words at every position of an id stream and their
@@ -108,7 +130,7 @@ class LanguageModel(ABC):
         for i, token in enumerate(ids):
             if token == BOS_ID:
                 continue
-            key = state if getattr(self, "sentence_independent", False) and isinstance(state, tuple) else None
+            key = state if self.sentence_independent and isinstance(state, tuple) else None
             found = memo.get(key) if key is not None else None
             if found is None:
                 dist = self.next_logprobs(state)

@@ -22,7 +22,8 @@ from engine import __version__
 from engine.default_model import load_model
 from engine.errors import ForetellError
 from engine.store import ModelStore
-from lsp_server.analysis import DocumentAnalysis, PositionMap
+from engine.analysis import DocumentAnalysis
+from lsp_server.positions import PositionMap
 from lsp_server.config import Settings, parse_settings
 from lsp_server.features import surprisal
 

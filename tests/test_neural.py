@@ -105,7 +105,7 @@ def test_distributed_training_with_two_processes(tmp_path):
 
 def test_language_server_over_a_recurrent_model():
     """Edits re-score from the changed paragraph on, and give what a fresh analysis gives."""
-    from lsp_server.analysis import DocumentAnalysis
+    from engine.analysis import DocumentAnalysis
 
     cls, options = rnn(epochs="1")
     model = cls.fit(corpus_from_text(SMALL_TEXT * 3), options)

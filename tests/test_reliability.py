@@ -214,7 +214,7 @@ def test_server_document_model_follows_random_edits(small_corpus, initial, edits
     from lsprotocol import types
     from pygls.workspace import TextDocument
 
-    from lsp_server.analysis import DocumentAnalysis
+    from engine.analysis import DocumentAnalysis
 
     cls = get_backend("ngram").cls
     model = ngram_model_cache.setdefault("m", cls.fit(small_corpus, cls.Options(order=3)))

@@ -10,7 +10,8 @@ from lsprotocol import types
 
 from engine.complete import top_completions
 from engine.distribution import rank_buckets
-from lsp_server.analysis import DocumentAnalysis, PositionMap
+from engine.analysis import DocumentAnalysis
+from lsp_server.positions import PositionMap
 
 # GLTR's buckets: where the word ranked in the model's prediction.
 TOKEN_TYPES = ["foretellTop10", "foretellTop100", "foretellTop1000", "foretellRare"]

@@ -157,6 +157,9 @@ class MixtureModel(LanguageModel):
         ids = np.asarray(token_ids, dtype=np.int64)
         return tuple(p.advance_many(s, m[ids]) for p, s, m in zip(self.parts, state, self.to_part))
 
+    def states_agree(self, a, b) -> bool:
+        return all(part.states_agree(x, y) for part, x, y in zip(self.parts, a, b))
+
     def next_logprobs(self, state) -> np.ndarray:
         mixed = np.zeros(len(self.vocab))
         for part, s, to_part, share, w in zip(self.parts, state, self.to_part, self.share, self.weights):

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from engine.distribution import TIE
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel
 from plugins.neural import quantize
@@ -20,6 +21,26 @@ from plugins.neural.training import split_validation, train
 
 WEIGHTS = "weights.pt"
 METRICS = "metrics.jsonl"
+
+
+ROWS = 128  # positions whose full distribution is held at once (128 x 33k floats: 34 MB)
+
+
+def rows_stats(blocks, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-probability, rank and entropy (bits) of ``targets`` from blocks of log-probability
+    rows (one row per target, in order), without keeping more than a block."""
+    logprob, rank, entropy = np.zeros(len(targets)), np.zeros(len(targets), dtype=np.int64), np.zeros(len(targets))
+    tie = TIE * np.log(10)
+    at = 0
+    for logp in blocks:
+        n = logp.shape[0]
+        target = logp.gather(1, torch.as_tensor(targets[at : at + n])[:, None])
+        logprob[at : at + n] = target.squeeze(1).numpy()
+        rank[at : at + n] = 1 + (logp > target + tie).sum(1).numpy()
+        p_log_p = logp.exp().mul_(logp).nan_to_num_(nan=0.0)  # 0 * -inf is 0
+        entropy[at : at + n] = (-p_log_p.sum(1) / np.log(2)).numpy()
+        at += n
+    return logprob, rank, entropy
 
 
 def _renamed_keys(state: dict) -> dict:
@@ -122,9 +143,9 @@ class NeuralModel(LanguageModel):
         return cls(vocab, options, net, facts, metrics)
 
     # -- scoring: backends yield full log-probability rows, the rest derives here ------------
-    def stream_logprobs(self, ids: np.ndarray, carry=None):
-        """Yield (positions, log-probabilities over the vocabulary at those positions); models
-        with state across sentences start from ``carry`` and leave the end state in ``self.carry``."""
+    def stream_logprobs(self, ids: np.ndarray):
+        """Yield (positions, log-probabilities over the vocabulary at those positions), at most
+        ROWS positions at a time."""
         raise NotImplementedError
 
     def score_ids(self, ids: np.ndarray) -> np.ndarray:
@@ -135,22 +156,12 @@ class NeuralModel(LanguageModel):
         return out
 
     def token_stats(self, ids: np.ndarray):
-        return self.token_stats_from(ids, None)[:3]
-
-    def token_stats_from(self, ids: np.ndarray, carry):
-        """``token_stats`` continuing from ``carry`` (the state an earlier stream ended in), and
-        the state this one ends in: lets an editor re-score from an edit on."""
         ids = np.asarray(ids, dtype=np.int64)
-        logprob, rank, entropy = np.full(len(ids), np.nan), np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
-        tie = 1e-9 * np.log(10)
-        self.carry = None
-        for positions, logp in self.stream_logprobs(ids, carry):
-            target = logp.gather(1, torch.as_tensor(ids[positions])[:, None])
-            logprob[positions] = target.squeeze(1).numpy()
-            rank[positions] = 1 + (logp > target + tie).sum(1).numpy()
-            finite = torch.where(torch.isfinite(logp), logp, torch.zeros_like(logp))
-            entropy[positions] = (-(logp.exp() * finite).sum(1) / np.log(2)).numpy()
-        return logprob, rank, entropy, self.carry
+        out = np.full(len(ids), np.nan), np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
+        for positions, logp in self.stream_logprobs(ids):
+            for column, values in zip(out, rows_stats([logp], ids[positions])):
+                column[positions] = values
+        return out
 
     def expected(self, ids: np.ndarray, k: int):
         """The top ``k`` at every position from the distributions one pass computes."""

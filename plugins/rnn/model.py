@@ -10,12 +10,16 @@ import torch
 from torch import nn
 
 from engine.vocab import BOS_ID, EOS_ID
-from plugins.neural.base import NeuralModel
+from plugins.neural.base import ROWS, NeuralModel, rows_stats
 from plugins.neural.softmax import OutputLayer
 from plugins.neural.options import TrainOptions
 
 CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 SCORE_CHUNK = 512  # time steps scored at once: bounded memory on long documents
+# Hidden states closer than this (every unit) predict the same: the output layer moves a
+# log-probability by at most its largest row sum times this (well under 1e-4 nats for trained
+# weights), and a state that has forgotten an edit down to 1e-3 reaches 1e-6 a few words later.
+STATE_TOLERANCE = 1e-6
 # Training defaults by cell. A tanh RNN diverges at the gated cells' lr 20 (PyTorch's
 # word_language_model included); on PTB in a 20-minute budget it did best without dropout,
 # with bptt 20 (its gradient has faded by 20 steps) and the learning rate decayed linearly to 0
@@ -137,37 +141,61 @@ class RNNModel(NeuralModel):
     Task = RNNTask
 
 
-    # The state is the hidden state and the distribution it predicts: advancing costs one step.
+    # The state is the hidden state after a token; the distribution it predicts is computed
+    # when first asked for, so advancing costs one recurrent step.
     @torch.inference_mode()
-    def _step(self, hidden, token: int):
-        y, hidden = self.net.features(torch.tensor([[token]]), hidden)
-        return hidden, self.net.out.log_probs(y[0, -1:])[0].numpy()
+    def _step(self, hidden, tokens: list[int]) -> "RNNState":
+        y, hidden = self.net.features(torch.tensor([tokens]), hidden)
+        return RNNState(hidden, y[0, -1])
 
     def initial_state(self):
-        return self._step(None, BOS_ID)
+        return self._step(None, [BOS_ID])
 
     def advance(self, state, token_id: int):
-        hidden, _ = state
-        hidden, logp = self._step(hidden, int(token_id))
-        if token_id == EOS_ID:  # every sentence end is followed by the next sentence's <s>
-            hidden, logp = self._step(hidden, BOS_ID)
-        return hidden, logp
+        # Every sentence end is followed by the next sentence's <s>.
+        return self._step(state.hidden, [int(token_id), BOS_ID] if token_id == EOS_ID else [int(token_id)])
 
-    @torch.inference_mode()
     def advance_many(self, state, token_ids):
-        """Many tokens in one forward pass; only the last step's distribution is computed."""
+        """Many tokens in one forward pass."""
         sequence = []
         for token in token_ids:
             sequence.append(int(token))
             if token == EOS_ID:
                 sequence.append(BOS_ID)
-        if not sequence:
-            return state
-        y, hidden = self.net.features(torch.tensor([sequence]), state[0])
-        return hidden, self.net.out.log_probs(y[0, -1:])[0].numpy()
+        return self._step(state.hidden, sequence) if sequence else state
 
+    @torch.inference_mode()
     def next_logprobs(self, state) -> np.ndarray:
-        return state[1].copy()
+        if state.logp is None:
+            state.logp = self.net.out.log_probs(state.top[None])[0].numpy()
+        return state.logp.copy()
+
+    def states_agree(self, a, b) -> bool:
+        """Hidden (and cell) states within STATE_TOLERANCE of each other, every unit."""
+        pairs = zip(a.hidden, b.hidden) if isinstance(a.hidden, tuple) else [(a.hidden, b.hidden)]
+        return all(float((x - y).abs().max()) <= STATE_TOLERANCE for x, y in pairs)
+
+    @torch.inference_mode()
+    def token_stats_from(self, ids: np.ndarray, state):
+        """Each sentence's recurrence in one forward pass from the state its predecessor left;
+        the output layer then runs over all the positions, ROWS at a time."""
+        ids = np.asarray(ids, dtype=np.int64)
+        starts = np.flatnonzero(ids == BOS_ID)
+        features, after = [], []
+        hidden, top = state.hidden, state.top
+        for start, end in zip(starts, np.append(starts[1:], len(ids))):
+            words = ids[start + 1 : end]  # w1 ... wn </s>
+            y, hidden = self.net.features(torch.as_tensor(np.append(words, BOS_ID))[None], hidden)
+            features += [top[None], y[0, : len(words) - 1]]  # what predicts w1, then w2 ... </s>
+            top = y[0, -1]  # after the next sentence's <s>
+            after.append(RNNState(hidden, top))
+        positions = np.flatnonzero(ids != BOS_ID)
+        rows = torch.cat(features) if features else torch.zeros(0)
+        stats = rows_stats((self.net.out.log_probs(rows[i : i + ROWS]) for i in range(0, len(rows), ROWS)), ids[positions])
+        out = np.full(len(ids), np.nan), np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
+        for column, values in zip(out, stats):
+            column[positions] = values
+        return (*out, after)
 
     def gradient_norms(self, ids: np.ndarray, distance: int = 50, samples: int = 256, seed: int = 0) -> np.ndarray:
         """Mean norm of the gradient of the loss at a step with respect to the hidden state k
@@ -202,15 +230,25 @@ class RNNModel(NeuralModel):
         return total / len(ends)
 
     @torch.inference_mode()
-    def stream_logprobs(self, ids: np.ndarray, carry=None):
-        """The stream read once, SCORE_CHUNK steps at a time, the hidden state carried (from
-        ``carry``, the state a previous stream ended in). ``self.carry`` holds the final one."""
-        hidden = carry
+    def stream_logprobs(self, ids: np.ndarray):
+        """The stream read once, SCORE_CHUNK steps at a time with the hidden state carried; the
+        output layer runs ROWS positions at a time (bounded memory at any vocabulary size)."""
+        hidden = None
         tokens = torch.as_tensor(ids)[None, :]
         for start in range(0, len(ids), SCORE_CHUNK):
             y, hidden = self.net.features(tokens[:, start : start + SCORE_CHUNK], hidden)
             positions = np.arange(start + 1, min(start + SCORE_CHUNK + 1, len(ids)))
-            keep = ids[positions] != BOS_ID
-            rows = torch.as_tensor(np.flatnonzero(keep))
-            yield positions[keep], self.net.out.log_probs(y[0, rows])
-        self.carry = hidden
+            keep = np.flatnonzero(ids[positions] != BOS_ID)
+            for i in range(0, len(keep), ROWS):
+                rows = keep[i : i + ROWS]
+                yield positions[rows], self.net.out.log_probs(y[0, torch.as_tensor(rows)])
+
+
+class RNNState:
+    """The hidden state after a token, the top layer's output (what predicts the next token)
+    and, once asked for, that distribution."""
+
+    __slots__ = ("hidden", "top", "logp")
+
+    def __init__(self, hidden, top):
+        self.hidden, self.top, self.logp = hidden, top, None

@@ -12,12 +12,9 @@ from torch import nn
 
 from engine.model import sentence_starts
 from engine.vocab import BOS_ID, EOS_ID
-from plugins.neural.base import NeuralModel
+from plugins.neural.base import ROWS, NeuralModel
 from plugins.neural.softmax import OutputLayer, log_softmax_without_bos
 from plugins.neural.options import TrainOptions
-
-SCORE_BATCH = 1024
-
 
 @dataclass
 class WindowOptions(TrainOptions):
@@ -120,8 +117,8 @@ class WindowModel(NeuralModel):
         return self.net(torch.tensor([state]))[0].numpy()
 
     @torch.inference_mode()
-    def stream_logprobs(self, ids: np.ndarray, carry=None):
+    def stream_logprobs(self, ids: np.ndarray):
         positions, contexts = contexts_of(ids, self.options.window)
-        for start in range(0, len(positions), SCORE_BATCH):
-            rows = slice(start, start + SCORE_BATCH)
+        for start in range(0, len(positions), ROWS):
+            rows = slice(start, start + ROWS)
             yield positions[rows], self.net(torch.as_tensor(contexts[rows]))

@@ -1,0 +1,307 @@
+"""A document's tokens and per-token surprisal, kept up to date cheaply as the user types.
+
+The text is cut into blocks (runs of non-blank lines). A block's tokens depend only on its text
+and the tokenizer state the previous block left, so unchanged blocks keep their tokens. Scores
+are reused in one of two ways:
+
+- Sentence-independent models (n-gram, window: every sentence starts afresh at ``<s>``): a
+  block's scores depend only on its ids, so an edit re-scores only the blocks it touched.
+- Models with state across sentences (rnn, cache, mixtures with them): the document is one
+  stream. Scoring restarts at the first changed sentence, from the state the previous analysis
+  had there; past the edit, at every sentence start, the recomputed state is compared with the
+  previous analysis's state at the same place, and once they agree (``model.states_agree``:
+  the states of tanh and LSTM networks forget) the rest is copied.
+
+Building is a generator of bounded steps (``steps()``), so a server can answer interactive
+requests between steps and abandon an analysis whose document has moved on. A stopped analysis
+is still a good base: the next one reuses whatever it finished.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from engine.distribution import LOG2E
+from engine.model import LanguageModel
+from engine.scoring import encode
+from engine.tokenizer import ProseTokenizer, Token, blocks, tokenize_block
+from engine.vocab import BOS_ID, EOS, UNK_ID
+
+MAX_CHARS = 2_000_000  # analysis stops here: bounded work and memory on huge files
+STEP_CHARS = 4_000  # characters tokenized per step
+STEP_TOKENS = 2_048  # tokens scored per step (sentence-independent models)
+STEP_SENTENCES = 64  # sentences scored per step (models with state)
+
+
+@dataclass
+class Block:
+    start: int
+    text: str
+    state_in: tuple
+    state_out: tuple
+    ids: np.ndarray  # <s> w ... </s> per sentence
+    starts: np.ndarray  # per scored token (words and </s>): offset in the block, -1 for </s>
+    ends: np.ndarray
+    texts: list
+    stats: tuple | None = None  # (logprob, rank, entropy) over ids, NaN at <s> (sentence-independent models)
+
+    @classmethod
+    def tokenized(cls, start: int, text: str, state_in: tuple, model: LanguageModel) -> "Block":
+        sentences, state_out = tokenize_block(text, 0, state_in)
+        tokens = [t for sentence in sentences for t in (*sentence, None)]
+        starts = np.array([-1 if t is None else t.start for t in tokens], dtype=np.int64)
+        ends = np.array([-1 if t is None else t.end for t in tokens], dtype=np.int64)
+        texts = [EOS if t is None else t.text for t in tokens]
+        return cls(start, text, state_in, state_out, encode(model, sentences), starts, ends, texts)
+
+    def moved_to(self, start: int) -> "Block":
+        return Block(start, self.text, self.state_in, self.state_out, self.ids, self.starts, self.ends, self.texts, self.stats)
+
+    @property
+    def key(self):
+        return (self.text, self.state_in)
+
+
+class Stream:
+    """The whole document's id stream scored with state carried across sentences: statistics
+    for ``done`` positions (whole sentences) and the model state at each sentence start."""
+
+    def __init__(self, ids: np.ndarray):
+        self.ids = ids
+        self.starts = np.flatnonzero(ids == BOS_ID)  # sentence k opens at starts[k]
+        self.logprob = np.full(len(ids), np.nan)
+        self.rank = np.zeros(len(ids), dtype=np.int64)
+        self.entropy = np.full(len(ids), np.nan)
+        self.states: list = [None] * (len(self.starts) + 1)  # states[k]: at the start of sentence k
+        self.sentences_done = 0
+
+    @property
+    def done(self) -> int:
+        """Positions scored: the sentences before ``sentences_done``."""
+        k = self.sentences_done
+        return int(self.starts[k]) if k < len(self.starts) else len(self.ids)
+
+    def copy_from(self, other: "Stream", at: int, other_at: int, sentences: int, other_sentence: int) -> None:
+        """Take ``other``'s scores for ``sentences`` sentences from sentence ``other_sentence``
+        (position ``other_at``) as this stream's from sentence ``sentences_done`` (position ``at``)."""
+        k = self.sentences_done
+        end = int(other.starts[other_sentence + sentences]) if other_sentence + sentences < len(other.starts) else len(other.ids)
+        span = slice(at, at + end - other_at)
+        self.logprob[span] = other.logprob[other_at:end]
+        self.rank[span] = other.rank[other_at:end]
+        self.entropy[span] = other.entropy[other_at:end]
+        self.states[k + 1 : k + sentences + 1] = other.states[other_sentence + 1 : other_sentence + sentences + 1]
+        self.sentences_done = k + sentences
+
+
+class DocumentAnalysis:
+    """Tokens (words and each sentence's ``</s>``) with offsets, log-probability, rank, entropy.
+
+    ``DocumentAnalysis(model, text, previous)`` analyses at once; with ``run=False`` nothing is
+    done until ``steps()`` is iterated. ``complete`` says whether it finished."""
+
+    def __init__(self, model: LanguageModel, text: str, previous: "DocumentAnalysis | None" = None, max_chars: int = MAX_CHARS, run: bool = True):
+        self.model = model
+        self.text = text
+        self.max_chars = max_chars
+        self.truncated = len(text) > max_chars
+        self.complete = False
+        self.blocks: list[Block] = []
+        self.stream: Stream | None = None
+        usable = previous is not None and previous.model is model
+        # Blocks that may be reused: the previous analysis's, and what it had itself been
+        # handed but did not reach when it was stopped.
+        self._reusable = {}
+        if usable:
+            if not previous.complete:
+                self._reusable.update(previous._reusable)
+            self._reusable.update((b.key, b) for b in previous.blocks)
+        # Streams that may be reused (models with state): the previous one and, if it did not
+        # finish, the last one that did.
+        self._bases = []
+        if usable:
+            finished = [s for s in previous._bases if s.sentences_done == len(s.starts)][:1]
+            self._bases = [s for s in (previous.stream, *finished) if s is not None]
+        if run:
+            for _ in self.steps():
+                pass
+
+    # -- building ----------------------------------------------------------------------------
+    def steps(self) -> Iterator[None]:
+        """Do the analysis in bounded steps; ``complete`` is set after the last."""
+        yield from self._tokenize()
+        if self.model.sentence_independent:
+            yield from self._score_blocks()
+        else:
+            yield from self._score_stream()
+        self._flatten()
+        self.complete = True
+        self._reusable, self._bases = {}, []
+
+    def _tokenize(self) -> Iterator[None]:
+        state = ProseTokenizer.PLAIN
+        budget = STEP_CHARS
+        for offset, block_text in blocks(self.text[: self.max_chars]):
+            old = self._reusable.get((block_text, state))
+            if old is not None:
+                block = old.moved_to(offset)
+            else:
+                block = Block.tokenized(offset, block_text, state, self.model)
+                budget -= len(block_text)
+            self.blocks.append(block)
+            state = block.state_out
+            if budget <= 0:
+                budget = STEP_CHARS
+                yield
+
+    def _score_blocks(self) -> Iterator[None]:
+        todo = [b for b in self.blocks if b.stats is None]
+        batch: list[Block] = []
+        size = 0
+        for block in todo:
+            batch.append(block)
+            size += len(block.ids)
+            if size >= STEP_TOKENS:
+                self._score_batch(batch)
+                batch, size = [], 0
+                yield
+        self._score_batch(batch)
+
+    def _score_batch(self, batch: list[Block]) -> None:
+        if not batch:
+            return
+        logprob, rank, entropy = self.model.token_stats(np.concatenate([b.ids for b in batch]))
+        at = 0
+        for b in batch:
+            n = len(b.ids)
+            b.stats = (logprob[at : at + n], rank[at : at + n], entropy[at : at + n])
+            at += n
+
+    def _score_stream(self) -> Iterator[None]:
+        ids = np.concatenate([b.ids for b in self.blocks]) if self.blocks else np.zeros(0, dtype=np.int64)
+        stream = self.stream = Stream(ids)
+        self._reuse_prefix(stream)
+        if stream.states[stream.sentences_done] is None:
+            stream.states[stream.sentences_done] = self.model.initial_state()
+        finished = [s for s in self._bases if s.sentences_done == len(s.starts)]
+        tail = _suffix_base(stream, finished[0]) if finished else None
+        total = len(stream.starts)
+        step = 1  # inside the common tail, sentences between comparisons: 1, 2, 4, ...
+        while not (tail is not None and tail.agrees(self.model, stream)) and stream.sentences_done < total:
+            k = stream.sentences_done
+            in_tail = tail is not None and stream.starts[k] >= tail.begin
+            count = min(step if in_tail else STEP_SENTENCES, total - k)
+            if tail is not None and not in_tail:  # stop at the tail, to compare from there
+                count = max(1, min(count, int(np.searchsorted(stream.starts, tail.begin)) - k))
+            start = int(stream.starts[k])
+            end = int(stream.starts[k + count]) if k + count < total else len(ids)
+            logprob, rank, entropy, after = self.model.token_stats_from(ids[start:end], stream.states[k])
+            stream.logprob[start:end], stream.rank[start:end], stream.entropy[start:end] = logprob, rank, entropy
+            stream.states[k + 1 : k + count + 1] = after
+            stream.sentences_done = k + count
+            if in_tail:
+                step = min(2 * step, STEP_SENTENCES)
+            yield
+
+    def _reuse_prefix(self, stream: Stream) -> None:
+        """Copy the longest run of leading sentences some base scored with the same ids."""
+        sentence_ends = np.append(stream.starts[1:], len(stream.ids))
+        best, best_k = None, 0
+        for base in self._bases:
+            limit = min(len(stream.ids), base.done)
+            differ = np.flatnonzero(stream.ids[:limit] != base.ids[:limit])
+            same_until = int(differ[0]) if len(differ) else limit
+            k = int(np.searchsorted(sentence_ends, same_until, side="right"))  # sentences wholly before it
+            if k > best_k:
+                best, best_k = base, k
+        if best is not None:
+            stream.states[0] = best.states[0]
+            stream.copy_from(best, 0, 0, best_k, 0)
+
+    # -- results -------------------------------------------------------------------------------
+    def _flatten(self) -> None:
+        """Document-wide arrays from the blocks' own (offsets relative to each block)."""
+        blocks_ = self.blocks
+        sizes = np.array([len(b.starts) for b in blocks_], dtype=np.int64)
+        shift = np.repeat(np.array([b.start for b in blocks_], dtype=np.int64), sizes)
+        relative_starts = np.concatenate([b.starts for b in blocks_]) if blocks_ else np.zeros(0, dtype=np.int64)
+        is_word = relative_starts >= 0
+        self.starts = np.where(is_word, relative_starts + shift, -1)
+        self.ends = np.where(is_word, (np.concatenate([b.ends for b in blocks_]) if blocks_ else relative_starts) + shift, -1)
+        self.texts = list(itertools.chain.from_iterable(b.texts for b in blocks_))
+        if self.stream is not None:
+            all_ids, stats = self.stream.ids, (self.stream.logprob, self.stream.rank, self.stream.entropy)
+        elif blocks_:
+            all_ids = np.concatenate([b.ids for b in blocks_])
+            stats = [np.concatenate([b.stats[j] for b in blocks_]) for j in range(3)]
+        else:
+            all_ids, stats = np.zeros(0, dtype=np.int64), (np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
+        scored = all_ids != BOS_ID
+        self.ids = all_ids[scored]
+        self.logprob, self.rank, self.entropy = (s[scored] for s in stats)
+        self.bits = -self.logprob * LOG2E
+        self.oov = self.ids == UNK_ID
+        self.words = np.flatnonzero(is_word)  # positions that are words, not </s>
+        self._sentence_ends = np.flatnonzero(~is_word)  # the </s> of each sentence
+
+    @property
+    def perplexity(self) -> float:
+        return float(2 ** self.bits.mean()) if len(self.bits) else float("nan")
+
+    def token_at(self, offset: int) -> int | None:
+        """Index of the word token covering character ``offset`` (or ending right at it)."""
+        word_starts = self.starts[self.words]
+        i = bisect.bisect_right(word_starts, offset) - 1
+        if i >= 0 and offset <= self.ends[self.words[i]]:
+            return int(self.words[i])
+        return None
+
+    def state_before(self, index: int):
+        """The model state just before token ``index``: the state its sentence started in (for
+        a model with state, as the document left it), then the sentence's earlier words."""
+        sentence = int(np.searchsorted(self._sentence_ends, index))
+        first = int(self._sentence_ends[sentence - 1]) + 1 if sentence > 0 else 0
+        state = self.stream.states[sentence] if self.stream is not None else self.model.initial_state()
+        return self.model.advance_many(state, self.ids[first:index])
+
+
+@dataclass
+class _SuffixBase:
+    """A finished stream whose tail equals this stream's tail (same ids from ``begin`` on)."""
+
+    base: Stream
+    begin: int  # first position of this stream inside the common tail
+    shift: int  # this stream's position minus the base's, inside the tail
+
+    def agrees(self, model: LanguageModel, stream: Stream) -> bool:
+        """If the stream's next sentence starts inside the tail in a state that agrees with the
+        base's at the same place, copy the base's scores from there on and say so."""
+        k = stream.sentences_done
+        if k >= len(stream.starts) or stream.starts[k] < self.begin:
+            return False
+        at = int(stream.starts[k])
+        other_k = int(np.searchsorted(self.base.starts, at - self.shift))
+        if not model.states_agree(stream.states[k], self.base.states[other_k]):
+            return False
+        stream.copy_from(self.base, at, at - self.shift, len(self.base.starts) - other_k, other_k)
+        return True
+
+
+def _suffix_base(stream: Stream, base: Stream) -> _SuffixBase | None:
+    n, m = len(stream.ids), len(base.ids)
+    limit = min(n, m)
+    if limit == 0:
+        return None
+    differ = np.flatnonzero(stream.ids[n - limit :][::-1] != base.ids[m - limit :][::-1])
+    same = int(differ[0]) if len(differ) else limit
+    if same == 0:
+        return None
+    # The tail must start at a sentence start in both (ids equal there, so both are <s>).
+    k = int(np.searchsorted(stream.starts, n - same))
+    begin = int(stream.starts[k]) if k < len(stream.starts) else n
+    return _SuffixBase(base, begin, n - m)

@@ -12,7 +12,7 @@ from engine.model import LanguageModel
 from engine.tokenizer import tokenize
 from engine.vocab import UNK_ID
 
-_NO_SPACE_BEFORE = set(".,;:!?)]}%…»”’") | {"...", "'s", "n't"}
+NO_SPACE_BEFORE = set(".,;:!?)]}%…»”’") | {"...", "'s", "n't"}
 _NO_SPACE_AFTER = set("([{«“$")
 
 
@@ -65,7 +65,7 @@ def detokenize(tokens: list[str], after: str = "") -> str:
     for token in tokens:
         if token == "</s>":
             continue
-        glue = "" if (not previous or previous.isspace() or token in _NO_SPACE_BEFORE or previous in _NO_SPACE_AFTER) else " "
+        glue = "" if (not previous or previous.isspace() or token in NO_SPACE_BEFORE or previous in _NO_SPACE_AFTER) else " "
         text += glue + token
         previous = token[-1]
     return text

@@ -43,7 +43,7 @@ def register(server: ForetellServer) -> None:
         if doc is None or not ls.settings.learning.enabled or not ls.enabled(doc):
             return
         try:
-            entry = await ls.in_worker(learning.learn_document, ls, doc.uri, doc.source)
+            entry = await ls.background(learning.learn_document, ls, doc.uri, doc.source)
         except ForetellError as exc:
             ls.tell(f"could not learn {Path(to_fs_path(doc.uri) or doc.uri).name}: {exc}")
             return
@@ -54,6 +54,7 @@ def register(server: ForetellServer) -> None:
     def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
         uri = params.text_document.uri
         ls.analyses.pop(uri, None)
+        ls.inflight.pop(uri, None)
         ls.semantic.pop(uri, None)
         timer = ls.timers.pop(uri, None)
         if timer:
@@ -67,7 +68,7 @@ def register(server: ForetellServer) -> None:
             return None
         version, offset = doc.version, doc.offset_at_position(params.position)
         text_before = doc.source[:offset]
-        result = await ls.in_worker(
+        result = await ls.interactive(
             lambda: completion.completion_list(ls.model(), text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units)
         )
         return result if doc.version == version else types.CompletionList(is_incomplete=True, items=[])
@@ -80,7 +81,7 @@ def register(server: ForetellServer) -> None:
             return None
         version, offset = doc.version, doc.offset_at_position(params.position)
         text_before = doc.source[:offset]
-        text = await ls.in_worker(lambda: completion.continuation(ls.model(), text_before, inline.maxWords, inline.minProbability))
+        text = await ls.interactive(lambda: completion.continuation(ls.model(), text_before, inline.maxWords, inline.minProbability))
         if not text or doc.version != version:
             return types.InlineCompletionList(items=[])
         here = types.Range(start=params.position, end=params.position)
@@ -97,7 +98,7 @@ def register(server: ForetellServer) -> None:
         index = analysis.token_at(doc.offset_at_position(params.position))
         if index is None:
             return None
-        return await ls.in_worker(surprisal.hover, analysis, ls.posmap(doc, analysis), index)
+        return await ls.interactive(surprisal.hover, analysis, ls.posmap(doc, analysis), index)
 
     @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, surprisal.LEGEND)
     async def on_semantic_tokens(ls: ForetellServer, params: types.SemanticTokensParams):
@@ -127,7 +128,7 @@ def register(server: ForetellServer) -> None:
         if analysis is None:
             return None
         start, end = doc.offset_at_position(params.range.start), doc.offset_at_position(params.range.end)
-        return await ls.in_worker(surprisal.inlay_hints, analysis, ls.posmap(doc, analysis), ls.settings.surprisal.threshold, start, end)
+        return await ls.background(surprisal.inlay_hints, analysis, ls.posmap(doc, analysis), ls.settings.surprisal.threshold, start, end)
 
     @server.feature(SURPRISAL_METHOD)
     async def on_surprisal(ls: ForetellServer, params):
@@ -138,7 +139,7 @@ def register(server: ForetellServer) -> None:
         analysis = await ls.analysis(doc)
         if analysis is None:
             return None
-        return await ls.in_worker(surprisal.surprisal_payload, analysis, ls.posmap(doc, analysis))
+        return await ls.background(surprisal.surprisal_payload, analysis, ls.posmap(doc, analysis))
 
     @server.command(COMMANDS[0])
     async def score_document(ls: ForetellServer, *args):
@@ -160,10 +161,10 @@ def register(server: ForetellServer) -> None:
         previous = ls.settings
         ls.apply_settings({"model": name})
         try:
-            model = await ls.in_worker(ls.model)
+            model = await ls.background(ls.model)
         except ForetellError:
             ls.settings = previous
-            ls._model = None
+            ls.reload_model()
             raise
         for uri in list(ls.workspace.text_documents):
             ls.schedule_analysis(uri)
@@ -184,7 +185,7 @@ def register(server: ForetellServer) -> None:
             ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="reading documents", percentage=int(90 * done / max(total, 1))))
 
         try:
-            summary = await ls.in_worker(_train, ls, folders, name, progress)
+            summary = await ls.background(_train, ls, folders, name, progress)
         finally:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
         await switch_model(ls, name)
@@ -196,7 +197,7 @@ def register(server: ForetellServer) -> None:
         uri = args[0] if args and isinstance(args[0], str) else None
         if not uri:
             raise ForetellError("forgetDocument needs the document's URI")
-        gone = await ls.in_worker(learning.forget_document, ls, uri)
+        gone = await ls.background(learning.forget_document, ls, uri)
         _reanalyse_all(ls)
         return {"forgotten": [g["key"] for g in gone]}
 
@@ -214,7 +215,7 @@ async def _token_data(ls: ForetellServer, uri: str):
     analysis = await ls.analysis(doc)
     if analysis is None:
         return None
-    return await ls.in_worker(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
+    return await ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
 
 
 def _train(ls: ForetellServer, folders, name, progress):

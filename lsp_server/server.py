@@ -1,17 +1,19 @@
 """The language server: LSP requests in, engine calls out.
 
-Model work runs on one worker thread, never on the event loop. Every result is computed for a
-document version; if the document has moved on by the time it is ready, it is dropped.
-Surprisal analysis is debounced while the user types and reuses what an edit did not touch.
+Model work runs off the event loop in two lanes (lsp_server.lanes): completion, inline
+completion and hover on the interactive one, surprisal analysis in bounded steps on the
+background one, so typing never waits for analysis. Every result is computed for a document
+version; if the document has moved on by the time it is ready, it is dropped, and an analysis
+that is overtaken stops early. Each document's latest analysis, finished or stopped, is the
+base the next one reuses (engine.analysis): an edit costs what it changed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import itertools
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
@@ -26,6 +28,7 @@ from engine.analysis import DocumentAnalysis
 from lsp_server.positions import PositionMap
 from lsp_server.config import Settings, parse_settings
 from lsp_server.features import surprisal
+from lsp_server.lanes import Lanes
 
 SURPRISAL_METHOD = "foretell/surprisal"
 COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace", "foretell.forgetDocument")
@@ -56,26 +59,32 @@ class ForetellServer(LanguageServer):
         super().__init__("foretell", __version__, protocol_cls=TolerantProtocol)
         self.settings = Settings(model=model_name)
         self.store = ModelStore()
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="foretell-model")
+        self.lanes = Lanes()
         self._model = None
         self._model_name = None
-        self.analyses: dict[str, tuple[int, DocumentAnalysis]] = {}
+        self._model_lock = threading.Lock()
+        self.analyses: dict[str, tuple[int, DocumentAnalysis]] = {}  # uri -> latest, finished or stopped
         self.timers: dict[str, asyncio.Task] = {}
         self.inflight: dict[str, tuple[int, asyncio.Future]] = {}
         self.semantic: dict[str, tuple[str, object]] = {}  # uri -> (result id, token data) last sent
         self._results = itertools.count(1)
 
     # -- helpers -----------------------------------------------------------------------------
-    async def in_worker(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.worker, functools.partial(fn, *args))
+    async def interactive(self, fn, *args):
+        """Model work the user is waiting for as they type."""
+        return await self.lanes.interactive(fn, *args)
+
+    async def background(self, fn, *args):
+        """Model work that may wait for interactive requests (encoding results, training)."""
+        return await self.lanes.background(fn, *args)
 
     def model(self):
-        """The configured model, loaded on first use (worker thread only)."""
-        if self._model is None or self._model_name != self.settings.model:
-            self._model = load_model(self.store, self.settings.model)
-            self._model_name = self.settings.model
-            self.analyses.clear()
-        return self._model
+        """The configured model, loaded on first use (lane threads only)."""
+        with self._model_lock:
+            if self._model is None or self._model_name != self.settings.model:
+                self._model = load_model(self.store, self.settings.model)
+                self._model_name = self.settings.model
+            return self._model
 
     def reload_model(self) -> None:
         """Load the model again on next use (it learned or forgot something)."""
@@ -90,7 +99,7 @@ class ForetellServer(LanguageServer):
         for problem in problems:
             self.tell(problem)
         if self.settings.model != before:
-            self._model = None
+            self.reload_model()
 
     def enabled(self, document) -> bool:
         return (document.language_id or "plaintext") in self.settings.languages
@@ -102,25 +111,39 @@ class ForetellServer(LanguageServer):
     async def analysis(self, doc) -> DocumentAnalysis | None:
         """The analysis of the document's current version (None if it moved on meanwhile).
         Requests for a version already being analysed wait for that work instead of redoing it."""
-        version = doc.version
-        cached = self.analyses.get(doc.uri)
-        if cached and cached[0] == version:
-            return cached[1]
-        running = self.inflight.get(doc.uri)
+        version, uri = doc.version, doc.uri
+        latest = self.analyses.get(uri)
+        if latest and latest[0] == version and latest[1].complete and latest[1].model is self._model:
+            return latest[1]
+        running = self.inflight.get(uri)
         if running is None or running[0] != version:
-            previous = cached[1] if cached else None
-            text = doc.source
-            future = asyncio.ensure_future(self.in_worker(lambda: DocumentAnalysis(self.model(), text, previous)))
-            running = self.inflight[doc.uri] = (version, future)
+            running = self.inflight[uri] = (version, self._start_analysis(uri, version, doc.source, latest[1] if latest else None))
         result = await asyncio.shield(running[1])
-        if self.inflight.get(doc.uri) is running:
-            del self.inflight[doc.uri]
-        current = self.document(doc.uri)
-        if current is None or current.version != version:
+        if self.inflight.get(uri) is running:
+            del self.inflight[uri]
+        if result is None:
             return None
-        self.analyses[doc.uri] = (version, result)
-        gc.freeze()  # long-lived analyses need not be walked by every collection while typing
-        return result
+        kept = self.analyses.get(uri)
+        if self.document(uri) is not None and (kept is None or kept[0] <= version):
+            self.analyses[uri] = (version, result)  # finished or not, the base of the next one
+            gc.freeze()  # long-lived analyses need not be walked by every collection while typing
+        return result if result.complete and self.document(uri) is not None and self.document(uri).version == version else None
+
+    def _start_analysis(self, uri: str, version: int, text: str, previous: DocumentAnalysis | None) -> asyncio.Future:
+        """An analysis on the background lane that stops once the document has moved on."""
+        made: list[DocumentAnalysis] = []
+
+        def steps():
+            model = self.model()
+            made.append(DocumentAnalysis(model, text, previous, run=False))
+            yield
+            yield from made[0].steps()
+
+        def overtaken() -> bool:
+            current = self.document(uri)
+            return current is None or current.version != version
+
+        return asyncio.wrap_future(self.lanes.background_steps(steps(), lambda: made[0] if made else None, overtaken))
 
     def posmap(self, doc, analysis: DocumentAnalysis) -> PositionMap:
         cached = getattr(analysis, "_posmap", None)
@@ -152,7 +175,7 @@ class ForetellServer(LanguageServer):
             return
         if self.settings.surprisal.diagnostics:
             threshold = self.settings.surprisal.threshold
-            found = await self.in_worker(surprisal.diagnostics, analysis, self.posmap(doc, analysis), threshold)
+            found = await self.background(surprisal.diagnostics, analysis, self.posmap(doc, analysis), threshold)
             self.publish(uri, found, doc.version)
 
     def remember_tokens(self, uri: str, data) -> str:

@@ -8,11 +8,12 @@ import numpy as np
 from lsprotocol import types
 
 from engine.complete import predict, split_prefix, state_after, top_completions
-from engine.generate import detokenize
+from engine.generate import NO_SPACE_BEFORE, detokenize
 from engine.model import LanguageModel
 from engine.vocab import BOS_ID, EOS_ID, UNK_ID
 
 WINDOW = 2000  # characters of context before the cursor: bounded work on huge lines
+EXTRA_PUNCTUATION = 2  # closing punctuation offered after the words
 
 
 def context_window(text_before: str) -> str:
@@ -24,23 +25,31 @@ def context_window(text_before: str) -> str:
 
 def completion_list(model: LanguageModel, text_before: str, position: types.Position, k: int, num_units=len) -> types.CompletionList:
     """Next words after whitespace, else completions of the half-typed word, most probable
-    first; each edit replaces the typed part of the word."""
-    result = predict(model, context_window(text_before), k)
+    first; each edit replaces the typed part of the word. After whitespace, punctuation that
+    closes (``,`` ``.`` ``)``) follows the words and its edit removes the space before it, so
+    accepting it gives "Congress," and not "Congress ,"."""
+    result = predict(model, context_window(text_before), k + EXTRA_PUNCTUATION)
     start = types.Position(line=position.line, character=position.character - num_units(result.prefix))
-    items = []
-    for rank, (word, logprob) in enumerate(result.predictions, start=1):
-        p = math.exp(logprob)
-        items.append(
-            types.CompletionItem(
-                label=word,
-                kind=types.CompletionItemKind.Text,
-                detail=f"p={p:.3f} · {-logprob / math.log(2):.1f} bits",
-                sort_text=f"{rank:04d}",
-                filter_text=word,
-                text_edit=types.TextEdit(range=types.Range(start=start, end=position), new_text=word),
-            )
-        )
+    space = text_before[len(text_before.rstrip()) :] if not result.prefix else ""
+    words = [(w, lp) for w, lp in result.predictions if w[0].isalnum() or not space]
+    closing = [(w, lp) for w, lp in result.predictions if w in NO_SPACE_BEFORE and space and "\n" not in space]
+    items = [_item(word, logprob, rank, types.Range(start=start, end=position), word) for rank, (word, logprob) in enumerate(words[:k], start=1)]
+    if closing:
+        before = types.Position(line=position.line, character=position.character - num_units(space))
+        for rank, (word, logprob) in enumerate(closing[:EXTRA_PUNCTUATION], start=len(items) + 1):
+            items.append(_item(word, logprob, rank, types.Range(start=before, end=position), space + word))
     return types.CompletionList(is_incomplete=True, items=items)
+
+
+def _item(word: str, logprob: float, rank: int, replaced: types.Range, filter_text: str) -> types.CompletionItem:
+    return types.CompletionItem(
+        label=word,
+        kind=types.CompletionItemKind.Text,
+        detail=f"p={math.exp(logprob):.3f} · {-logprob / math.log(2):.1f} bits",
+        sort_text=f"{rank:04d}",
+        filter_text=filter_text,
+        text_edit=types.TextEdit(range=replaced, new_text=word),
+    )
 
 
 def continuation(model: LanguageModel, text_before: str, max_words: int, min_probability: float) -> str:

@@ -22,6 +22,13 @@ def register(server: ForetellServer) -> None:
         if isinstance(options, dict):
             ls.apply_settings(options.get("foretell", options))
 
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: ForetellServer, params: types.InitializedParams):
+        try:  # load the model now, not on the first key the user types
+            await ls.background(ls.warm_model)
+        except ForetellError as exc:
+            ls.tell(str(exc), types.MessageType.Error)
+
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: ForetellServer, params: types.DidChangeConfigurationParams):
         settings = params.settings

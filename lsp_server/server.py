@@ -21,6 +21,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from engine import __version__
+from engine.complete import prefix_index
 from engine.default_model import load_model
 from engine.errors import ForetellError
 from engine.store import ModelStore
@@ -85,6 +86,10 @@ class ForetellServer(LanguageServer):
                 self._model = load_model(self.store, self.settings.model)
                 self._model_name = self.settings.model
             return self._model
+
+    def warm_model(self) -> None:
+        """Load the model and build what the first completion needs (its prefix index)."""
+        prefix_index(self.model())
 
     def reload_model(self) -> None:
         """Load the model again on next use (it learned or forgot something)."""

@@ -296,3 +296,31 @@ async def test_learning_on_save_predicts_the_new_words_and_forgetting_undoes_it(
     assert ModelStore().layer("default").documents() == []
     again = await complete(client, probe)
     assert [i.label for i in again.items] == [i.label for i in before.items]
+
+
+async def test_completion_does_not_wait_for_the_analysis_of_a_large_document(client: LanguageClient):
+    """The colours of a large document just opened are still being computed when the user
+    types: the completion is answered first."""
+    big = "file:///tmp/large.md"
+    text = SMALL_TEXT * 400 + "\nThe cat sat on the "
+    open_doc(client, text, uri=big)
+    colours = asyncio.ensure_future(client.text_document_semantic_tokens_full_async(
+        types.SemanticTokensParams(text_document=types.TextDocumentIdentifier(uri=big))
+    ))
+    await asyncio.sleep(0.05)  # the analysis has started
+    result = await complete(client, text, uri=big)
+    assert result.items[0].label == "mat"
+    assert not colours.done()
+    assert len((await colours).data) > 0
+
+
+async def test_punctuation_after_a_space_attaches_to_the_word_before(client: LanguageClient):
+    text = "The dog didn't mind "
+    open_doc(client, text)
+    result = await complete(client, text)
+    assert result.items[0].label[0].isalnum()  # words first
+    attached = [i for i in result.items if i.label == ";"]
+    assert attached, [i.label for i in result.items]
+    edit = attached[0].text_edit
+    assert (edit.range.start.character, edit.range.end.character, edit.new_text) == (len(text) - 1, len(text), ";")
+    assert attached[0].filter_text == " ;"

@@ -32,7 +32,7 @@ def test_extension_tests_pass_against_the_real_server(installed):
     foretell = shutil.which("foretell")
     assert foretell, "the foretell console script must be on PATH (pip install -e .)"
     out = npm("test", env={**os.environ, "FORETELL_EXECUTABLE": foretell})
-    assert "# fail 0" in out and "# pass 9" in out
+    assert "# fail 0" in out and "# pass 10" in out
 
 
 def test_vsix_packages_with_its_runtime_dependencies(installed):

@@ -61,6 +61,21 @@ describe("finding the foretell executable", () => {
   });
 });
 
+describe("completion while typing", () => {
+  it("turns VS Code's quick suggestions on in every language the extension serves", () => {
+    // VS Code switches them off in Markdown by default (microsoft/vscode#108777): without this,
+    // word completion would appear only after a space, never inside a half-typed word.
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "package.json"), "utf8"));
+    const languages = pkg.activationEvents.map((e: string) => e.split(":")[1]);
+    assert.ok(languages.includes("markdown"));
+    for (const language of languages) {
+      const defaults = pkg.contributes.configurationDefaults[`[${language}]`];
+      assert.equal(defaults["editor.quickSuggestions"].other, "on", language);
+      assert.equal(defaults["editor.inlineSuggest.enabled"], true, language);
+    }
+  });
+});
+
 describe("settings sent to the server", () => {
   it("maps VS Code's language ids and nests the options as the server reads them", () => {
     const values: Record<string, unknown> = { languages: ["markdown", "restructuredtext", "git-commit"], "surprisal.threshold": 9 };

@@ -18,6 +18,7 @@ the server's peak and final RSS. The same typing runs against pygls's floor
     apt-get install python3.11-doc
     python bench/lsp_typing.py                       # n-gram, both shapes, 150 ms and no pause
     python bench/lsp_typing.py --backend rnn --minutes 4 --home /tmp/ft-rnn   # trains once, keeps it
+    python bench/lsp_typing.py --backend rnn --minutes 4 --max-vocab 10000 --home /tmp/ft-rnn10k
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def document(files: list[Path], shape: str, words: int = 20000) -> str:
     return "\n\n".join(" ".join(flat[i : i + 8000]) for i in range(0, len(flat), 8000)) + "\n"
 
 
-def ensure_model(home: Path, backend: str, minutes: float, files: list[Path]) -> str:
+def ensure_model(home: Path, backend: str, minutes: float, files: list[Path], max_vocab: int | None = None) -> str:
     """Train the user's default model once (kept in ``home`` between runs)."""
     os.environ["FORETELL_HOME"] = str(home)
     from engine.corpus import build_corpus
@@ -82,7 +83,7 @@ def ensure_model(home: Path, backend: str, minutes: float, files: list[Path]) ->
     store = ModelStore()
     if store.exists("default") and store.manifest("default")["backend"] == backend:
         return store.manifest("default")["backend"]
-    corpus = build_corpus([str(f) for f in files])
+    corpus = build_corpus([str(f) for f in files], max_vocab=max_vocab)
     cls = get_backend(backend).cls
     options = options_from_strings(cls.Options, {"max_minutes": str(minutes)} if backend == "rnn" else {})
     t0 = time.perf_counter()
@@ -214,6 +215,7 @@ def main():
     parser.add_argument("--backend", default="ngram", choices=["ngram", "rnn"])
     parser.add_argument("--minutes", type=float, default=4.0, help="rnn training budget")
     parser.add_argument("--home", help="FORETELL_HOME to keep the trained model in (default: a temporary one)")
+    parser.add_argument("--max-vocab", type=int, help="as `foretell train --max-vocab` (10000: a PTB-size model)")
     parser.add_argument("--keys", type=int, default=122)
     parser.add_argument("--shapes", default="paragraphs,long-lines")
     parser.add_argument("--paces", default="0.15,0")
@@ -222,7 +224,7 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(args.home or scratch)
         home.mkdir(parents=True, exist_ok=True)
-        ensure_model(home, args.backend, args.minutes, train)
+        ensure_model(home, args.backend, args.minutes, train, args.max_vocab)
         env = {**os.environ, "FORETELL_HOME": str(home), "PYTHONPATH": str(ROOT)}
         where = "middle" if args.backend == "rnn" else "end"
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; model: default ({args.backend}), server defaults; typing {args.keys} keys into a new paragraph at the {where}")

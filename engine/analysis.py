@@ -113,6 +113,8 @@ class DocumentAnalysis:
         self.complete = False
         self.blocks: list[Block] = []
         self.stream: Stream | None = None
+        self.tokenized = False
+        self.priority: tuple[int, int] | None = None  # characters to score first (what the editor shows)
         usable = previous is not None and previous.model is model
         # Blocks that may be reused: the previous analysis's, and what it had itself been
         # handed but did not reach when it was stopped.
@@ -135,6 +137,7 @@ class DocumentAnalysis:
     def steps(self) -> Iterator[None]:
         """Do the analysis in bounded steps; ``complete`` is set after the last."""
         yield from self._tokenize()
+        self.tokenized = True
         if self.model.sentence_independent:
             yield from self._score_blocks()
         else:
@@ -160,17 +163,24 @@ class DocumentAnalysis:
                 yield
 
     def _score_blocks(self) -> Iterator[None]:
+        """Unscored blocks, STEP_TOKENS at a time: those in ``priority`` first, then in order."""
         todo = [b for b in self.blocks if b.stats is None]
-        batch: list[Block] = []
-        size = 0
-        for block in todo:
-            batch.append(block)
-            size += len(block.ids)
-            if size >= STEP_TOKENS:
-                self._score_batch(batch)
-                batch, size = [], 0
+        while todo:
+            first = [b for b in todo if self._in_priority(b)] or todo
+            batch, size = [], 0
+            for block in first:
+                batch.append(block)
+                size += len(block.ids)
+                if size >= STEP_TOKENS:
+                    break
+            self._score_batch(batch)
+            chosen = set(map(id, batch))
+            todo = [b for b in todo if id(b) not in chosen]
+            if todo:
                 yield
-        self._score_batch(batch)
+
+    def _in_priority(self, block: Block) -> bool:
+        return self.priority is not None and block.start < self.priority[1] and block.start + len(block.text) > self.priority[0]
 
     def _score_batch(self, batch: list[Block]) -> None:
         if not batch:
@@ -225,8 +235,24 @@ class DocumentAnalysis:
 
     # -- results -------------------------------------------------------------------------------
     def _flatten(self) -> None:
+        self._fill(self.blocks, self._block_stats(0, len(self.blocks)))
+
+    def _block_stats(self, i: int, j: int):
+        """The full-stream ids and statistics of blocks ``i:j``."""
+        chosen = self.blocks[i:j]
+        if not chosen:
+            return np.zeros(0, dtype=np.int64), (np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
+        if self.stream is None:
+            return np.concatenate([b.ids for b in chosen]), [np.concatenate([b.stats[k] for b in chosen]) for k in range(3)]
+        at = self._stream_offsets()
+        span = slice(at[i], at[j])
+        return self.stream.ids[span], (self.stream.logprob[span], self.stream.rank[span], self.stream.entropy[span])
+
+    def _stream_offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([len(b.ids) for b in self.blocks])])
+
+    def _fill(self, blocks_: list[Block], stream) -> None:
         """Document-wide arrays from the blocks' own (offsets relative to each block)."""
-        blocks_ = self.blocks
         sizes = np.array([len(b.starts) for b in blocks_], dtype=np.int64)
         shift = np.repeat(np.array([b.start for b in blocks_], dtype=np.int64), sizes)
         relative_starts = np.concatenate([b.starts for b in blocks_]) if blocks_ else np.zeros(0, dtype=np.int64)
@@ -234,13 +260,7 @@ class DocumentAnalysis:
         self.starts = np.where(is_word, relative_starts + shift, -1)
         self.ends = np.where(is_word, (np.concatenate([b.ends for b in blocks_]) if blocks_ else relative_starts) + shift, -1)
         self.texts = list(itertools.chain.from_iterable(b.texts for b in blocks_))
-        if self.stream is not None:
-            all_ids, stats = self.stream.ids, (self.stream.logprob, self.stream.rank, self.stream.entropy)
-        elif blocks_:
-            all_ids = np.concatenate([b.ids for b in blocks_])
-            stats = [np.concatenate([b.stats[j] for b in blocks_]) for j in range(3)]
-        else:
-            all_ids, stats = np.zeros(0, dtype=np.int64), (np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
+        all_ids, stats = stream
         scored = all_ids != BOS_ID
         self.ids = all_ids[scored]
         self.logprob, self.rank, self.entropy = (s[scored] for s in stats)
@@ -248,6 +268,37 @@ class DocumentAnalysis:
         self.oov = self.ids == UNK_ID
         self.words = np.flatnonzero(is_word)  # positions that are words, not </s>
         self._sentence_ends = np.flatnonzero(~is_word)  # the </s> of each sentence
+
+    # -- the visible part before the whole ----------------------------------------------------
+    def _block_span(self, start: int, end: int) -> tuple[int, int]:
+        """Blocks ``i:j`` that overlap characters ``start:end``."""
+        starts = [b.start for b in self.blocks]
+        i = max(0, bisect.bisect_right(starts, start) - 1)
+        if i < len(self.blocks) and self.blocks[i].start + len(self.blocks[i].text) <= start:
+            i += 1
+        return i, max(i, bisect.bisect_left(starts, end))
+
+    def covers(self, start: int, end: int) -> bool:
+        """Whether characters ``start:end`` are analysed already (all of them once complete)."""
+        if self.complete:
+            return True
+        if not self.tokenized:
+            return False
+        i, j = self._block_span(start, end)
+        if self.stream is None:
+            return self.model.sentence_independent and all(b.stats is not None for b in self.blocks[i:j])
+        return self.stream.done >= self._stream_offsets()[j]
+
+    def view(self, start: int, end: int) -> "DocumentAnalysis":
+        """The tokens of the blocks overlapping ``start:end``, as an analysis of its own (for
+        encoding what the editor shows; offsets stay the document's)."""
+        if self.complete and start <= 0 and end >= len(self.text):
+            return self
+        i, j = self._block_span(start, end)
+        part = object.__new__(DocumentAnalysis)
+        part.model, part.text, part.complete, part.stream = self.model, self.text, False, None
+        part._fill(self.blocks[i:j], self._block_stats(i, j))
+        return part
 
     @property
     def perplexity(self) -> float:

@@ -21,14 +21,16 @@ _END = "\U0010ffff"
 
 class PrefixIndex:
     def __init__(self, vocab: Vocabulary):
-        words = [(t, i) for i, t in enumerate(vocab.tokens) if t not in SPECIALS]
-        exact = sorted(words)
-        self._exact_keys = [t for t, _ in exact]
-        self._exact_ids = np.array([i for _, i in exact], dtype=np.int64)
-        folded = sorted((t.lower(), i) for t, i in words)
-        self._folded_keys = [t for t, _ in folded]
-        self._folded_ids = np.array([i for _, i in folded], dtype=np.int64)
-        self.word_ids = np.array(sorted(i for _, i in words), dtype=np.int64)
+        tokens = vocab.tokens
+        ids = [i for i, t in enumerate(tokens) if t not in SPECIALS]
+        exact = sorted(ids, key=tokens.__getitem__)  # ids sorted by their words (a stable sort:
+        self._exact_keys = [tokens[i] for i in exact]  # equal folded words keep id order)
+        self._exact_ids = np.array(exact, dtype=np.int64)
+        lowered = [t.lower() for t in tokens]
+        folded = sorted(ids, key=lowered.__getitem__)
+        self._folded_keys = [lowered[i] for i in folded]
+        self._folded_ids = np.array(folded, dtype=np.int64)
+        self.word_ids = np.array(ids, dtype=np.int64)
 
     def candidates(self, prefix: str) -> np.ndarray:
         """Ids of the words that start with ``prefix`` (all words for an empty prefix)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def register(server: ForetellServer) -> None:
         uri = params.text_document.uri
         ls.analyses.pop(uri, None)
         ls.inflight.pop(uri, None)
+        ls.refresh_when_done.discard(uri)
+        ls._posmaps.pop(uri, None)
         ls.semantic.pop(uri, None)
         timer = ls.timers.pop(uri, None)
         if timer:
@@ -112,7 +115,7 @@ def register(server: ForetellServer) -> None:
         data = await _token_data(ls, params.text_document.uri)
         if data is None:
             return None
-        return types.SemanticTokens(data=data.tolist(), result_id=ls.remember_tokens(params.text_document.uri, data))
+        return await _all_tokens(ls, params.text_document.uri, data)
 
     @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL_DELTA, surprisal.LEGEND)
     async def on_semantic_tokens_delta(ls: ForetellServer, params: types.SemanticTokensDeltaParams):
@@ -121,10 +124,22 @@ def register(server: ForetellServer) -> None:
         data = await _token_data(ls, uri)
         if data is None:
             return None
-        result_id = ls.remember_tokens(uri, data)
         if previous is None or previous[0] != params.previous_result_id:
-            return types.SemanticTokens(data=data.tolist(), result_id=result_id)
-        return types.SemanticTokensDelta(edits=surprisal.token_edits(previous[1], data), result_id=result_id)
+            return await _all_tokens(ls, uri, data)
+        return types.SemanticTokensDelta(edits=surprisal.token_edits(previous[1], data), result_id=ls.remember_tokens(uri, data))
+
+    @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_RANGE, surprisal.LEGEND)
+    async def on_semantic_tokens_range(ls: ForetellServer, params: types.SemanticTokensRangeParams):
+        """What the editor shows, ahead of the whole document (which then asks for a refresh)."""
+        doc = ls.document(params.text_document.uri)
+        if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.semanticTokens:
+            return types.SemanticTokens(data=[])
+        start, end = doc.offset_at_position(params.range.start), doc.offset_at_position(params.range.end)
+        analysis = await ls.visible_analysis(doc, start, end)
+        if analysis is None:
+            return None
+        data = await ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
+        return types.SemanticTokens(data=data.tolist())
 
     @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
     async def on_inlay_hint(ls: ForetellServer, params: types.InlayHintParams):
@@ -146,7 +161,8 @@ def register(server: ForetellServer) -> None:
         analysis = await ls.analysis(doc)
         if analysis is None:
             return None
-        return await ls.background(surprisal.surprisal_payload, analysis, ls.posmap(doc, analysis))
+        payload = await ls.background(surprisal.surprisal_payload, analysis, ls.posmap(doc, analysis))
+        return await ls.encoded('{"tokens":', payload["tokens"], f',"perplexity":{json.dumps(payload["perplexity"])}}}')
 
     @server.command(COMMANDS[0])
     async def score_document(ls: ForetellServer, *args):
@@ -175,7 +191,7 @@ def register(server: ForetellServer) -> None:
             raise
         for uri in list(ls.workspace.text_documents):
             ls.schedule_analysis(uri)
-        _refresh(ls)
+        ls.refresh_colours()
         return {"model": name, "backend": model.name, "vocabulary": len(model.vocab)}
 
     @server.command(COMMANDS[2])
@@ -212,7 +228,7 @@ def register(server: ForetellServer) -> None:
 def _reanalyse_all(ls: ForetellServer) -> None:
     for uri in list(ls.workspace.text_documents):
         ls.schedule_analysis(uri, delay=0)
-    _refresh(ls)
+    ls.refresh_colours()
 
 
 async def _token_data(ls: ForetellServer, uri: str):
@@ -223,6 +239,11 @@ async def _token_data(ls: ForetellServer, uri: str):
     if analysis is None:
         return None
     return await ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
+
+
+async def _all_tokens(ls: ForetellServer, uri: str, data):
+    result_id = ls.remember_tokens(uri, data)
+    return await ls.encoded(f'{{"resultId":{json.dumps(result_id)},"data":', data.tolist(), "}")
 
 
 def _train(ls: ForetellServer, folders, name, progress):
@@ -244,9 +265,3 @@ def _uri_of(params) -> str | None:
     if doc is None:
         return None
     return getattr(doc, "uri", None) or (doc.get("uri") if isinstance(doc, dict) else None)
-
-
-def _refresh(ls: ForetellServer) -> None:
-    caps = ls.client_capabilities.workspace
-    if caps and caps.semantic_tokens and caps.semantic_tokens.refresh_support:
-        ls.workspace_semantic_tokens_refresh(None)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
+import json
 import itertools
 import threading
+from dataclasses import dataclass
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
@@ -32,6 +35,7 @@ from lsp_server.features import surprisal
 from lsp_server.lanes import Lanes
 
 SURPRISAL_METHOD = "foretell/surprisal"
+VISIBLE_POLL = 0.005  # seconds between looks at an analysis under way for the visible range
 COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace", "foretell.forgetDocument")
 
 
@@ -54,6 +58,46 @@ class TolerantProtocol(LanguageServerProtocol):
                 self._send_response(data["id"], error=error.to_response_error())
             return _Unreadable()
 
+    def _send_data(self, data):
+        result = getattr(data, "result", None)
+        if not isinstance(result, Encoded) or self.writer is None:
+            return super()._send_data(data)
+        body = f'{{"jsonrpc":"2.0","id":{json.dumps(data.id)},"result":{result.json}}}'.encode(self.CHARSET)
+        header = f"Content-Length: {len(body)}\r\nContent-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n" if self._include_headers else ""
+        written = self.writer.write(header.encode(self.CHARSET) + body)
+        if inspect.isawaitable(written):
+            asyncio.ensure_future(written)
+
+
+class Encoded:
+    """A result already written as JSON (in steps, on the background lane): a large result
+    (every word's semantic token, the surprisal payload) does not hold the event loop for the
+    tens of milliseconds ``json.dumps`` takes, so a completion request is read at once."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json_text: str):
+        self.json = json_text
+
+
+def json_steps(head: str, items, tail: str, box: list, chunk: int = 5000):
+    """Write ``head`` + the JSON array of ``items`` + ``tail`` into ``box``, ``chunk`` items a step."""
+    parts = []
+    for start in range(0, len(items), chunk):
+        parts.append(json.dumps(items[start : start + chunk], separators=(",", ":"))[1:-1])
+        yield
+    box.append(Encoded(head + "[" + ",".join(p for p in parts if p) + "]" + tail))
+
+
+@dataclass
+class Running:
+    """An analysis under way: the document version, its future, and (once it has started) the
+    analysis being built, which can already answer for what it has covered."""
+
+    version: int
+    future: asyncio.Future
+    made: list
+
 
 class ForetellServer(LanguageServer):
     def __init__(self, model_name: str | None = None):
@@ -66,7 +110,9 @@ class ForetellServer(LanguageServer):
         self._model_lock = threading.Lock()
         self.analyses: dict[str, tuple[int, DocumentAnalysis]] = {}  # uri -> latest, finished or stopped
         self.timers: dict[str, asyncio.Task] = {}
-        self.inflight: dict[str, tuple[int, asyncio.Future]] = {}
+        self.inflight: dict[str, Running] = {}
+        self._posmaps: dict[str, PositionMap] = {}
+        self.refresh_when_done: set[str] = set()  # documents whose colours were sent in part
         self.semantic: dict[str, tuple[str, object]] = {}  # uri -> (result id, token data) last sent
         self._results = itertools.count(1)
 
@@ -78,6 +124,11 @@ class ForetellServer(LanguageServer):
     async def background(self, fn, *args):
         """Model work that may wait for interactive requests (encoding results, training)."""
         return await self.lanes.background(fn, *args)
+
+    async def encoded(self, head: str, items, tail: str = "") -> Encoded:
+        """A large JSON result written on the background lane, a chunk of items a step."""
+        box: list[Encoded] = []
+        return await asyncio.wrap_future(self.lanes.background_steps(json_steps(head, items, tail, box), lambda: box[0]))
 
     def model(self):
         """The configured model, loaded on first use (lane threads only)."""
@@ -113,28 +164,50 @@ class ForetellServer(LanguageServer):
         """The open document, or None for one the client never opened."""
         return self.workspace.text_documents.get(uri)
 
+    def _current(self, doc) -> DocumentAnalysis | None:
+        latest = self.analyses.get(doc.uri)
+        if latest and latest[0] == doc.version and latest[1].complete and latest[1].model is self._model:
+            return latest[1]
+        return None
+
+    def _running(self, doc) -> "Running":
+        """The analysis of the document's current version under way, started if need be."""
+        running = self.inflight.get(doc.uri)
+        if running is None or running.version != doc.version:
+            latest = self.analyses.get(doc.uri)
+            running = self.inflight[doc.uri] = self._start_analysis(doc.uri, doc.version, doc.source, latest[1] if latest else None)
+        return running
+
     async def analysis(self, doc) -> DocumentAnalysis | None:
         """The analysis of the document's current version (None if it moved on meanwhile).
         Requests for a version already being analysed wait for that work instead of redoing it."""
-        version, uri = doc.version, doc.uri
-        latest = self.analyses.get(uri)
-        if latest and latest[0] == version and latest[1].complete and latest[1].model is self._model:
-            return latest[1]
-        running = self.inflight.get(uri)
-        if running is None or running[0] != version:
-            running = self.inflight[uri] = (version, self._start_analysis(uri, version, doc.source, latest[1] if latest else None))
-        result = await asyncio.shield(running[1])
-        if self.inflight.get(uri) is running:
-            del self.inflight[uri]
-        if result is None:
-            return None
-        kept = self.analyses.get(uri)
-        if self.document(uri) is not None and (kept is None or kept[0] <= version):
-            self.analyses[uri] = (version, result)  # finished or not, the base of the next one
-            gc.freeze()  # long-lived analyses need not be walked by every collection while typing
-        return result if result.complete and self.document(uri) is not None and self.document(uri).version == version else None
+        current = self._current(doc)
+        if current is not None:
+            return current
+        version = doc.version
+        result = await asyncio.shield(self._running(doc).future)
+        now = self.document(doc.uri)
+        return result if result is not None and result.complete and now is not None and now.version == version else None
 
-    def _start_analysis(self, uri: str, version: int, text: str, previous: DocumentAnalysis | None) -> asyncio.Future:
+    async def visible_analysis(self, doc, start: int, end: int) -> DocumentAnalysis | None:
+        """Characters ``start:end`` analysed, as soon as they are, ahead of the whole document:
+        the rest follows in the background and the editor is asked to refresh its colours."""
+        current = self._current(doc)
+        if current is not None:
+            return current.view(start, end)
+        running = self._running(doc)
+        while not running.future.done():
+            partial = running.made[0] if running.made else None
+            if partial is not None:
+                partial.priority = (start, end)
+                if partial.covers(start, end):
+                    self.refresh_when_done.add(doc.uri)
+                    return partial.view(start, end)
+            await asyncio.wait([running.future], timeout=VISIBLE_POLL)
+        result = await self.analysis(doc)
+        return result.view(start, end) if result is not None else None
+
+    def _start_analysis(self, uri: str, version: int, text: str, previous: DocumentAnalysis | None) -> "Running":
         """An analysis on the background lane that stops once the document has moved on."""
         made: list[DocumentAnalysis] = []
 
@@ -148,13 +221,40 @@ class ForetellServer(LanguageServer):
             current = self.document(uri)
             return current is None or current.version != version
 
-        return asyncio.wrap_future(self.lanes.background_steps(steps(), lambda: made[0] if made else None, overtaken))
+        future = asyncio.wrap_future(self.lanes.background_steps(steps(), lambda: made[0] if made else None, overtaken))
+        running = Running(version, future, made)
+        future.add_done_callback(lambda _: self._analysed(uri, running))
+        return running
+
+    def _analysed(self, uri: str, running: "Running") -> None:
+        """Keep a finished or stopped analysis as the base of the next one."""
+        if self.inflight.get(uri) is running:
+            del self.inflight[uri]
+        future = running.future
+        if future.cancelled() or future.exception() is not None or future.result() is None:
+            return
+        kept = self.analyses.get(uri)
+        if self.document(uri) is None or (kept is not None and kept[0] > running.version):
+            return
+        result = future.result()
+        self.analyses[uri] = (running.version, result)
+        gc.freeze()  # long-lived analyses need not be walked by every collection while typing
+        if result.complete and uri in self.refresh_when_done:
+            self.refresh_when_done.discard(uri)
+            self.refresh_colours()
+
+    def refresh_colours(self) -> None:
+        """Ask the editor for semantic tokens again, if it can be asked."""
+        caps = self.client_capabilities.workspace
+        if caps and caps.semantic_tokens and caps.semantic_tokens.refresh_support:
+            self.workspace_semantic_tokens_refresh(None)
 
     def posmap(self, doc, analysis: DocumentAnalysis) -> PositionMap:
-        cached = getattr(analysis, "_posmap", None)
-        if cached is None:
+        """Positions in the text the analysis was made of (kept while that text is current)."""
+        cached = self._posmaps.get(doc.uri)
+        if cached is None or cached.text is not analysis.text:
             utf16 = self.workspace.position_encoding in (None, types.PositionEncodingKind.Utf16)
-            cached = analysis._posmap = PositionMap(analysis.text, doc.position_codec.client_num_units, utf16)
+            cached = self._posmaps[doc.uri] = PositionMap(analysis.text, doc.position_codec.client_num_units, utf16)
         return cached
 
     def schedule_analysis(self, uri: str, delay: float | None = None) -> None:

@@ -101,5 +101,6 @@ def test_hover_state_is_the_documents_for_a_model_with_state(models):
     walked = model.initial_state()
     for token in analysis.ids[:index]:
         walked = model.advance(walked, int(token))
-    assert np.allclose(model.next_logprobs(analysis.state_before(index)), model.next_logprobs(walked), atol=1e-9)
-    assert np.isclose(model.next_logprobs(walked)[analysis.ids[index]], analysis.logprob[index], atol=1e-9)
+    # (Analysis runs the network in float32, completion in float64.)
+    assert np.allclose(model.next_logprobs(analysis.state_before(index)), model.next_logprobs(walked), atol=1e-4)
+    assert np.isclose(model.next_logprobs(walked)[analysis.ids[index]], analysis.logprob[index], atol=1e-4)

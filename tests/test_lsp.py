@@ -324,3 +324,26 @@ async def test_punctuation_after_a_space_attaches_to_the_word_before(client: Lan
     edit = attached[0].text_edit
     assert (edit.range.start.character, edit.range.end.character, edit.new_text) == (len(text) - 1, len(text), ";")
     assert attached[0].filter_text == " ;"
+
+
+async def test_the_visible_range_is_coloured_before_the_whole_document(client: LanguageClient):
+    big = "file:///tmp/visible.md"
+    text = "The cat sat on the mat.\n\n" + SMALL_TEXT * 400
+    open_doc(client, text, uri=big)
+    ident = types.TextDocumentIdentifier(uri=big)
+    shown = types.Range(start=types.Position(line=0, character=0), end=types.Position(line=1, character=0))
+    visible = await client.text_document_semantic_tokens_range_async(types.SemanticTokensRangeParams(text_document=ident, range=shown))
+    assert [(line, char, length) for line, char, length, _, _ in decode(visible.data)] == [(0, 0, 3), (0, 4, 3), (0, 8, 3), (0, 12, 2), (0, 15, 3), (0, 19, 3), (0, 22, 1)]
+    whole = await client.text_document_semantic_tokens_full_async(types.SemanticTokensParams(text_document=ident))
+    assert list(whole.data[: len(visible.data)]) == list(visible.data)
+    refresh = client.initialize_result and client_refresh_supported(client)
+    for _ in range(100):
+        if client.refreshes or not refresh:
+            break
+        await asyncio.sleep(0.05)
+    assert client.refreshes >= 1 or not refresh  # the rest followed: the editor is asked again
+
+
+def client_refresh_supported(client) -> bool:
+    caps = client.capabilities.workspace if client.capabilities else None
+    return bool(caps and caps.semantic_tokens and caps.semantic_tokens.refresh_support)

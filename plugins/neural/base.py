@@ -23,7 +23,7 @@ WEIGHTS = "weights.pt"
 METRICS = "metrics.jsonl"
 
 
-ROWS = 128  # positions whose full distribution is held at once (128 x 33k floats: 34 MB)
+ROWS = 32  # positions whose full distribution is held at once: a block stays in cache
 
 
 def rows_stats(blocks, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -10,10 +10,13 @@ log-probability plus the cluster's), so scoring, ranks and completion work uncha
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
 
+from engine.distribution import TIE
 from engine.vocab import BOS_ID
 
 KINDS = ("full", "adaptive")
@@ -63,6 +66,45 @@ class OutputLayer(nn.Module):
         flat = self.adaptive.log_prob(h.reshape(-1, h.shape[-1]))[:, self.rank]  # back to vocabulary ids
         return log_softmax_without_bos(flat).reshape(*h.shape[:-1], -1)
 
+    @torch.inference_mode()
+    def target_stats(self, h: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probability (nats), rank and entropy (nats) of each target id given ``h`` (B, H),
+        as ``log_probs`` would give them, computed from the logits a block at a time (the
+        adaptive softmax's head words, then each cluster): one exp per word and position, and
+        no (B, V) distribution built or put back in vocabulary order."""
+        if self.kind == "full":
+            logits, shortlist, tails, where, bos = self.linear(h), None, [], targets, BOS_ID
+        else:
+            a = self.adaptive
+            logits, shortlist, tails, where, bos = a.head(h), a.shortlist_size, a.tail, self.rank[targets], int(self.rank[BOS_ID])
+        head = _Block(logits)
+        blocks = [head.words(shortlist)]
+        for i, tail in enumerate(tails):  # log p(w) = log p(cluster) + log p(w | cluster)
+            blocks.append(_Block(tail(h), head.logp_at(shortlist + i)))
+        target = torch.empty(len(targets), dtype=h.dtype)
+        at = 0
+        for block in blocks:
+            inside = (where >= at) & (where < at + block.size)
+            target[inside] = block.logp(inside, where[inside] - at)
+            at += block.size
+        # Words closer to the target than float32 resolves (relative 1e-6) count as tied.
+        threshold = target + torch.clamp(target.abs() * 1e-6, min=TIE * math.log(10))
+        above = torch.zeros(len(targets), dtype=h.dtype)
+        plogp = torch.zeros(len(targets), dtype=h.dtype)
+        at = 0
+        for block in blocks:
+            above += block.count_above(threshold)
+            plogp += block.sum_p_logp()
+            if at <= bos < at + block.size:
+                bos_logp = block.logp(slice(None), bos - at)
+            at += block.size
+        # <s> is never predicted: take its share out and renormalise (as log_probs does).
+        p_bos = bos_logp.exp()
+        above -= (bos_logp > threshold).to(h.dtype)
+        log_rest = torch.log1p(-p_bos)
+        entropy = (p_bos * bos_logp - plogp) / (1 - p_bos) + log_rest
+        return target - log_rest, above.long() + 1, entropy
+
     def nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed negative log-likelihood of ``targets`` (-100: not scored) given ``h``."""
         h, targets = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
@@ -71,3 +113,39 @@ class OutputLayer(nn.Module):
         keep = targets != -100
         # The training loss leaves <s>'s small share of the mass in place; inference renormalises.
         return -self.adaptive(h[keep], self.rank[targets[keep]]).output.sum()
+
+
+class _Block:
+    """Logits ``z`` of some words whose log-probabilities are ``z - logsumexp(z) + base`` (per
+    row), with exp(z - max) computed once."""
+
+    def __init__(self, z: torch.Tensor, base: torch.Tensor | None = None):
+        self.z, self.size = z, z.shape[1]
+        self.max = z.amax(1, keepdim=True)
+        self.exp = z.sub(self.max).exp_()
+        self.total = self.exp.sum(1, keepdim=True)
+        self.offset = (base[:, None] if base is not None else 0) - self.max - self.total.log()  # log p = z + offset
+
+    def words(self, count: int | None) -> "_Block":
+        """The first ``count`` entries as a block of their own (the head's words; its cluster
+        entries are not words), normalised over the whole head."""
+        if count is None or count == self.size:
+            return self
+        part = object.__new__(_Block)
+        part.z, part.size, part.max, part.exp, part.total, part.offset = self.z[:, :count], count, self.max, self.exp[:, :count], self.total, self.offset
+        return part
+
+    def logp_at(self, column: int) -> torch.Tensor:
+        return self.z[:, column] + self.offset[:, 0]
+
+    def logp(self, rows, columns) -> torch.Tensor:
+        return self.z[rows, columns] + self.offset[rows, 0]
+
+    def count_above(self, threshold: torch.Tensor) -> torch.Tensor:
+        """Per row, how many words' log-probability exceeds ``threshold`` (as floats: fast)."""
+        return self.z.sub((threshold[:, None] - self.offset)).gt_(0).sum(1)
+
+    def sum_p_logp(self) -> torch.Tensor:
+        """Per row, the sum over these words of p log p."""
+        scale = (self.max + self.offset).squeeze(1)  # p = exp * exp(max + offset)
+        return scale.exp() * (torch.linalg.vecdot(self.exp, self.z) + self.offset[:, 0] * self.exp.sum(1))

@@ -3,14 +3,16 @@ options, trained with truncated back-propagation through time on the corpus as o
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from engine.distribution import LOG2E
 from engine.vocab import BOS_ID, EOS_ID
-from plugins.neural.base import ROWS, NeuralModel, rows_stats
+from plugins.neural.base import ROWS, NeuralModel
 from plugins.neural.softmax import OutputLayer
 from plugins.neural.options import TrainOptions
 
@@ -145,7 +147,7 @@ class RNNModel(NeuralModel):
     # when first asked for, so advancing costs one recurrent step.
     @torch.inference_mode()
     def _step(self, hidden, tokens: list[int]) -> "RNNState":
-        y, hidden = self.net.features(torch.tensor([tokens]), hidden)
+        y, hidden = self.net.features(torch.tensor([tokens]), _cast(hidden, self.net.embed.weight.dtype))
         return RNNState(hidden, y[0, -1])
 
     def initial_state(self):
@@ -167,7 +169,7 @@ class RNNModel(NeuralModel):
     @torch.inference_mode()
     def next_logprobs(self, state) -> np.ndarray:
         if state.logp is None:
-            state.logp = self.net.out.log_probs(state.top[None])[0].numpy()
+            state.logp = self.net.out.log_probs(state.top[None].to(self.net.embed.weight.dtype))[0].numpy()
         return state.logp.copy()
 
     def states_agree(self, a, b) -> bool:
@@ -175,26 +177,50 @@ class RNNModel(NeuralModel):
         pairs = zip(a.hidden, b.hidden) if isinstance(a.hidden, tuple) else [(a.hidden, b.hidden)]
         return all(float((x - y).abs().max()) <= STATE_TOLERANCE for x, y in pairs)
 
+    def _analysis_net(self) -> RNNNet:
+        """A float32 copy of the network for document analysis, where the distribution at
+        every position of a document is the cost: float32 halves it (scores move by ~1e-6
+        nats; completion and ``score`` keep float64)."""
+        if getattr(self, "_net32", None) is None:
+            self._net32 = copy.deepcopy(self.net).float()
+        return self._net32
+
+    def _layers(self, net: RNNNet) -> list[nn.Module]:
+        """Each layer of ``net``'s Elman or GRU stack as a one-layer module sharing its weights:
+        run one layer at a time over many sentences, every step's output is that layer's state,
+        so the states at sentence starts come out of one call per layer."""
+        if getattr(self, "_layers32", None) is None:
+            rnn, layers = net.rnn, []
+            extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
+            for l in range(rnn.num_layers):
+                one = type(rnn)(rnn.input_size if l == 0 else rnn.hidden_size, rnn.hidden_size, 1, batch_first=True, **extra)
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    setattr(one, f"{name}_l0", getattr(rnn, f"{name}_l{l}"))
+                layers.append(one.eval())
+            self._layers32 = layers
+        return self._layers32
+
     @torch.inference_mode()
     def token_stats_from(self, ids: np.ndarray, state):
-        """Each sentence's recurrence in one forward pass from the state its predecessor left;
-        the output layer then runs over all the positions, ROWS at a time."""
+        """The recurrence from ``state`` over the sentences (one pass per layer; per sentence
+        for an LSTM), then the output layer over all their positions, ROWS at a time; float32."""
         ids = np.asarray(ids, dtype=np.int64)
         starts = np.flatnonzero(ids == BOS_ID)
-        features, after = [], []
-        hidden, top = state.hidden, state.top
-        for start, end in zip(starts, np.append(starts[1:], len(ids))):
-            words = ids[start + 1 : end]  # w1 ... wn </s>
-            y, hidden = self.net.features(torch.as_tensor(np.append(words, BOS_ID))[None], hidden)
-            features += [top[None], y[0, : len(words) - 1]]  # what predicts w1, then w2 ... </s>
-            top = y[0, -1]  # after the next sentence's <s>
-            after.append(RNNState(hidden, top))
+        net = self._analysis_net()
+        hidden, top = _cast(state.hidden, torch.float32), state.top.float()
+        if isinstance(net.rnn, nn.LSTM):
+            features, after = _features_by_sentence(net, ids, starts, hidden, top)
+        else:
+            features, after = _features_by_layer(self._layers(net), net, ids, starts, hidden, top)
         positions = np.flatnonzero(ids != BOS_ID)
-        rows = torch.cat(features) if features else torch.zeros(0)
-        stats = rows_stats((self.net.out.log_probs(rows[i : i + ROWS]) for i in range(0, len(rows), ROWS)), ids[positions])
         out = np.full(len(ids), np.nan), np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
-        for column, values in zip(out, stats):
-            column[positions] = values
+        if len(features) == 0:
+            return (*out, after)
+        rows, targets = features, torch.as_tensor(ids[positions])
+        for i in range(0, len(rows), ROWS):
+            logprob, rank, entropy = net.out.target_stats(rows[i : i + ROWS], targets[i : i + ROWS])
+            at = positions[i : i + ROWS]
+            out[0][at], out[1][at], out[2][at] = logprob.numpy(), rank.numpy(), entropy.numpy() * LOG2E
         return (*out, after)
 
     def gradient_norms(self, ids: np.ndarray, distance: int = 50, samples: int = 256, seed: int = 0) -> np.ndarray:
@@ -242,6 +268,48 @@ class RNNModel(NeuralModel):
             for i in range(0, len(keep), ROWS):
                 rows = keep[i : i + ROWS]
                 yield positions[rows], self.net.out.log_probs(y[0, torch.as_tensor(rows)])
+
+
+def _features_by_sentence(net: RNNNet, ids: np.ndarray, starts: np.ndarray, hidden, top):
+    """The top-layer output that predicts each scored position (in order), and the state after
+    each sentence: one forward pass per sentence (an LSTM's cell states are not returned per step)."""
+    features, after = [], []
+    for start, end in zip(starts, np.append(starts[1:], len(ids))):
+        words = ids[start + 1 : end]  # w1 ... wn </s>
+        y, hidden = net.features(torch.as_tensor(np.append(words, BOS_ID))[None], hidden)
+        features += [top[None], y[0, : len(words) - 1]]  # what predicts w1, then w2 ... </s>
+        top = y[0, -1]  # after the next sentence's <s>
+        after.append(RNNState(hidden, top))
+    return (torch.cat(features) if features else torch.zeros(0)), after
+
+
+def _features_by_layer(layers: list[nn.Module], net: RNNNet, ids: np.ndarray, starts: np.ndarray, hidden, top):
+    """As ``_features_by_sentence``, with every sentence in one pass per layer."""
+    ends = np.append(starts[1:], len(ids))
+    lengths = ends - starts - 1  # w1 ... wn </s> of each sentence
+    if len(starts) == 0:
+        return torch.zeros(0), []
+    sequence = np.concatenate([np.append(ids[s + 1 : e], BOS_ID) for s, e in zip(starts, ends)])  # ... </s> <s> per sentence
+    offsets = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])  # where each sentence's w1 is in it
+    boundaries = offsets + lengths  # its closing <s>: the state after the sentence
+    x = net.embed(torch.as_tensor(sequence)[None])  # (1, T, E)
+    outputs = []
+    for l, layer in enumerate(layers):
+        x, _ = layer(x, hidden[l : l + 1])
+        outputs.append(x[0])  # (T, H)
+    states = torch.stack([o[torch.as_tensor(boundaries)] for o in outputs], dim=1)  # (sentences, layers, H)
+    after = [RNNState(states[j][:, None, :], outputs[-1][boundaries[j]]) for j in range(len(starts))]
+    candidates = torch.cat([top[None], outputs[-1]])  # row 0: the state given; row 1 + t: after step t
+    first = np.concatenate([[0], 1 + boundaries[:-1]])
+    rows = np.concatenate([np.concatenate([[f], 1 + o + np.arange(n - 1)]) for f, o, n in zip(first, offsets, lengths)])
+    return candidates[torch.as_tensor(rows)], after
+
+
+def _cast(hidden, dtype):
+    """A hidden state (a tensor, or LSTM's pair) in ``dtype`` (analysis states are float32)."""
+    if hidden is None or isinstance(hidden, torch.Tensor):
+        return hidden if hidden is None or hidden.dtype == dtype else hidden.to(dtype)
+    return tuple(_cast(h, dtype) for h in hidden)
 
 
 class RNNState:

@@ -35,7 +35,7 @@ from engine.vocab import BOS_ID, EOS, UNK_ID
 MAX_CHARS = 2_000_000  # analysis stops here: bounded work and memory on huge files
 STEP_CHARS = 4_000  # characters tokenized per step
 STEP_TOKENS = 2_048  # tokens scored per step (sentence-independent models)
-STEP_SENTENCES = 64  # sentences scored per step (models with state)
+STEP_STREAM_TOKENS = 256  # tokens scored per step (models with state: a recurrent step is dearer)
 
 
 @dataclass
@@ -198,14 +198,20 @@ class DocumentAnalysis:
         self._reuse_prefix(stream)
         if stream.states[stream.sentences_done] is None:
             stream.states[stream.sentences_done] = self.model.initial_state()
-        finished = [s for s in self._bases if s.sentences_done == len(s.starts)]
-        tail = _suffix_base(stream, finished[0]) if finished else None
+        # The base for the tail: a finished one, else one stopped part-way (whose tail may be
+        # scored in part: overtaken analyses add up while the user types).
+        bases = sorted(self._bases, key=lambda s: s.sentences_done < len(s.starts))
+        tail = _suffix_base(stream, bases[0]) if bases else None
         total = len(stream.starts)
         step = 1  # inside the common tail, sentences between comparisons: 1, 2, 4, ...
-        while not (tail is not None and tail.agrees(self.model, stream)) and stream.sentences_done < total:
+        while stream.sentences_done < total:
+            if tail is not None and (tail.agrees(self.model, stream) or tail.passed(stream)):
+                tail = None  # copied as far as it was scored, or past that: the rest has no base
+                continue
             k = stream.sentences_done
             in_tail = tail is not None and stream.starts[k] >= tail.begin
-            count = min(step if in_tail else STEP_SENTENCES, total - k)
+            within = max(1, int(np.searchsorted(stream.starts, stream.starts[k] + STEP_STREAM_TOKENS, side="right")) - k)
+            count = min(step if in_tail else within, within, total - k)
             if tail is not None and not in_tail:  # stop at the tail, to compare from there
                 count = max(1, min(count, int(np.searchsorted(stream.starts, tail.begin)) - k))
             start = int(stream.starts[k])
@@ -215,7 +221,7 @@ class DocumentAnalysis:
             stream.states[k + 1 : k + count + 1] = after
             stream.sentences_done = k + count
             if in_tail:
-                step = min(2 * step, STEP_SENTENCES)
+                step *= 2
             yield
 
     def _reuse_prefix(self, stream: Stream) -> None:
@@ -323,23 +329,32 @@ class DocumentAnalysis:
 
 @dataclass
 class _SuffixBase:
-    """A finished stream whose tail equals this stream's tail (same ids from ``begin`` on)."""
+    """A stream whose tail equals this stream's tail (same ids from ``begin`` on)."""
 
     base: Stream
     begin: int  # first position of this stream inside the common tail
     shift: int  # this stream's position minus the base's, inside the tail
 
+    def _base_sentence(self, stream: Stream) -> int:
+        return int(np.searchsorted(self.base.starts, int(stream.starts[stream.sentences_done]) - self.shift))
+
+    def passed(self, stream: Stream) -> bool:
+        """Whether the stream is inside the tail beyond what the base scored."""
+        k = stream.sentences_done
+        return k < len(stream.starts) and stream.starts[k] >= self.begin and self._base_sentence(stream) >= self.base.sentences_done
+
     def agrees(self, model: LanguageModel, stream: Stream) -> bool:
         """If the stream's next sentence starts inside the tail in a state that agrees with the
-        base's at the same place, copy the base's scores from there on and say so."""
+        base's at the same place, copy the base's scores from there on (as far as the base
+        scored) and say so."""
         k = stream.sentences_done
         if k >= len(stream.starts) or stream.starts[k] < self.begin:
             return False
         at = int(stream.starts[k])
-        other_k = int(np.searchsorted(self.base.starts, at - self.shift))
-        if not model.states_agree(stream.states[k], self.base.states[other_k]):
+        other_k = self._base_sentence(stream)
+        if other_k >= self.base.sentences_done or not model.states_agree(stream.states[k], self.base.states[other_k]):
             return False
-        stream.copy_from(self.base, at, at - self.shift, len(self.base.starts) - other_k, other_k)
+        stream.copy_from(self.base, at, at - self.shift, self.base.sentences_done - other_k, other_k)
         return True
 
 

@@ -104,3 +104,23 @@ def test_hover_state_is_the_documents_for_a_model_with_state(models):
     # (Analysis runs the network in float32, completion in float64.)
     assert np.allclose(model.next_logprobs(analysis.state_before(index)), model.next_logprobs(walked), atol=1e-4)
     assert np.isclose(model.next_logprobs(walked)[analysis.ids[index]], analysis.logprob[index], atol=1e-4)
+
+
+def test_analyses_overtaken_while_typing_add_up(models):
+    """Typing in the middle of a document whose first analysis never finished: each analysis
+    is stopped by the next key after a few steps, far fewer than a whole analysis takes, yet
+    the work adds up past the place typed at (the scores after it do not depend on the key
+    once the state has forgotten it), so the document is soon analysed to the end."""
+    model = models["elman"]
+    text = SMALL_TEXT * 60
+    middle = text.index("\n\n", len(text) // 2)
+    alone = DocumentAnalysis(model, text, run=False)
+    assert sum(1 for _ in alone.steps()) > 20
+    analysis = None
+    for typed in range(40):
+        text = text[:middle] + "cat dog fox mat "[typed % 16] + text[middle:]  # a key, at the same place
+        analysis = DocumentAnalysis(model, text, analysis, run=False)
+        for _, _ in zip(range(4), analysis.steps()):
+            pass
+    assert analysis.stream.done == len(analysis.stream.ids)
+    assert np.allclose(DocumentAnalysis(model, text, analysis).bits, DocumentAnalysis(model, text).bits, atol=1e-3, rtol=0)

@@ -210,6 +210,45 @@ async def session(command: list[str], env: dict, text: str, where: str, keys: in
     return out
 
 
+def analysis_against_floor(home: Path, text: str) -> str:
+    """A fresh analysis of the document in-process, beside the compute floor for a recurrent
+    model: the recurrence over the stream in one pass and, for every position, the output
+    layer's logits and one exp per word (what any exact rank and entropy must compute)."""
+    import resource
+
+    import torch
+
+    os.environ["FORETELL_HOME"] = str(home)
+    from engine.analysis import DocumentAnalysis
+    from engine.default_model import load_model
+    from engine.store import ModelStore
+
+    model = load_model(ModelStore(), None)
+    DocumentAnalysis(model, text[:3000])  # warm (the float32 copy is made on first use)
+    t0 = time.perf_counter()
+    analysis = DocumentAnalysis(model, text)
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    net = model._analysis_net()
+    ids = torch.as_tensor(np.concatenate([b.ids for b in analysis.blocks]))[None]
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        features, _ = net.features(ids)
+        rows = features[0]
+        layer = net.out
+        for i in range(0, len(rows), 32):
+            h = rows[i : i + 32]
+            if layer.kind == "full":
+                layer.linear(h).exp().sum()
+            else:
+                layer.adaptive.head(h).exp().sum()
+                for tail in layer.adaptive.tail:
+                    tail(h).exp().sum()
+    floor = time.perf_counter() - t0
+    return (f"fresh analysis in-process: {seconds:.2f} s for {len(analysis.ids):,} tokens (compute floor {floor:.2f} s: recurrence, logits and one exp "
+            f"per word at every position; ratio {seconds / floor:.2f}x); process peak RSS {rss:.0f} MB")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default="ngram", choices=["ngram", "rnn"])
@@ -228,6 +267,8 @@ def main():
         env = {**os.environ, "FORETELL_HOME": str(home), "PYTHONPATH": str(ROOT)}
         where = "middle" if args.backend == "rnn" else "end"
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; model: default ({args.backend}), server defaults; typing {args.keys} keys into a new paragraph at the {where}")
+        if args.backend == "rnn":
+            print(analysis_against_floor(home, document(held_out, "paragraphs")), flush=True)
         for shape in args.shapes.split(","):
             text = document(held_out, shape)
             for pace in (float(p) for p in args.paces.split(",")):

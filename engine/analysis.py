@@ -152,7 +152,7 @@ class DocumentAnalysis:
         for offset, block_text in blocks(self.text[: self.max_chars]):
             old = self._reusable.get((block_text, state))
             if old is not None:
-                block = old.moved_to(offset)
+                block = old if old.start == offset else old.moved_to(offset)
             else:
                 block = Block.tokenized(offset, block_text, state, self.model)
                 budget -= len(block_text)

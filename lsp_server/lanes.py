@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 # A thread waiting for the GIL gets it after this long (Python's default is 5 ms): an
 # interactive request does not sit behind a long step of pure-Python analysis.
-SWITCH_INTERVAL = 0.0005
+SWITCH_INTERVAL = 0.0001
 
 
 @dataclass

@@ -29,10 +29,12 @@ def completion_list(model: LanguageModel, text_before: str, position: types.Posi
     closes (``,`` ``.`` ``)``) follows the words and its edit removes the space before it, so
     accepting it gives "Congress," and not "Congress ,"."""
     result = predict(model, context_window(text_before), k + EXTRA_PUNCTUATION)
-    start = types.Position(line=position.line, character=position.character - num_units(result.prefix))
+    start = types.Position(line=position.line, character=max(0, position.character - num_units(result.prefix)))
     space = text_before[len(text_before.rstrip()) :] if not result.prefix else ""
     words = [(w, lp) for w, lp in result.predictions if w[0].isalnum() or not space]
-    closing = [(w, lp) for w, lp in result.predictions if w in NO_SPACE_BEFORE and space and "\n" not in space]
+    # (Only where the space is on the cursor's line: a position past the end has no space before it.)
+    attach = space and "\n" not in space and position.character >= num_units(space)
+    closing = [(w, lp) for w, lp in result.predictions if w in NO_SPACE_BEFORE and attach]
     items = [_item(word, logprob, rank, types.Range(start=start, end=position), word) for rank, (word, logprob) in enumerate(words[:k], start=1)]
     if closing:
         before = types.Position(line=position.line, character=position.character - num_units(space))

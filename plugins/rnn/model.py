@@ -182,7 +182,11 @@ class RNNModel(NeuralModel):
         every position of a document is the cost: float32 halves it (scores move by ~1e-6
         nats; completion and ``score`` keep float64)."""
         if getattr(self, "_net32", None) is None:
-            self._net32 = copy.deepcopy(self.net).float()
+            # Everything but the embedding, copied; rows of the float64 embedding are cast as
+            # they are looked up (a float32 copy of a large vocabulary's table is 25 MB more).
+            net = copy.deepcopy(self.net, memo={id(self.net.embed): nn.Identity()}).float()
+            net.embed = _Float32Rows(self.net.embed)
+            self._net32 = net
         return self._net32
 
     def _layers(self, net: RNNNet) -> list[nn.Module]:
@@ -303,6 +307,17 @@ def _features_by_layer(layers: list[nn.Module], net: RNNNet, ids: np.ndarray, st
     first = np.concatenate([[0], 1 + boundaries[:-1]])
     rows = np.concatenate([np.concatenate([[f], 1 + o + np.arange(n - 1)]) for f, o, n in zip(first, offsets, lengths)])
     return candidates[torch.as_tensor(rows)], after
+
+
+class _Float32Rows(nn.Module):
+    """An embedding looked up in its own precision and handed on in float32."""
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        object.__setattr__(self, "table", embedding)  # not a submodule: .float() never reaches it
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.table(idx).float()
 
 
 def _cast(hidden, dtype):

@@ -61,14 +61,7 @@ def register(server: ForetellServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
         uri = params.text_document.uri
-        ls.analyses.pop(uri, None)
-        ls.inflight.pop(uri, None)
-        ls.refresh_when_done.discard(uri)
-        ls._posmaps.pop(uri, None)
-        ls.semantic.pop(uri, None)
-        timer = ls.timers.pop(uri, None)
-        if timer:
-            timer.cancel()
+        ls.closed(uri)
         ls.publish(uri, [])
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[" "]))

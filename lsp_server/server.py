@@ -32,6 +32,7 @@ from engine.analysis import DocumentAnalysis
 from lsp_server.positions import PositionMap
 from lsp_server.config import Settings, parse_settings
 from lsp_server.features import surprisal
+from lsp_server.encoded import Encoded, json_steps
 from lsp_server.lanes import Lanes
 
 SURPRISAL_METHOD = "foretell/surprisal"
@@ -67,26 +68,6 @@ class TolerantProtocol(LanguageServerProtocol):
         written = self.writer.write(header.encode(self.CHARSET) + body)
         if inspect.isawaitable(written):
             asyncio.ensure_future(written)
-
-
-class Encoded:
-    """A result already written as JSON (in steps, on the background lane): a large result
-    (every word's semantic token, the surprisal payload) does not hold the event loop for the
-    tens of milliseconds ``json.dumps`` takes, so a completion request is read at once."""
-
-    __slots__ = ("json",)
-
-    def __init__(self, json_text: str):
-        self.json = json_text
-
-
-def json_steps(head: str, items, tail: str, box: list, chunk: int = 5000):
-    """Write ``head`` + the JSON array of ``items`` + ``tail`` into ``box``, ``chunk`` items a step."""
-    parts = []
-    for start in range(0, len(items), chunk):
-        parts.append(json.dumps(items[start : start + chunk], separators=(",", ":"))[1:-1])
-        yield
-    box.append(Encoded(head + "[" + ",".join(p for p in parts if p) + "]" + tail))
 
 
 @dataclass
@@ -248,6 +229,17 @@ class ForetellServer(LanguageServer):
         caps = self.client_capabilities.workspace
         if caps and caps.semantic_tokens and caps.semantic_tokens.refresh_support:
             self.workspace_semantic_tokens_refresh(None)
+
+    def closed(self, uri: str) -> None:
+        """Let go of everything kept for a document the editor closed."""
+        self.analyses.pop(uri, None)
+        self.inflight.pop(uri, None)
+        self.refresh_when_done.discard(uri)
+        self._posmaps.pop(uri, None)
+        self.semantic.pop(uri, None)
+        timer = self.timers.pop(uri, None)
+        if timer:
+            timer.cancel()
 
     def posmap(self, doc, analysis: DocumentAnalysis) -> PositionMap:
         """Positions in the text the analysis was made of (kept while that text is current)."""

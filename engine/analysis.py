@@ -29,11 +29,12 @@ import numpy as np
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
 from engine.scoring import encode
-from engine.tokenizer import ProseTokenizer, Token, blocks, tokenize_block
+from engine.tokenizer import ProseTokenizer, blocks, tokenize_block_steps
 from engine.vocab import BOS_ID, EOS, UNK_ID
 
 MAX_CHARS = 2_000_000  # analysis stops here: bounded work and memory on huge files
 STEP_CHARS = 4_000  # characters tokenized per step
+STEP_WORDS = 1_000  # tokens of one long block tokenized per step
 STEP_TOKENS = 2_048  # tokens scored per step (sentence-independent models)
 STEP_STREAM_TOKENS = 256  # tokens scored per step (models with state: a recurrent step is dearer)
 
@@ -51,8 +52,9 @@ class Block:
     stats: tuple | None = None  # (logprob, rank, entropy) over ids, NaN at <s> (sentence-independent models)
 
     @classmethod
-    def tokenized(cls, start: int, text: str, state_in: tuple, model: LanguageModel) -> "Block":
-        sentences, state_out = tokenize_block(text, 0, state_in)
+    def tokenized(cls, start: int, text: str, state_in: tuple, model: LanguageModel):
+        """A generator that tokenizes the block, yielding every STEP_WORDS tokens, and returns it."""
+        sentences, state_out = yield from tokenize_block_steps(text, 0, state_in, STEP_WORDS)
         tokens = [t for sentence in sentences for t in (*sentence, None)]
         starts = np.array([-1 if t is None else t.start for t in tokens], dtype=np.int64)
         ends = np.array([-1 if t is None else t.end for t in tokens], dtype=np.int64)
@@ -154,7 +156,7 @@ class DocumentAnalysis:
             if old is not None:
                 block = old if old.start == offset else old.moved_to(offset)
             else:
-                block = Block.tokenized(offset, block_text, state, self.model)
+                block = yield from Block.tokenized(offset, block_text, state, self.model)
                 budget -= len(block_text)
             self.blocks.append(block)
             state = block.state_out

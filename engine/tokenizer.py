@@ -68,8 +68,10 @@ class ProseTokenizer:
 
     PLAIN = (False, None, False, 0)
 
-    def __init__(self, state: tuple = PLAIN):
+    def __init__(self, state: tuple = PLAIN, pause_every: int | None = None):
         self._pending: list[Token] = []
+        # Yield None every this many tokens of a line, so a caller can pause inside a long one.
+        self._pause_every = pause_every
         # Inside a code fence; inside a reST literal block (its paragraph's indent); after a
         # paragraph ending in "::"; the current paragraph's indent.
         self._in_fence, self._literal_indent, self._expect_literal, self._paragraph_indent = state
@@ -121,10 +123,16 @@ class ProseTokenizer:
         if body.rstrip().endswith("::"):
             self._expect_literal = True
         tokens = self._pending
+        pause, countdown = self._pause_every, self._pause_every or 0
         for m in _TOKEN.finditer(body, start):
             if m.lastgroup == "skip":
                 continue
             tokens.append(Token(m.group(), offset + m.start(), offset + m.end()))
+            if pause:
+                countdown -= 1
+                if countdown == 0:
+                    countdown = pause
+                    yield None
         yield from self._split_sentences()
         if standalone or self._ends_at_line_end():
             yield from self.finish()
@@ -201,10 +209,25 @@ def blocks(text: str) -> Iterator[tuple[int, str]]:
 
 def tokenize_block(text: str, offset: int = 0, state: tuple = ProseTokenizer.PLAIN) -> tuple[list[list[Token]], tuple]:
     """Sentences of one block (see ``blocks``) and the tokenizer state after it."""
-    tok = ProseTokenizer(state)
+    steps = tokenize_block_steps(text, offset, state, None)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def tokenize_block_steps(text: str, offset: int, state: tuple, pause_every: int | None):
+    """``tokenize_block`` as a generator that yields None every ``pause_every`` tokens (inside
+    a long line too) and returns its result: an editor's analysis can pause there."""
+    tok = ProseTokenizer(state, pause_every)
     sentences = []
     for line in split_lines(text):
-        sentences.extend(tok.feed(line, offset))
+        for sentence in tok.feed(line, offset):
+            if sentence is None:
+                yield
+            else:
+                sentences.append(sentence)
         offset += len(line)
     sentences.extend(tok.finish())
     return sentences, tok.state

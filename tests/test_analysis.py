@@ -124,3 +124,18 @@ def test_analyses_overtaken_while_typing_add_up(models):
             pass
     assert analysis.stream.done == len(analysis.stream.ids)
     assert np.allclose(DocumentAnalysis(model, text, analysis).bits, DocumentAnalysis(model, text).bits, atol=1e-3, rtol=0)
+
+
+def test_a_long_line_is_tokenized_in_steps(models):
+    """An 8,000-word line (a soft-wrapped chapter) is not one uninterruptible step: an editor's
+    completion can run while it is read."""
+    model = models["ngram"]
+    text = "The cat sat on the mat. " * 1500  # one line, 10,500 tokens
+    analysis = DocumentAnalysis(model, text, run=False)
+    steps = analysis.steps()
+    next(steps)
+    assert not analysis.tokenized  # paused inside the line
+    for _ in steps:
+        pass
+    fresh = DocumentAnalysis(model, text)
+    assert analysis.complete and analysis.texts == fresh.texts and np.array_equal(analysis.starts, fresh.starts)

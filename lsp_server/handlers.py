@@ -13,6 +13,7 @@ from pygls.uris import to_fs_path
 
 from engine.errors import ForetellError
 from lsp_server.features import completion, learning, surprisal
+from lsp_server.positions import offset_at
 from lsp_server.server import COMMANDS, SURPRISAL_METHOD, ForetellServer
 
 
@@ -69,7 +70,7 @@ def register(server: ForetellServer) -> None:
         doc = ls.document(params.text_document.uri)
         if doc is None or not ls.enabled(doc):
             return None
-        version, offset = doc.version, doc.offset_at_position(params.position)
+        version, offset = doc.version, offset_at(doc, params.position)
         text_before = doc.source[:offset]
         result = await ls.interactive(
             lambda: completion.completion_list(ls.model(), text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units)
@@ -82,7 +83,7 @@ def register(server: ForetellServer) -> None:
         inline = ls.settings.inlineCompletion
         if doc is None or not ls.enabled(doc) or not inline.enabled:
             return None
-        version, offset = doc.version, doc.offset_at_position(params.position)
+        version, offset = doc.version, offset_at(doc, params.position)
         text_before = doc.source[:offset]
         text = await ls.interactive(lambda: completion.continuation(ls.model(), text_before, inline.maxWords, inline.minProbability))
         if not text or doc.version != version:
@@ -98,7 +99,7 @@ def register(server: ForetellServer) -> None:
         analysis = await ls.analysis(doc)
         if analysis is None:
             return None
-        index = analysis.token_at(doc.offset_at_position(params.position))
+        index = analysis.token_at(offset_at(doc, params.position))
         if index is None:
             return None
         return await ls.interactive(surprisal.hover, analysis, ls.posmap(doc, analysis), index)
@@ -127,7 +128,7 @@ def register(server: ForetellServer) -> None:
         doc = ls.document(params.text_document.uri)
         if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.semanticTokens:
             return types.SemanticTokens(data=[])
-        start, end = doc.offset_at_position(params.range.start), doc.offset_at_position(params.range.end)
+        start, end = offset_at(doc, params.range.start), offset_at(doc, params.range.end)
         analysis = await ls.visible_analysis(doc, start, end)
         if analysis is None:
             return None
@@ -142,7 +143,7 @@ def register(server: ForetellServer) -> None:
         analysis = await ls.analysis(doc)
         if analysis is None:
             return None
-        start, end = doc.offset_at_position(params.range.start), doc.offset_at_position(params.range.end)
+        start, end = offset_at(doc, params.range.start), offset_at(doc, params.range.end)
         return await ls.background(surprisal.inlay_hints, analysis, ls.posmap(doc, analysis), ls.settings.surprisal.threshold, start, end)
 
     @server.feature(SURPRISAL_METHOD)

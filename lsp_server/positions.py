@@ -5,6 +5,26 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from lsprotocol import types
+
+_OTHER_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # line breaks for pygls besides \n
+
+
+def offset_at(doc, position: types.Position) -> int:
+    """``doc.offset_at_position(position)`` at a fraction of its cost on every keystroke (pygls
+    splits the whole text into lines twice per call and walks the line a character at a time):
+    the line starts come from one vectorised search for newlines, and an ASCII prefix of the line
+    counts as it is. Other line breaks, wider characters and lines past the end go to pygls."""
+    source = doc.source
+    if any(c in source for c in _OTHER_BREAKS):
+        return doc.offset_at_position(position)
+    newlines = np.flatnonzero(np.frombuffer(source.encode("utf-32-le"), dtype=np.uint32) == 10)
+    if position.line > len(newlines):
+        return doc.offset_at_position(position)
+    start = int(newlines[position.line - 1]) + 1 if position.line else 0
+    end = int(newlines[position.line]) if position.line < len(newlines) else len(source)
+    head = source[start : min(end, start + position.character)]
+    return start + len(head) if head.isascii() else doc.offset_at_position(position)
 
 
 class PositionMap:

@@ -22,6 +22,7 @@ from engine.vocab import BOS_ID
 KINDS = ("full", "adaptive")
 CUTOFFS = (2000, 6000)  # word ranks where the adaptive softmax's clusters start
 DIV_VALUE = 4.0  # each cluster's projection is this many times narrower than the last
+ANALYSIS_ROWS = 32  # positions per ``target_stats`` call in document analysis: a block stays in cache
 
 
 def log_softmax_without_bos(logits: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from torch import nn
 from engine.distribution import LOG2E
 from engine.vocab import BOS_ID, EOS_ID
 from plugins.neural.base import ROWS, NeuralModel
-from plugins.neural.softmax import OutputLayer
+from plugins.neural.softmax import ANALYSIS_ROWS, OutputLayer
 from plugins.neural.options import TrainOptions
 
 CELLS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -207,7 +207,7 @@ class RNNModel(NeuralModel):
     @torch.inference_mode()
     def token_stats_from(self, ids: np.ndarray, state):
         """The recurrence from ``state`` over the sentences (one pass per layer; per sentence
-        for an LSTM), then the output layer over all their positions, ROWS at a time; float32."""
+        for an LSTM), then the output layer over all their positions, ANALYSIS_ROWS at a time; float32."""
         ids = np.asarray(ids, dtype=np.int64)
         starts = np.flatnonzero(ids == BOS_ID)
         net = self._analysis_net()
@@ -221,9 +221,9 @@ class RNNModel(NeuralModel):
         if len(features) == 0:
             return (*out, after)
         rows, targets = features, torch.as_tensor(ids[positions])
-        for i in range(0, len(rows), ROWS):
-            logprob, rank, entropy = net.out.target_stats(rows[i : i + ROWS], targets[i : i + ROWS])
-            at = positions[i : i + ROWS]
+        for i in range(0, len(rows), ANALYSIS_ROWS):
+            logprob, rank, entropy = net.out.target_stats(rows[i : i + ANALYSIS_ROWS], targets[i : i + ANALYSIS_ROWS])
+            at = positions[i : i + ANALYSIS_ROWS]
             out[0][at], out[1][at], out[2][at] = logprob.numpy(), rank.numpy(), entropy.numpy() * LOG2E
         return (*out, after)
 

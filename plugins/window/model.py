@@ -16,6 +16,7 @@ from plugins.neural.base import ROWS, NeuralModel
 from plugins.neural.softmax import OutputLayer, log_softmax_without_bos
 from plugins.neural.options import TrainOptions
 
+
 @dataclass
 class WindowOptions(TrainOptions):
     window: int = 4  # previous words seen (n-1 of an n-gram)

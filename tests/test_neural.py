@@ -55,6 +55,18 @@ def test_linear_schedule_decays_the_learning_rate_to_zero_over_the_budget():
     assert 0.55 < rates[0] < 0.7 and 0.25 < rates[1] < 0.35 and rates[2] < 0.05
 
 
+def test_a_time_budget_given_alone_is_the_budget_used():
+    """`-O max_minutes=M` without `epochs` trains until the minutes are spent (not ten epochs
+    and stop), with the linear schedule decayed over those minutes; without either, ten epochs."""
+    corpus = corpus_from_text(SMALL_TEXT * 2)
+    cls, options = rnn(max_minutes="0.05", patience="1000", anneal_below="0", schedule="linear", lr="1")
+    metrics = cls.fit(corpus, options).metrics
+    assert len(metrics) > 10 and 0.04 < metrics[-1]["minutes"] < 0.08
+    assert metrics[-1]["lr"] < 0.2 < metrics[0]["lr"]  # decayed over the minutes, not over ten epochs
+    cls, options = rnn(patience="1000")
+    assert len(cls.fit(corpus, options).metrics) == 10
+
+
 def test_validation_file_and_training_curve_in_models_info(tmp_path):
     train, valid = tmp_path / "train.txt", tmp_path / "valid.txt"
     train.write_text(SMALL_TEXT * 3)

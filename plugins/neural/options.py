@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+DEFAULT_EPOCHS = 10  # when neither epochs nor max_minutes is given
+
+
 @dataclass
 class TrainOptions:
-    epochs: int = 10
+    epochs: int | None = None  # None: DEFAULT_EPOCHS, or as many as max_minutes allows when it is given
     max_minutes: float | None = None  # stop (keeping the best model) after this long
     batch_size: int = 20
     optimizer: str = "sgd"  # sgd or adam; either way the learning rate is annealed when validation stalls
@@ -25,8 +28,15 @@ class TrainOptions:
     threads: int = 0  # torch threads for training; 0: one per core
     resume: bool = False  # continue from the checkpoint an interrupted training left
 
+    @property
+    def epoch_limit(self) -> int | None:
+        """Epochs to run at most (None: until the time budget or early stopping ends it)."""
+        if self.epochs is not None:
+            return self.epochs
+        return None if self.max_minutes else DEFAULT_EPOCHS
+
     def check(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, not {self.epochs}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max-minutes must be positive, not {self.max_minutes}")

@@ -10,6 +10,7 @@ loss of a batch. Everything else lives here once.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
@@ -115,8 +116,15 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
     deadline = started + 60 * options.max_minutes if options.max_minutes else None
     interrupted = False
     epoch_tokens = max(1, int(np.sum(np.asarray(train_ids) != BOS_ID)) // world)
+    limit = options.epoch_limit  # a time budget given alone is the budget used
+
+    def share_done(epoch_progress: float) -> float:
+        """How much of the budget is spent: whichever of the epochs and the minutes ends first."""
+        by_epochs = epoch_progress / limit if limit else 0.0
+        return max(by_epochs, (time.monotonic() - started) / (deadline - started)) if deadline else by_epochs
+
     try:
-        for epoch in range(epoch0, options.epochs):
+        for epoch in itertools.count(epoch0) if limit is None else range(epoch0, limit):
             model.train()
             task.reset(options.batch_size)
             seen, loss_sum, clipped, steps, t0 = 0, 0.0, 0, 0, time.monotonic()
@@ -129,9 +137,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                 norms.append(norm)
                 clipped += norm > options.clip
                 if options.schedule == "linear":
-                    done = (epoch + (seen + n / 2) / epoch_tokens) / options.epochs
-                    if deadline:
-                        done = max(done, (time.monotonic() - started) / (deadline - started))
+                    done = share_done(epoch + (seen + n / 2) / epoch_tokens)
                     for group in optimizer.param_groups:
                         group["lr"] = lr * max(0.0, 1 - done)
                 optimizer.step()
@@ -141,7 +147,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                 if progress and steps % 20 == 0:
                     rate = seen / max(time.monotonic() - t0, 1e-9)
                     mean = loss_sum / max(seen, 1)
-                    progress(f"epoch {epoch + 1} loss {mean:.3f} ppl {math.exp(min(mean, 50)):.1f} {rate:,.0f} tok/s", epoch / options.epochs)
+                    progress(f"epoch {epoch + 1} loss {mean:.3f} ppl {math.exp(min(mean, 50)):.1f} {rate:,.0f} tok/s", min(1.0, share_done(epoch + seen / epoch_tokens)))
                 if deadline and time.monotonic() > deadline:
                     break
             valid = evaluate(task, net, valid_ids, options.batch_size, device)
@@ -161,7 +167,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
             }
             metrics.append(row)
             if progress:
-                progress(f"epoch {epoch + 1}: valid ppl {row['valid_perplexity']:.1f}", (epoch + 1) / options.epochs)
+                progress(f"epoch {epoch + 1}: valid ppl {row['valid_perplexity']:.1f}", min(1.0, share_done(epoch + 1)))
             # Perplexity gained this epoch, in percent (Mikolov's RNNLM anneals on a small gain,
             # not only on a loss: a tanh RNN can idle at a plateau for epochs at a high rate).
             gain = 100 * (1 - math.exp(valid - best_loss)) if math.isfinite(best_loss) else math.inf

@@ -22,10 +22,11 @@ class Encoded:
         self.json = json_text
 
 
-def json_steps(head: str, items, tail: str, box: list, chunk: int = 5000):
-    """Write ``head`` + the JSON array of ``items`` + ``tail`` into ``box``, ``chunk`` items a step."""
+def json_steps(head: str, items, tail: str, chunk: int = 5000):
+    """``head`` + the JSON array of ``items`` + ``tail``, written ``chunk`` items a step (a
+    generator that returns the Encoded result)."""
     parts = []
     for start in range(0, len(items), chunk):
         parts.append(json.dumps(items[start : start + chunk], separators=(",", ":"))[1:-1])
         yield
-    box.append(Encoded(head + "[" + ",".join(p for p in parts if p) + "]" + tail))
+    return Encoded(head + "[" + ",".join(p for p in parts if p) + "]" + tail)

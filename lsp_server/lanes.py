@@ -16,7 +16,7 @@ import sys
 import threading
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator
 
 # A thread waiting for the GIL gets it after this long (Python's default is 5 ms): an
 # interactive request does not sit behind a long step of pure-Python analysis.
@@ -25,9 +25,9 @@ SWITCH_INTERVAL = 0.0001
 
 @dataclass
 class _Job:
-    steps: Iterator[Any]
-    result: Callable[[], Any]
+    steps: Generator[None, None, Any]
     stop: Callable[[], bool]
+    stopped: Callable[[], Any]
     future: Future = field(default_factory=Future)
 
 
@@ -54,10 +54,10 @@ class Lanes:
                 self._idle.notify_all()
 
     # -- background --------------------------------------------------------------------------
-    def background_steps(self, steps: Iterator[Any], result: Callable[[], Any], stop: Callable[[], bool] = lambda: False) -> Future:
-        """Run the generator ``steps`` a step at a time; the future gets ``result()`` once it is
-        exhausted or once ``stop()`` (asked before each step) says it is no longer wanted."""
-        job = _Job(steps, result, stop)
+    def background_steps(self, steps: Generator[None, None, Any], stop: Callable[[], bool] = lambda: False, stopped: Callable[[], Any] = lambda: None) -> Future:
+        """Run the generator ``steps`` a step at a time; the future gets what it returns or,
+        once ``stop()`` (asked before each step) says it is no longer wanted, ``stopped()``."""
+        job = _Job(steps, stop, stopped)
         with self._wake:
             self._jobs.append(job)
             self._wake.notify()
@@ -65,13 +65,12 @@ class Lanes:
 
     async def background(self, fn, *args):
         """Run ``fn(*args)`` on the background lane as one step."""
-        box = []
 
         def one_step():
-            box.append(fn(*args))
-            yield
+            return fn(*args)
+            yield  # (makes this a generator: its one step runs fn)
 
-        return await asyncio.wrap_future(self.background_steps(one_step(), lambda: box[0]))
+        return await asyncio.wrap_future(self.background_steps(one_step()))
 
     def _run_background(self) -> None:
         while True:
@@ -90,9 +89,9 @@ class Lanes:
                     with self._wake:
                         self._jobs.append(job)
                     continue
-                outcome = job.result()
-            except StopIteration:
-                outcome = job.result()
+                outcome = job.stopped()
+            except StopIteration as finished:
+                outcome = finished.value
             except BaseException as exc:  # handed to whoever awaits the job
                 _settle(job.future, exception=exc)
                 continue

@@ -76,8 +76,8 @@ class Running:
     analysis being built, which can already answer for what it has covered."""
 
     version: int
-    future: asyncio.Future
-    made: list
+    future: asyncio.Future | None = None
+    analysis: DocumentAnalysis | None = None
 
 
 class ForetellServer(LanguageServer):
@@ -108,8 +108,7 @@ class ForetellServer(LanguageServer):
 
     async def encoded(self, head: str, items, tail: str = "") -> Encoded:
         """A large JSON result written on the background lane, a chunk of items a step."""
-        box: list[Encoded] = []
-        return await asyncio.wrap_future(self.lanes.background_steps(json_steps(head, items, tail, box), lambda: box[0]))
+        return await asyncio.wrap_future(self.lanes.background_steps(json_steps(head, items, tail)))
 
     def model(self):
         """The configured model, loaded on first use (lane threads only)."""
@@ -178,7 +177,7 @@ class ForetellServer(LanguageServer):
             return current.view(start, end)
         running = self._running(doc)
         while not running.future.done():
-            partial = running.made[0] if running.made else None
+            partial = running.analysis
             if partial is not None:
                 partial.priority = (start, end)
                 if partial.covers(start, end):
@@ -190,21 +189,20 @@ class ForetellServer(LanguageServer):
 
     def _start_analysis(self, uri: str, version: int, text: str, previous: DocumentAnalysis | None) -> "Running":
         """An analysis on the background lane that stops once the document has moved on."""
-        made: list[DocumentAnalysis] = []
+        running = Running(version)
 
         def steps():
-            model = self.model()
-            made.append(DocumentAnalysis(model, text, previous, run=False))
+            running.analysis = DocumentAnalysis(self.model(), text, previous, run=False)
             yield
-            yield from made[0].steps()
+            yield from running.analysis.steps()
+            return running.analysis
 
         def overtaken() -> bool:
             current = self.document(uri)
             return current is None or current.version != version
 
-        future = asyncio.wrap_future(self.lanes.background_steps(steps(), lambda: made[0] if made else None, overtaken))
-        running = Running(version, future, made)
-        future.add_done_callback(lambda _: self._analysed(uri, running))
+        running.future = asyncio.wrap_future(self.lanes.background_steps(steps(), overtaken, lambda: running.analysis))
+        running.future.add_done_callback(lambda _: self._analysed(uri, running))
         return running
 
     def _analysed(self, uri: str, running: "Running") -> None:

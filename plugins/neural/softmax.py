@@ -81,7 +81,7 @@ class OutputLayer(nn.Module):
         head = _Block(logits)
         blocks = [head.words(shortlist)]
         for i, tail in enumerate(tails):  # log p(w) = log p(cluster) + log p(w | cluster)
-            blocks.append(_Block(tail(h), head.logp_at(shortlist + i)))
+            blocks.append(_Block(tail(h), head.logp(slice(None), shortlist + i)))
         target = torch.empty(len(targets), dtype=h.dtype)
         at = 0
         for block in blocks:
@@ -124,8 +124,7 @@ class _Block:
         self.z, self.size = z, z.shape[1]
         self.max = z.amax(1, keepdim=True)
         self.exp = z.sub(self.max).exp_()
-        self.total = self.exp.sum(1, keepdim=True)
-        self.offset = (base[:, None] if base is not None else 0) - self.max - self.total.log()  # log p = z + offset
+        self.offset = (base[:, None] if base is not None else 0) - self.max - self.exp.sum(1, keepdim=True).log()  # log p = z + offset
 
     def words(self, count: int | None) -> "_Block":
         """The first ``count`` entries as a block of their own (the head's words; its cluster
@@ -133,11 +132,8 @@ class _Block:
         if count is None or count == self.size:
             return self
         part = object.__new__(_Block)
-        part.z, part.size, part.max, part.exp, part.total, part.offset = self.z[:, :count], count, self.max, self.exp[:, :count], self.total, self.offset
+        part.z, part.size, part.max, part.exp, part.offset = self.z[:, :count], count, self.max, self.exp[:, :count], self.offset
         return part
-
-    def logp_at(self, column: int) -> torch.Tensor:
-        return self.z[:, column] + self.offset[:, 0]
 
     def logp(self, rows, columns) -> torch.Tensor:
         return self.z[rows, columns] + self.offset[rows, 0]

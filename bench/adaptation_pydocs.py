@@ -95,7 +95,7 @@ def main():
     mix = get_backend("mix").cls
     fit_sentences = [s for f in fit for s in tokenize(read_text(str(f)))]
     for name, parts in (("mix-ngram-cache", ["ngram", "cache"]), ("mix-all", ["ngram", "rnn", "cache"])):
-        union = mix.of(store, parts)
+        union = mix.combine(store.load_parts(parts), parts)
         model, report = union.fitted(encode(union, fit_sentences))
         store.save(name, model)
         weights = ", ".join(f"{p['name']} {p['weight']:.3f}" for p in report["parts"])

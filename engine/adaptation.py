@@ -4,7 +4,7 @@ A layer lives in ``ROOT/adaptation/NAME/``: ``layer.json`` lists one entry per d
 path or URI, content hash, when, how much it added) and ``words.json`` the token strings the
 layer's documents use; each document's sentences are stored as ids into those words
 (``doc-N.npy``). The model used under NAME is its base with every layer document's n-grams
-added (``LanguageModel.with_documents``): learning never rewrites the base model's files,
+added (``engine.capabilities.Learnable``): learning never rewrites the base model's files,
 forgetting a document drops exactly what it added, and learning a path again replaces its
 earlier version (an editor saving a file ten times counts it once). Storing strings rather than
 the base's ids keeps a layer valid when its base model is retrained.
@@ -12,26 +12,21 @@ the base's ids keeps a layer valid when its base model is retrained.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from engine.capabilities import check_can_learn
 from engine.corpus import CorpusBuilder
 from engine.errors import ForetellError, ModelFormatError
+from engine.files import locked, write_atomic
 from engine.model import LanguageModel
 from engine.tokenizer import split_lines
 from engine.vocab import SPECIALS
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 
 LAYERS = "adaptation"
 LAYER_FILE = "layer.json"
@@ -88,8 +83,9 @@ class AdaptationLayer:
                     to_model[layer_id] = len(base.vocab) + len(added)
                     added.append(words[layer_id])
             streams.append(to_model[ids])
+        check_can_learn(base)
         model = base.with_documents(added, streams)
-        model.model_name = getattr(base, "model_name", self.name)
+        model.model_name = base.model_name or self.name
         model.learned_documents = len(layer["documents"])
         return model
 
@@ -102,7 +98,7 @@ class AdaptationLayer:
             old = next((d for d in layer["documents"] if d["key"] == key), None)
             if old is not None and old["sha256"] == digest:
                 return None
-            base.check_can_learn()
+            check_can_learn(base)
             builder = CorpusBuilder(pretokenized, known=layer["words"])
             builder.add_lines(split_lines(text))
             ids = np.asarray(builder.ids.finish(), dtype=np.int32)
@@ -121,9 +117,9 @@ class AdaptationLayer:
                 "new_word_examples": new[:20],
             }
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._write(entry["file"], lambda f: np.save(f, ids, allow_pickle=False))
+            write_atomic(self.folder / entry["file"], lambda f: np.save(f, ids, allow_pickle=False))
             documents = [d for d in layer["documents"] if d["key"] != key] + [entry]
-            self._write(WORDS_FILE, lambda f: f.write(json.dumps(words, ensure_ascii=False).encode("utf-8")))
+            write_atomic(self.folder / WORDS_FILE, json.dumps(words, ensure_ascii=False))
             self._write_layer(documents, layer["next"] + 1)
             if old is not None:
                 (self.folder / old["file"]).unlink(missing_ok=True)
@@ -171,21 +167,8 @@ class AdaptationLayer:
 
     def _write_layer(self, documents: list[dict], next_id: int) -> None:
         body = {"model": self.name, "documents": documents, "next": next_id}
-        self._write(LAYER_FILE, lambda f: f.write(json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8")))
+        write_atomic(self.folder / LAYER_FILE, json.dumps(body, indent=2, ensure_ascii=False))
 
-    def _write(self, filename: str, write) -> None:
-        tmp = self.folder / f".{filename}.tmp"
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.folder / filename)
-
-    @contextlib.contextmanager
     def _locked(self):
         self.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.folder.parent / f".lock-{self.name}", "a") as fh:
-            if fcntl:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            yield
+        return locked(self.folder.parent / f".lock-{self.name}")

@@ -8,10 +8,12 @@ run of words that start with it), not a scan. A lowercase prefix matches case-in
 from __future__ import annotations
 
 import bisect
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
+from engine.distribution import top_k
 from engine.model import LanguageModel
 from engine.tokenizer import Token, tokenize
 from engine.vocab import EOS_ID, SPECIALS, UNK_ID, Vocabulary
@@ -42,10 +44,14 @@ class PrefixIndex:
         return ids[lo:hi]
 
 
+_indexes: "weakref.WeakKeyDictionary[LanguageModel, PrefixIndex]" = weakref.WeakKeyDictionary()
+
+
 def prefix_index(model: LanguageModel) -> PrefixIndex:
-    index = getattr(model, "_prefix_index", None)
+    """The model's index, built once and dropped with the model."""
+    index = _indexes.get(model)
     if index is None:
-        index = model._prefix_index = PrefixIndex(model.vocab)
+        index = _indexes[model] = PrefixIndex(model.vocab)
     return index
 
 
@@ -54,12 +60,8 @@ def top_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: int)
     ids = prefix_index(model).candidates(prefix)
     if len(ids) == 0 or k <= 0:
         return []
-    scores = dist[ids]
-    if len(ids) > k:
-        top = np.argpartition(-scores, k - 1)[:k]
-        ids, scores = ids[top], scores[top]
-    order = np.lexsort((ids, -scores))
-    return [(int(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
+    ids, scores = top_k(dist[ids], k, ids)
+    return [(int(i), float(score)) for i, score in zip(ids, scores)]
 
 
 @dataclass

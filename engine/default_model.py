@@ -8,8 +8,8 @@ import sys
 from engine.corpus import corpus_from_text
 from engine.errors import ForetellError
 from engine.model import LanguageModel
-from engine.plugins import get_backend
 from engine.store import DEFAULT_MODEL, ModelStore
+from engine.train import train_and_save
 
 
 def default_text() -> str:
@@ -26,11 +26,8 @@ def default_text() -> str:
 def build_default(store: ModelStore, notify=None) -> LanguageModel:
     if notify:
         notify("Building the default model from Python's help topics (once)...")
-    backend = get_backend("ngram").cls
     corpus = corpus_from_text(default_text(), source=f"pydoc_data help topics, Python {sys.version.split()[0]}")
-    model = backend.fit(corpus, backend.Options())
-    store.save(DEFAULT_MODEL, model, corpus=corpus.summary)
-    return model
+    return train_and_save(store, DEFAULT_MODEL, corpus)
 
 
 def load_model(store: ModelStore, name: str | None = None, notify=None) -> LanguageModel:

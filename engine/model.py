@@ -12,6 +12,7 @@ end; ``<s>`` is context only and never scored.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from engine.distribution import rank_and_entropy, top_k
 from engine.errors import ForetellError
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 
@@ -37,6 +39,10 @@ class LanguageModel(ABC):
     # True when a sentence's scores depend only on its own words (every sentence starts afresh
     # at <s>): document analysis then re-scores only the sentences an edit touched.
     sentence_independent: ClassVar[bool] = False
+    # Set by the store: the name the model was loaded or saved under (None for one in memory).
+    model_name: str | None = None
+    # Set by the adaptation layer: how many of the user's documents the model has learned.
+    learned_documents: int = 0
 
     def __init__(self, vocab: Vocabulary, options):
         self.vocab = vocab
@@ -102,7 +108,6 @@ class LanguageModel(ABC):
             return False
 
     def _walk_stats(self, ids: np.ndarray, state):
-        from engine.distribution import rank_and_entropy
 
         n = len(ids)
         logprob, rank, entropy = np.full(n, np.nan), np.zeros(n, dtype=np.int64), np.full(n, np.nan)
@@ -133,11 +138,7 @@ class LanguageModel(ABC):
             key = state if self.sentence_independent and isinstance(state, tuple) else None
             found = memo.get(key) if key is not None else None
             if found is None:
-                dist = self.next_logprobs(state)
-                best = np.argpartition(-dist, min(k, len(dist)) - 1)[:k]
-                best = best[np.lexsort((best, -dist[best]))]
-                best = best[np.isfinite(dist[best])]
-                found = (best, dist[best])
+                found = top_k(self.next_logprobs(state), k)
                 if key is not None:
                     memo[key] = found
             top_ids[i, : len(found[0])], top_logp[i, : len(found[0])] = found
@@ -148,16 +149,11 @@ class LanguageModel(ABC):
         """Facts for ``foretell models info`` beyond the manifest (architecture, sizes)."""
         return {}
 
-    # -- online adaptation (optional) --------------------------------------------------------
-    def check_can_learn(self) -> None:
-        """Raise ForetellError saying why this model cannot learn online, if it cannot."""
-        raise ForetellError(f"{self.name!r} models cannot learn online (n-gram models can)")
 
-    def with_documents(self, words: list[str], streams: list[np.ndarray]) -> "LanguageModel":
-        """This model as if also trained on ``streams`` (ids over the vocabulary extended by
-        ``words``). See engine.adaptation."""
-        self.check_can_learn()
-        raise NotImplementedError
+def option(default, help: str):
+    """A backend option's default and the one line of help ``foretell backends --options`` and
+    ``foretell train --backend NAME --help`` show for it."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def options_from_strings(options_cls: type, values: dict[str, Any]):
@@ -177,15 +173,43 @@ def options_from_strings(options_cls: type, values: dict[str, Any]):
         raise ForetellError(str(exc)) from None
 
 
+@dataclasses.dataclass
+class OptionField:
+    """One backend option as a user sees it: ``type`` is int, float, str or bool (an option
+    that may be None has its other type here and ``optional`` set)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    optional: bool
+
+
+def option_fields(options_cls: type) -> list[OptionField]:
+    """The options of a backend's options dataclass, in their declared order."""
+    hints = typing.get_type_hints(options_cls)
+    fields = []
+    for f in dataclasses.fields(options_cls):
+        kind, optional = _unwrap(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        fields.append(OptionField(f.name, kind, default, f.metadata.get("help", ""), optional))
+    return fields
+
+
+def _unwrap(hint) -> tuple[type, bool]:
+    """``int | None`` -> (int, True); ``int`` -> (int, False)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(hint))
+    return hint, False
+
+
 def _convert(name: str, hint, raw):
     if not isinstance(raw, str):
         return raw
-    target = hint
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if raw.lower() in ("none", ""):
-            return None
-        target = args[0]
+    target, optional = _unwrap(hint)
+    if optional and raw.lower() in ("none", ""):
+        return None
     try:
         if target is bool:
             if raw.lower() in ("1", "true", "yes", "on"):

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from engine import __version__
 from engine.adaptation import AdaptationLayer
+from engine.capabilities import CombinesModels
 from engine.errors import ForetellError, ModelFormatError
+from engine.files import locked, write_atomic
 from engine.model import LanguageModel, options_from_strings, options_to_dict
 from engine.plugins import get_backend
 from engine.vocab import Vocabulary
@@ -30,12 +32,6 @@ FORMAT = "foretell-model"
 FORMAT_VERSION = 1
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_MODEL = "default"
-
-try:
-    import fcntl
-except ImportError:  # Windows: renames are still atomic, concurrent writers are not serialised
-    fcntl = None
-
 
 def home() -> Path:
     root = os.environ.get("FORETELL_HOME")
@@ -101,7 +97,7 @@ class ModelStore:
         config = self._config()
         config["default_model"] = name
         _private_mkdir(self.root)
-        self._write_atomic(self.root / "config.json", json.dumps(config, indent=2))
+        write_atomic(self.root / "config.json", json.dumps(config, indent=2))
 
     # -- reading ---------------------------------------------------------------------------
     def manifest(self, name: str) -> dict:
@@ -150,9 +146,26 @@ class ModelStore:
         vocab = Vocabulary.load(folder)
         if len(vocab) != manifest["vocabulary"]["size"]:
             raise ModelFormatError(f"{name}: vocabulary size does not match the manifest")
-        model = cls.load(folder, vocab, options, manifest.get("facts", {}))
+        if isinstance(cls, CombinesModels):
+            model = cls.from_parts(self.load_parts(cls.part_names(options), within=name), options)
+        else:
+            model = cls.load(folder, vocab, options, manifest.get("facts", {}))
         model.model_name = name
         return model
+
+    def load_parts(self, names: list[str], within: str | None = None) -> list[LanguageModel]:
+        """The models a combined model (a mixture) is made of, as they are now (with what they
+        learned); a combined model cannot be a part, so loading never recurses."""
+        parts = []
+        for part in names:
+            if not self.exists(part):
+                if within:
+                    raise ForetellError(f"{within}: its part {part!r} is no longer in the store; mix again without it")
+                raise ForetellError(f"no model named {part!r}; see `foretell models list`")
+            if isinstance(get_backend_for(self.manifest(part), part).cls, CombinesModels):
+                raise ForetellError(f"{part!r} is a mixture itself; mix its parts instead")
+            parts.append(self.load(part))
+        return parts
 
     # -- writing ---------------------------------------------------------------------------
     def save(self, name: str, model: LanguageModel, corpus: dict | None = None, vocabulary: dict | None = None) -> Path:
@@ -207,20 +220,12 @@ class ModelStore:
         if self._config().get("default_model") == name:
             config = self._config()
             config.pop("default_model", None)
-            self._write_atomic(self.root / "config.json", json.dumps(config, indent=2))
+            write_atomic(self.root / "config.json", json.dumps(config, indent=2))
 
     # -- crash safety ----------------------------------------------------------------------
-    @contextlib.contextmanager
     def _lock(self, name: str):
         _private_mkdir(self.models)
-        with open(self.models / f".lock-{name}", "a") as fh:
-            if fcntl:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+        return locked(self.models / f".lock-{name}")
 
     def _recover(self, name: str) -> None:
         """A crash between the two renames of a swap leaves only ``.old-NAME-*``: put it back."""
@@ -240,13 +245,6 @@ class ModelStore:
             pid = next((int(p) for p in parts[2:] if p.isdigit()), None)
             if pid is not None and not _alive(pid):
                 shutil.rmtree(tmp, ignore_errors=True)
-
-    @staticmethod
-    def _write_atomic(path: Path, text: str) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
 
 
 def _identity(folder: Path):

@@ -11,7 +11,9 @@ import numpy as np
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from engine.corpus import build_corpus
 from engine.errors import ForetellError
+from engine.train import train_and_save
 from lsp_server.features import completion, learning, surprisal
 from lsp_server.positions import offset_at
 from lsp_server.server import COMMANDS, SURPRISAL_METHOD, ForetellServer
@@ -166,7 +168,7 @@ def register(server: ForetellServer) -> None:
         analysis = await ls.analysis(doc)
         if analysis is None:
             return None
-        result = {"uri": doc.uri, "perplexity": analysis.perplexity, "tokens": len(analysis.bits), "model": getattr(analysis.model, "model_name", None)}
+        result = {"uri": doc.uri, "perplexity": analysis.perplexity, "tokens": len(analysis.bits), "model": analysis.model.model_name}
         ls.tell(f"{Path(to_fs_path(doc.uri) or doc.uri).name}: perplexity {result['perplexity']:.1f} over {result['tokens']:,} tokens", types.MessageType.Info)
         return result
 
@@ -241,13 +243,8 @@ async def _all_tokens(ls: ForetellServer, uri: str, data):
 
 
 def _train(ls: ForetellServer, folders, name, progress):
-    from engine.corpus import build_corpus
-    from engine.plugins import get_backend
-
     corpus = build_corpus(folders, progress=progress)
-    cls = get_backend("ngram").cls
-    model = cls.fit(corpus, cls.Options())
-    ls.store.save(name, model, corpus=corpus.summary)
+    model = train_and_save(ls.store, name, corpus)
     return {"model": name, "documents": corpus.summary["documents"], "tokens": corpus.summary["tokens"], "vocabulary": len(model.vocab)}
 
 

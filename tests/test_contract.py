@@ -50,7 +50,7 @@ def mixture_of(backend_names, corpus):
     for name in backend_names:
         cls = backends()[name].cls
         store.save(name, cls.fit(corpus, options_from_strings(cls.Options, TINY.get(name, {}))))
-    return backends()["mix"].cls.of(store, backend_names, [0.5, 0.3, 0.2])
+    return backends()["mix"].cls.combine(store.load_parts(backend_names), backend_names, [0.5, 0.3, 0.2])
 
 
 def states_along(model, ids):
@@ -159,3 +159,96 @@ def test_document_analysis_after_edits_equals_a_fresh_one(model):
     assert np.allclose(analysis.logprob, logprob[scored], atol=1e-4, rtol=0)
     assert np.allclose(analysis.entropy, entropy[scored], atol=1e-3, rtol=0)
     assert np.mean(analysis.rank == rank[scored]) > 0.97
+
+
+def test_expected_words_at_a_token_come_from_the_context_it_was_scored_in(model):
+    """Hover shows a token's bits and the words the model expected there: the distribution it
+    reads those words from gives the token the very log-probability shown beside them."""
+    from engine.analysis import DocumentAnalysis
+    from tests.conftest import SMALL_TEXT
+
+    analysis = DocumentAnalysis(model, SMALL_TEXT * 2)
+    for index in range(0, len(analysis.ids), 5):
+        dist = model.next_logprobs(analysis.state_before(index))
+        assert abs(dist[analysis.ids[index]] - analysis.logprob[index]) < 1e-4
+
+
+# -- optional abilities (engine.capabilities): every one claimed is exercised ---------------------
+
+
+def _exports_arpa(model, tmp_path):
+    from engine.capabilities import ImportsArpa, backend_with
+    from engine.errors import ForetellError
+
+    path = tmp_path / "model.arpa"
+    try:
+        model.export_arpa(path)
+    except ForetellError as exc:  # a model that has no ARPA form says so (add-k)
+        assert "no ARPA form" in str(exc)
+        return
+    back = backend_with(ImportsArpa, "read ARPA").cls.from_arpa(path)
+    ids = encode(model, tokenize(HELD_OUT))
+    assert np.allclose(back.score_ids(encode(back, tokenize(HELD_OUT))), model.score_ids(ids), atol=1e-5, equal_nan=True)
+
+
+def _quantizable(model, tmp_path):
+    if model.score_tolerance > 1e-9:  # quantized already
+        return
+    small = model.quantized()
+    ids = encode(model, tokenize(HELD_OUT))
+    assert np.allclose(small.score_ids(ids), model.score_ids(ids), atol=0.5, equal_nan=True)
+
+
+def _training_curves(model, tmp_path):
+    assert model.metrics and all({"epoch", "valid_perplexity", "train_loss"} <= row.keys() for row in model.metrics)
+
+
+def _gradients(model, tmp_path):
+    norms = model.gradient_norms(encode(model, tokenize(HELD_OUT * 3)), 5, 8)
+    assert norms.shape == (6,) and np.all(np.isfinite(norms)) and norms[0] > 0
+
+
+def _learnable(model, tmp_path):
+    model.check_can_learn()
+    vocab = list(model.vocab.tokens)
+    new = [len(vocab)]
+    stream = np.array([BOS_ID, new[0], model.vocab.id("cat"), model.vocab.ids["</s>"]] * 3)
+    learned = model.with_documents(["zyzzyva"], [stream])
+    assert "zyzzyva" in learned.vocab
+    state = learned.advance(learned.initial_state(), learned.vocab.id("zyzzyva"))
+    assert learned.next_logprobs(state)[learned.vocab.id("cat")] > model.next_logprobs(model.initial_state())[model.vocab.id("cat")]
+
+
+def _combines(model, tmp_path):
+    again = type(model).from_parts(model.parts, model.options)
+    ids = encode(model, tokenize(HELD_OUT))
+    assert np.allclose(again.score_ids(ids), model.score_ids(ids), equal_nan=True)
+    assert type(model).part_names(model.options) == model.options.names
+
+
+def _ability_checks():
+    from engine import capabilities as c
+
+    return {c.ExportsArpa: _exports_arpa, c.Quantizable: _quantizable, c.HasTrainingCurves: _training_curves,
+            c.DiagnosesGradients: _gradients, c.Learnable: _learnable}
+
+
+def test_every_ability_has_a_check():
+    """datasette's rule for hooks, for abilities: each protocol is exercised below."""
+    import inspect
+
+    from engine import capabilities
+
+    protocols = {p for _, p in inspect.getmembers(capabilities, inspect.isclass) if getattr(p, "_is_protocol", False) and p.__module__ == capabilities.__name__}
+    checked = set(_ability_checks()) | {capabilities.ImportsArpa, capabilities.CombinesModels}  # class abilities, in the checks
+    assert protocols == checked
+
+
+def test_every_ability_a_model_claims_works(model, tmp_path):
+    from engine.capabilities import CombinesModels
+
+    claimed = [check for ability, check in _ability_checks().items() if isinstance(model, ability)]
+    if isinstance(type(model), CombinesModels):
+        claimed.append(_combines)
+    for check in claimed:
+        check(model, tmp_path)

@@ -81,7 +81,7 @@ def test_parts_with_different_vocabularies_give_a_proper_distribution(tmp_path):
     store = ModelStore()
     store.save("a", ngram.fit(_corpus("The cat sat. The dog ran."), ngram.Options(order=2)))
     store.save("b", cache.fit(_corpus("A zebra grazed. The zebra ran."), cache.Options()))
-    model = get_backend("mix").cls.of(store, ["a", "b"], [0.6, 0.4])
+    model = get_backend("mix").cls.combine(store.load_parts(["a", "b"]), ["a", "b"], [0.6, 0.4])
     assert "zebra" in model.vocab and "cat" in model.vocab
     state = model.advance(model.initial_state(), model.vocab.id("The"))
     assert np.isclose(np.exp(model.next_logprobs(state)).sum(), 1.0)

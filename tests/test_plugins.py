@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.hookspecs import hookimpl
-from engine.model import LanguageModel
+from engine.model import LanguageModel, option
 from engine.vocab import BOS_ID
 
 
 @dataclass
 class Options:
-    smoothing: float = 1.0
+    smoothing: float = option(1.0, "added to every count")
 
 
 class Unigram(LanguageModel):
@@ -36,7 +36,7 @@ class Unigram(LanguageModel):
         self.logp = logp
 
     @classmethod
-    def fit(cls, corpus, options, progress=None):
+    def fit(cls, corpus, options, progress=None, workdir=None):
         counts = np.bincount(corpus.ids, minlength=len(corpus.vocab)).astype(float) + options.smoothing
         counts[BOS_ID] = 0
         with np.errstate(divide="ignore"):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from engine.capabilities import DiagnosesGradients, has_training_curves
 from engine.cli.common import echo_json, json_option, load_model, pretokenized_option
 from engine.corpus import read_text
 from engine.errors import ForetellError
+from engine.model import options_to_dict
 from engine.scoring import encode
 from engine.tokenizer import tokenize
 
@@ -35,13 +37,13 @@ def gradients(model_names, distance, samples, plot_file, pretokenized, as_json, 
     results = []
     for name in model_names:
         model = load_model(name)
-        if not hasattr(model, "gradient_norms"):
+        if not isinstance(model, DiagnosesGradients):
             raise ForetellError(f"{name!r} is a {model.name!r} model; gradients through time need a recurrent (rnn) model")
         try:
             norms = model.gradient_norms(encode(model, tokenize(text, pretokenized)), distance, samples)
         except ValueError as exc:
             raise ForetellError(f"{file}: {exc}") from None
-        results.append({"model": name, "cell": getattr(model.options, "cell", "?"), "norms": [float(x) for x in norms], "training": _training(model)})
+        results.append({"model": name, "cell": options_to_dict(model.options).get("cell", model.name), "norms": [float(x) for x in norms], "training": _training(model)})
     if plot_file:
         try:
             from engine.plots import gradient_figure, save
@@ -68,9 +70,9 @@ def gradients(model_names, distance, samples, plot_file, pretokenized, as_json, 
 
 def _training(model) -> dict:
     """Clipping and gradient-norm figures over the model's whole training."""
-    rows = getattr(model, "metrics", None) or []
-    if not rows:
+    if not has_training_curves(model):
         return {}
+    rows = model.metrics
     out = {"clipped_share": float(np.mean([r["clipped_share"] for r in rows])), "grad_norm_mean": float(np.mean([r["grad_norm_mean"] for r in rows]))}
     if "grad_norm_p10" in rows[0]:
         out.update({"p10": min(r["grad_norm_p10"] for r in rows), "p90": max(r["grad_norm_p90"] for r in rows), "max": max(r["grad_norm_max"] for r in rows)})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from engine.capabilities import check_can_learn
 from engine.cli.common import echo_json, json_option, load_model, model_option, store
 from engine.corpus import find_files, read_text
 from engine.errors import ForetellError
@@ -39,7 +40,7 @@ def learn(model_name, pretokenized, paths):
     s = store()
     name = _model_name(model_name)
     base = s.load(name, adapted=False)
-    base.check_can_learn()
+    check_can_learn(base)
     if pretokenized is None:
         pretokenized = bool(s.manifest(name).get("corpus", {}).get("pretokenized", False))
     files, skipped = find_files(list(paths))

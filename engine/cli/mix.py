@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from engine.capabilities import CombinesModels, backend_with
 from engine.cli.common import echo_json, json_option, pretokenized_option, store
 from engine.corpus import read_text
 from engine.errors import ForetellError
-from engine.plugins import get_backend
 from engine.scoring import encode
 from engine.store import validate_name
 from engine.tokenizer import tokenize
@@ -32,8 +32,8 @@ def mix(name, fit_files, pretokenized, as_json, models):
     if name in names:
         raise ForetellError("a mixture cannot be saved under the name of one of its parts")
     s = store()
-    cls = get_backend("mix").cls
-    union = cls.of(s, names)
+    cls = backend_with(CombinesModels, "mix models").cls
+    union = cls.combine(s.load_parts(names), names)
     sentences = [sentence for path in fit_files for sentence in tokenize(read_text(path), pretokenized)]
     model, report = union.fitted(encode(union, sentences))
     s.save(name, model, corpus={"fitted_on": list(fit_files), "tokens": report["tokens"]})

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from engine.capabilities import ExportsArpa, ImportsArpa, Quantizable, backend_with, has_training_curves
 from engine.cli.common import echo_json, json_option, load_model, pretokenized_option, store
 from engine.corpus import read_text
 from engine.errors import ForetellError
+from engine.model import option_fields
 from engine.plugins import backends as discovered_backends, get_backend
 from engine.scoring import perplexity as corpus_perplexity
 from engine.store import validate_name
@@ -107,7 +109,7 @@ def default(name):
 def export(name, fmt, file):
     """Write model NAME to FILE (ARPA; .gz compresses)."""
     model = store().load(validate_name(name))
-    if not hasattr(model, "export_arpa"):
+    if not isinstance(model, ExportsArpa):
         raise ForetellError(f"the {model.name!r} backend cannot be exported as ARPA")
     model.export_arpa(Path(file))
     click.echo(f"Wrote {file}.")
@@ -126,7 +128,7 @@ def optimize(name, new_name, check_file, tolerance, pretokenized):
     percent of the original's. The original model is never changed."""
     s = store()
     model = load_model(validate_name(name))
-    if not hasattr(model, "quantized"):
+    if not isinstance(model, Quantizable):
         raise ForetellError(f"the {model.name!r} backend has no quantized form (only neural backends do)")
     new_name = validate_name(new_name or f"{name}-int8")
     if new_name == name:
@@ -156,7 +158,7 @@ def plot(names, plot_file):
     runs = []
     for name in names:
         model = store().load(validate_name(name))
-        if not getattr(model, "metrics", None):
+        if not has_training_curves(model):
             raise ForetellError(f"{name!r} has no training curve (only neural models record one)")
         runs.append((name, model.metrics))
     try:
@@ -173,25 +175,45 @@ def plot(names, plot_file):
 def import_model(file, name, fmt):
     """Import FILE (an ARPA model, e.g. from KenLM's lmplz) as NAME."""
     validate_name(name)
-    cls = get_backend("ngram").cls
+    cls = backend_with(ImportsArpa, "read ARPA files").cls
     model = cls.from_arpa(Path(file))
     store().save(name, model, corpus={"imported_from": Path(file).name})
     click.echo(f"Imported {file} as {name!r} (order {model.order}, vocabulary {len(model.vocab):,}).")
 
 
 @click.command()
+@click.option("--options", "options_of", is_flag=False, flag_value="*", default=None, metavar="[NAME]",
+              help="Also list each backend's options (or only backend NAME's): name, type, default, help.")
 @json_option
-def backends(as_json):
-    """The language-model backends found through plugins, and where each came from."""
-    rows = [
-        {"name": b.name, "distribution": b.distribution, "version": b.version, "description": _summary(b)}
-        for b in sorted(discovered_backends().values(), key=lambda b: b.name)
-    ]
+def backends(options_of, as_json):
+    """The language-model backends found through plugins, where each came from, their options."""
+    found = discovered_backends()
+    if options_of not in (None, "*") and options_of not in found:
+        get_backend(options_of)  # the error that names the backends there are
+    chosen = sorted(found.values(), key=lambda b: b.name) if options_of in (None, "*") else [found[options_of]]
+    rows = []
+    for b in chosen:
+        row = {"name": b.name, "distribution": b.distribution, "version": b.version, "description": _summary(b)}
+        if options_of is not None:
+            row["options"] = _options(b)
+        rows.append(row)
     if as_json:
         echo_json({"backends": rows})
         return
     for r in rows:
         click.echo(f"{r['name']:<12} {r['distribution']} {r['version']}  {r['description']}")
+        for o in r.get("options", []):
+            kind = o["type"] + (" or none" if o["optional"] else "")
+            default = "" if o["default"] in (None, "") else f" = {o['default']}"
+            click.echo(f"    --{o['name'].replace('_', '-'):<16} {kind}{default}: {o['help']}")
+
+
+def _options(backend) -> list[dict]:
+    try:
+        fields = option_fields(backend.cls.Options)
+    except ForetellError:
+        return []
+    return [{"name": f.name, "type": f.type.__name__, "default": f.default, "optional": f.optional, "help": f.help} for f in fields]
 
 
 def _summary(backend) -> str:

@@ -7,20 +7,19 @@ from pathlib import Path
 
 import click
 
+from engine.capabilities import has_training_curves
 from engine.cli.common import bucket_colour, echo_json, json_option, load_model, model_option, pretokenized_option, use_colour
 from engine.complete import predict as predict_words
 from engine.corpus import read_text
+from engine.distribution import LOG2E
 from engine.errors import ForetellError
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
 from engine.scoring import Perplexity, perplexity as corpus_perplexity, perplexity_of_scores, score_tokens
 from engine.tokenizer import tokenize
 
-LOG2E = 1 / math.log(2)
-
-
 def _model_name(model) -> str:
-    return getattr(model, "model_name", "?")
+    return model.model_name or "?"
 
 
 @click.command()
@@ -96,7 +95,7 @@ def write_report(model_names, text, pretokenized, html_file, title) -> None:
     for name in model_names or (None,):
         model = load_model(name)
         reports.append(model_report(model, _model_name(model), text, pretokenized))
-        if curves is None and getattr(model, "metrics", None):
+        if curves is None and has_training_curves(model):
             curves = training_curves_svg(model)
     check_same_tokens(reports)
     Path(html_file).write_text(render(text, reports, f"foretell: {title}", curves), encoding="utf-8")

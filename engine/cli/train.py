@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import time
@@ -12,9 +11,10 @@ import click
 from engine.cli.common import pretokenized_option, store
 from engine.corpus import build_corpus
 from engine.errors import ForetellError
-from engine.model import options_from_strings
+from engine.model import option_fields, options_from_strings
 from engine.plugins import get_backend
 from engine.store import DEFAULT_MODEL, validate_name
+from engine.train import DEFAULT_BACKEND, train_and_save
 
 MAX_SKIP_LINES = 20
 
@@ -29,25 +29,92 @@ def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@click.command()
+# Training controls that every trainable neural backend shares: real flags of `train` whatever
+# the backend (a backend without one says so), listed here once. Every other option of the
+# chosen backend becomes a flag of its own (BackendCommand).
+COMMON_FLAGS = {
+    "epochs": click.option("--epochs", type=int, help="Passes over the text at most (neural backends; default 10, or as many as --max-minutes allows)."),
+    "max_minutes": click.option("--max-minutes", type=float, help="Stop after this many minutes, keeping the best model (neural backends)."),
+    "valid": click.option("--valid", type=click.Path(exists=True, dir_okay=False), help="Validation text (neural backends; default: every 20th sentence)."),
+    "resume": click.option("--resume", is_flag=True, default=None, help="Continue the checkpoint an interrupted training left (neural backends)."),
+    "seed": click.option("--seed", type=int, help="Random seed (neural backends; default 0)."),
+    "device": click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (neural backends; default auto)."),
+    "threads": click.option("--threads", type=int, help="Torch threads for training (neural backends; default 0: one per core)."),
+}
+
+
+def backend_params(backend: str, taken: set[str]) -> list[click.Option]:
+    """A flag for each option of ``backend`` not already a flag: name, type, default, help
+    from its options dataclass (an unloadable backend gets none; the command then says why)."""
+    try:
+        cls = get_backend(backend).cls
+    except ForetellError:
+        return []
+    params = []
+    for field in option_fields(cls.Options):
+        if field.name in taken:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        shown = f"{field.help} (default: {field.default})" if field.default not in (None, "") else field.help
+        if field.type is bool:
+            params.append(click.Option([f"{flag}/--no-{flag[2:]}", field.name], default=None, help=f"{backend}: {shown}"))
+        else:
+            params.append(click.Option([flag, field.name], type=field.type, default=None, metavar=field.type.__name__.upper(), help=f"{backend}: {shown}"))
+    return params
+
+
+def backend_named(args: list[str]) -> str:
+    """The value of --backend among raw arguments (the default backend if none)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--backend" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--backend="):
+            return arg.split("=", 1)[1]
+    return DEFAULT_BACKEND
+
+
+class BackendCommand(click.Command):
+    """``train`` with a flag for every option of the backend being trained, so that
+    ``foretell train --backend NAME --help`` lists them."""
+
+    def parse_args(self, ctx, args):
+        own = [p for p in self.params if not getattr(p, "from_backend", False)]
+        extra = backend_params(backend_named(args), {p.name for p in own})
+        for p in extra:
+            p.from_backend = True
+        self.params = own + extra
+        return super().parse_args(ctx, args)
+
+
+def _with_common_flags(f):
+    for decorate in reversed(COMMON_FLAGS.values()):
+        f = decorate(f)
+    return f
+
+
+@click.command(cls=BackendCommand)
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--backend", default="ngram", show_default=True, help="Backend to train (see `foretell backends`).")
+@click.option("--backend", default=DEFAULT_BACKEND, show_default=True, help="Backend to train (see `foretell backends --options`).")
 @click.option("--name", default=DEFAULT_MODEL, show_default=True, help="Name to save the model under.")
-@click.option("--order", type=int, help="n-gram order, 1-9 (ngram; default 4).")
-@click.option("--smoothing", help="kneser-ney (default), add-k or stupid-backoff (ngram).")
-@click.option("--k", "add_k", type=float, help="add-k's delta (ngram --smoothing add-k; default 0.1).")
 @click.option("--min-count", type=int, default=1, show_default=True, help="Words seen fewer times become <unk>.")
 @click.option("--max-vocab", type=int, help="Keep at most this many words (most frequent first).")
-@click.option("-O", "--option", "extra", multiple=True, metavar="KEY=VALUE", help="Any other backend option.")
+@_with_common_flags
+@click.option("-O", "--option", "extra", multiple=True, metavar="KEY=VALUE", help="Any backend option by name (the flags below are the same).")
 @pretokenized_option
-def train(paths, backend, name, order, smoothing, add_k, min_count, max_vocab, extra, pretokenized):
-    """Train a model on PATHS: files, folders (searched recursively) and glob patterns."""
+def train(paths, backend, name, min_count, max_vocab, extra, pretokenized, **flags):
+    """Train a model on PATHS: files, folders (searched recursively) and glob patterns.
+
+    Every option of the backend is a flag (listed below for the backend named with --backend)
+    and can also be given as -O KEY=VALUE."""
     validate_name(name)
     cls = get_backend(backend).cls
-    values = _parse_pairs(extra)
-    for key, value in (("order", order), ("smoothing", smoothing), ("k", add_k)):
-        if value is not None:
-            values[key] = value
+    given = {key: value for key, value in flags.items() if value is not None}
+    known = {f.name for f in option_fields(cls.Options)}
+    for key in given.keys() - known:
+        raise ForetellError(f"--{key.replace('_', '-')} is not an option of the {backend!r} backend (see `foretell backends --options {backend}`)")
+    values = {**_parse_pairs(extra), **given}
     options = options_from_strings(cls.Options, values)
     if min_count < 1:
         raise ForetellError(f"--min-count must be 1 or more, not {min_count}")
@@ -73,14 +140,11 @@ def train(paths, backend, name, order, smoothing, add_k, min_count, max_vocab, e
         if interactive:
             click.echo(f"\r{what[:70]:<70}", nl=False, err=True)
 
-    the_store = store()
-    workdir = {"workdir": the_store.workdir(name)} if "workdir" in inspect.signature(cls.fit).parameters else {}
-    model = cls.fit(corpus, options, progress=stage, **workdir)
+    model = train_and_save(store(), name, corpus, backend, options, stage, vocabulary={"min_count": min_count, "max_size": max_vocab})
     if interactive:
         click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun one rank writes the model
-    the_store.save(name, model, corpus=corpus.summary, vocabulary={"min_count": min_count, "max_size": max_vocab})
     s = corpus.summary
     described = model.describe()
     ngrams = described.get("ngrams")

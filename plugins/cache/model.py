@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ModelFormatError
-from engine.model import LanguageModel
+from engine.model import LanguageModel, option
 from engine.vocab import BOS_ID, Vocabulary
 
 UNIGRAMS = "unigrams.npy"
@@ -26,8 +26,8 @@ UNIGRAMS = "unigrams.npy"
 
 @dataclass
 class CacheOptions:
-    size: int = 500  # tokens remembered
-    floor: float = 0.2  # share of the unigram distribution
+    size: int = option(500, "tokens remembered")
+    floor: float = option(0.2, "share of the unigram distribution, in (0, 1]")
 
     def __post_init__(self):
         if self.size < 1:

@@ -3,8 +3,8 @@ weights fitted by EM on held-out text (``foretell mix``).
 
     P(w | h) = sum_i weight_i * P_i(w | h)
 
-The parts are models in the store, referenced by name and loaded (with what they have learned)
-when the mixture is. Their vocabularies may differ: the mixture's is their union, and a word a
+The parts are models in the store, referenced by name; the store loads them (with what they have
+learned) when it loads the mixture and hands them in (``from_parts``). Their vocabularies may differ: the mixture's is their union, and a word a
 part does not know gets an equal share of that part's ``<unk>`` probability, so every part is
 still a proper distribution over the union and so is the mixture.
 """
@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ForetellError
-from engine.model import LanguageModel
+from engine.model import LanguageModel, option
 from engine.vocab import BOS_ID, UNK_ID, Vocabulary
 
 
 @dataclass
 class MixOptions:
-    parts: str = ""  # model names, comma-separated
-    weights: str = ""  # one per part, comma-separated, summing to 1
+    parts: str = option("", "model names, comma-separated")
+    weights: str = option("", "one weight a part, comma-separated, summing to 1 (foretell mix fits them)")
 
     def __post_init__(self):
         names, weights = self.names, self.weight_list
@@ -91,17 +91,21 @@ class MixtureModel(LanguageModel):
             share[unknown] = 1 / unknown.sum()
             self.to_part.append(to_part)
             self.share.append(share)
-        self.sentence_independent = all(getattr(p, "sentence_independent", False) for p in parts)
+        self.sentence_independent = all(p.sentence_independent for p in parts)
+
+    # -- made of other models (engine.capabilities.CombinesModels) ------------------------
+    @classmethod
+    def part_names(cls, options: MixOptions) -> list[str]:
+        return options.names
 
     @classmethod
-    def of(cls, store, names: list[str], weights: list[float] | None = None) -> "MixtureModel":
-        parts = []
-        for name in names:
-            if store.manifest(name)["backend"] == cls.name:
-                raise ForetellError(f"{name!r} is a mixture itself; mix its parts instead")
-            parts.append(store.load(name))
-        weights = weights or [1 / len(names)] * len(names)
-        return cls(parts, MixOptions.of(names, weights))
+    def from_parts(cls, parts: list[LanguageModel], options: MixOptions) -> "MixtureModel":
+        return cls(parts, options)
+
+    @classmethod
+    def combine(cls, parts: list[LanguageModel], names: list[str], weights: list[float] | None = None) -> "MixtureModel":
+        """``parts`` (the models called ``names``) mixed with ``weights``, equal by default."""
+        return cls(parts, MixOptions.of(names, weights or [1 / len(names)] * len(names)))
 
     def fitted(self, ids: np.ndarray) -> tuple["MixtureModel", dict]:
         """These parts with weights fitted by EM on the id stream ``ids`` (over this mixture's
@@ -130,13 +134,7 @@ class MixtureModel(LanguageModel):
 
     @classmethod
     def load(cls, folder: Path, vocab, options: MixOptions, facts: dict):
-        from engine.store import ModelStore
-
-        store = ModelStore(folder.parent.parent)
-        missing = [n for n in options.names if not store.exists(n)]
-        if missing:
-            raise ForetellError(f"{folder.name}: its part {missing[0]!r} is no longer in the store; mix again without it")
-        return cls.of(store, options.names, options.weight_list)
+        raise ForetellError(f"{folder.name}: a mixture is loaded through the store, which finds its parts")
 
     # -- scoring -----------------------------------------------------------------------------
     def part_probabilities(self, ids: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from engine.distribution import TIE
+from engine.distribution import TIE_LN
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel
 from plugins.neural import quantize
@@ -29,7 +29,7 @@ ROWS = 128  # positions whose full float64 distribution is held at once (128 x 3
 def rows_stats(logp: torch.Tensor, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log-probability, rank and entropy (bits) of ``targets`` from their rows of log-probabilities."""
     target = logp.gather(1, torch.as_tensor(targets)[:, None])
-    rank = 1 + (logp > target + TIE * np.log(10)).sum(1).numpy()
+    rank = 1 + (logp > target + TIE_LN).sum(1).numpy()
     p_log_p = logp.exp().mul_(logp).nan_to_num_(nan=0.0)  # 0 * -inf is 0
     return target.squeeze(1).numpy(), rank, (-p_log_p.sum(1) / np.log(2)).numpy()
 

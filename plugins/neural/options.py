@@ -4,29 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.model import option
+
 
 DEFAULT_EPOCHS = 10  # when neither epochs nor max_minutes is given
 
 
 @dataclass
 class TrainOptions:
-    epochs: int | None = None  # None: DEFAULT_EPOCHS, or as many as max_minutes allows when it is given
-    max_minutes: float | None = None  # stop (keeping the best model) after this long
-    batch_size: int = 20
-    optimizer: str = "sgd"  # sgd or adam; either way the learning rate is annealed when validation stalls
-    lr: float = 1.0
-    clip: float = 0.25  # gradient-norm clipping
-    dropout: float = 0.2
-    softmax: str = "full"  # full, or adaptive (Grave et al. 2017: several times cheaper to train)
-    patience: int = 2  # epochs without improvement before stopping early
-    anneal_below: float = 1.0  # divide the learning rate by anneal_by when validation perplexity improves by less than this many percent
-    anneal_by: float = 4.0
-    schedule: str = "plateau"  # or linear: also decay the rate linearly to 0 over the budget (max_minutes, else epochs)
-    valid: str | None = None  # a validation file; default: every 20th sentence of the training text
-    seed: int = 0
-    device: str = "auto"  # auto, cpu or cuda
-    threads: int = 0  # torch threads for training; 0: one per core
-    resume: bool = False  # continue from the checkpoint an interrupted training left
+    epochs: int | None = option(None, "passes over the text at most (default: 10, or as many as --max-minutes allows when that is given)")
+    max_minutes: float | None = option(None, "stop after this many minutes, keeping the best model")
+    batch_size: int = option(20, "training examples a step (token sequences or windows)")
+    optimizer: str = option("sgd", "sgd or adam (either anneals the rate when validation stalls)")
+    lr: float = option(1.0, "learning rate")
+    clip: float = option(0.25, "gradient-norm clipping")
+    dropout: float = option(0.2, "dropout share in training")
+    softmax: str = option("full", "full, or adaptive (Grave et al. 2017: several times cheaper to train)")
+    patience: int = option(2, "epochs without improvement before stopping early")
+    anneal_below: float = option(1.0, "anneal when validation perplexity improves by less than this many percent")
+    anneal_by: float = option(4.0, "what the learning rate is divided by when it anneals")
+    schedule: str = option("plateau", "plateau, or linear: also decay the rate to 0 over the budget (minutes or epochs, whichever ends first)")
+    valid: str | None = option(None, "validation text file (default: every 20th sentence of the training text)")
+    seed: int = option(0, "random seed: the same seed and text give the same model")
+    device: str = option("auto", "auto, cpu or cuda")
+    threads: int = option(0, "torch threads for training; 0: one per core")
+    resume: bool = option(False, "continue from the checkpoint an interrupted training left")
 
     @property
     def epoch_limit(self) -> int | None:

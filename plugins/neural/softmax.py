@@ -10,13 +10,12 @@ log-probability plus the cluster's), so scoring, ranks and completion work uncha
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 from torch import nn
 
-from engine.distribution import TIE
+from engine.distribution import TIE_LN
 from engine.vocab import BOS_ID
 
 KINDS = ("full", "adaptive")
@@ -89,7 +88,7 @@ class OutputLayer(nn.Module):
             target[inside] = block.logp(inside, where[inside] - at)
             at += block.size
         # Words closer to the target than float32 resolves (relative 1e-6) count as tied.
-        threshold = target + torch.clamp(target.abs() * 1e-6, min=TIE * math.log(10))
+        threshold = target + torch.clamp(target.abs() * 1e-6, min=TIE_LN)
         above = torch.zeros(len(targets), dtype=h.dtype)
         plogp = torch.zeros(len(targets), dtype=h.dtype)
         at = 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ForetellError, ModelFormatError
-from engine.model import LanguageModel
+from engine.model import LanguageModel, option
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
 from plugins.ngram.counts import accumulate, count_ngrams, from_tables, lookup
@@ -25,10 +25,10 @@ SMOOTHINGS = ("kneser-ney", "add-k", "stupid-backoff", "arpa")
 class NgramOptions:
     """Training options of the n-gram backend."""
 
-    order: int = 4
-    smoothing: str = "kneser-ney"
-    k: float = 0.1  # add-k's delta
-    alpha: float = 0.4  # stupid backoff's factor
+    order: int = option(4, "n-gram order: how many words a prediction looks at, the word itself included (1-9)")
+    smoothing: str = option("kneser-ney", "kneser-ney (KenLM's), add-k or stupid-backoff")
+    k: float = option(0.1, "add-k's delta")
+    alpha: float = option(0.4, "stupid backoff's factor")
 
     def __post_init__(self):
         if not 1 <= self.order <= 9:
@@ -42,8 +42,10 @@ class NgramOptions:
 
 
 class NgramModel(LanguageModel):
-    """Backoff n-gram model. Kneser-Ney and stupid backoff are stored as ARPA-style tables
-    (log10 p, log10 backoff); add-k keeps counts and context totals."""
+    """Backoff n-gram model: Kneser-Ney (as KenLM's), add-k or stupid backoff; ARPA in and out.
+
+    Kneser-Ney and stupid backoff are stored as ARPA-style tables (log10 p, log10 backoff);
+    add-k keeps counts and context totals."""
 
     name = "ngram"
     Options = NgramOptions

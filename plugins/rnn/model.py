@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from engine.distribution import LOG2E
+from engine.model import option
 from engine.vocab import BOS_ID, EOS_ID
 from plugins.neural.base import ROWS, NeuralModel
 from plugins.neural.softmax import ANALYSIS_ROWS, OutputLayer
@@ -34,18 +35,18 @@ CELL_DEFAULTS = {
 
 @dataclass
 class RNNOptions(TrainOptions):
-    cell: str = "elman"
-    embedding: int = 200
-    hidden: int = 200
-    layers: int = 2
-    tied: bool = False  # share the input embedding and output matrix (needs embedding == hidden)
-    softmax: str = "adaptive"  # or full; adaptive trains ~2.5x faster at PTB's vocabulary size
+    cell: str = option("elman", "elman (tanh), lstm or gru")
+    embedding: int = option(200, "word embedding size")
+    hidden: int = option(200, "hidden units a layer")
+    layers: int = option(2, "recurrent layers")
+    tied: bool = option(False, "share the input embedding and output matrix (needs embedding == hidden)")
+    softmax: str = option("adaptive", "adaptive (~2.5x faster to train at PTB's vocabulary size) or full")
     # None: the cell's default from CELL_DEFAULTS.
-    bptt: int | None = None
-    lr: float | None = None
-    clip: float | None = None
-    dropout: float | None = None
-    schedule: str | None = None
+    bptt: int | None = option(None, "steps of truncated back-propagation through time (default: the cell's)")
+    lr: float | None = option(None, "learning rate (default: the cell's and optimizer's)")
+    clip: float | None = option(None, "gradient-norm clipping (default: the cell's)")
+    dropout: float | None = option(None, "dropout share in training (default: the cell's)")
+    schedule: str | None = option(None, "plateau or linear (default: the cell's)")
 
     def __post_init__(self):
         if self.cell not in CELLS:

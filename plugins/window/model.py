@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.model import sentence_starts
+from engine.model import option, sentence_starts
 from engine.vocab import BOS_ID, EOS_ID
 from plugins.neural.base import ROWS, NeuralModel
 from plugins.neural.softmax import OutputLayer, log_softmax_without_bos
@@ -19,15 +19,15 @@ from plugins.neural.options import TrainOptions
 
 @dataclass
 class WindowOptions(TrainOptions):
-    window: int = 4  # previous words seen (n-1 of an n-gram)
-    embedding: int = 100
-    hidden: int = 200
-    direct: bool = False  # Bengio et al.'s direct embedding-to-output connections (softmax=full)
-    softmax: str = "adaptive"  # or full
-    batch_size: int = 256
-    optimizer: str = "adam"
-    lr: float = 0.001
-    clip: float = 1.0
+    window: int = option(4, "previous words seen (n-1 of an n-gram)")
+    embedding: int = option(100, "word embedding size")
+    hidden: int = option(200, "hidden tanh units")
+    direct: bool = option(False, "Bengio et al.'s direct embedding-to-output connections (softmax=full)")
+    softmax: str = option("adaptive", "adaptive or full")
+    batch_size: int = option(256, "windows a training step")
+    optimizer: str = option("adam", "sgd or adam")
+    lr: float = option(0.001, "learning rate")
+    clip: float = option(1.0, "gradient-norm clipping")
 
     def __post_init__(self):
         for name in ("window", "embedding", "hidden"):

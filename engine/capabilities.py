@@ -1,0 +1,101 @@
+"""Optional abilities a backend may have, as small protocols the CLI and the server ask for.
+
+Callers write ``isinstance(model, ExportsArpa)`` (or ``backend_with(ImportsArpa)`` for an ability
+of the class), never a backend's name: a third-party backend that has the methods has the
+ability, and one that lacks them gets a clear "cannot" instead of an AttributeError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from engine.errors import ForetellError
+from engine.plugins import BackendInfo, backends
+
+
+@runtime_checkable
+class ExportsArpa(Protocol):
+    """Writes itself as an ARPA file (``foretell models export``)."""
+
+    def export_arpa(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class ImportsArpa(Protocol):
+    """A backend class that reads ARPA files (``foretell models import``)."""
+
+    def from_arpa(self, path: Path): ...
+
+
+@runtime_checkable
+class Quantizable(Protocol):
+    """Has a smaller, faster copy with int8 weights (``foretell models optimize``)."""
+
+    def quantized(self): ...
+
+
+@runtime_checkable
+class HasTrainingCurves(Protocol):
+    """Recorded one row of figures per training epoch (``models plot``, ``score --html``)."""
+
+    metrics: list[dict]
+
+
+@runtime_checkable
+class DiagnosesGradients(Protocol):
+    """Measures the gradient through time (``foretell diagnose gradients``)."""
+
+    def gradient_norms(self, ids: np.ndarray, distance: int, samples: int) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Learnable(Protocol):
+    """Adds the user's documents without retraining (``foretell learn``, learning on save)."""
+
+    def check_can_learn(self) -> None: ...
+
+    def with_documents(self, words: list[str], streams: list[np.ndarray]): ...
+
+
+Resolve = Callable[[str], object]  # a model name -> the loaded model
+
+
+@runtime_checkable
+class CombinesModels(Protocol):
+    """A backend class whose models are made of other models in the store (``foretell mix``).
+    The store passes a resolver in, so the backend never needs to know where models live."""
+
+    def part_names(self, options) -> list[str]: ...
+
+    def from_parts(self, parts: list, options): ...
+
+    def combine(self, parts: list, names: list[str]):
+        """The parts combined with neutral weights; its ``fitted(ids)`` gives the combination
+        fitted to held-out ids and a report."""
+
+
+def has_training_curves(model) -> bool:
+    return isinstance(model, HasTrainingCurves) and bool(model.metrics)
+
+
+def check_can_learn(model) -> None:
+    """Raise ForetellError saying why ``model`` cannot learn online, if it cannot."""
+    if not isinstance(model, Learnable):
+        raise ForetellError(f"{model.name!r} models cannot learn online (n-gram models can)")
+    model.check_can_learn()
+
+
+def backend_with(ability: type, what: str) -> BackendInfo:
+    """The first installed backend (by name) whose class has ``ability``, or a clear error
+    saying that no installed backend can do ``what``. Stops at the first, so backends that are
+    slow to import (torch) are loaded only when nothing before them can."""
+    for info in sorted(backends().values(), key=lambda b: b.name):
+        try:
+            if isinstance(info.cls, ability):
+                return info
+        except ForetellError:
+            continue  # a backend that cannot load has no abilities
+    raise ForetellError(f"no installed backend can {what} (see `foretell backends`)")

@@ -1,5 +1,5 @@
 """``python -m lsp_server``: the language server over stdio (same as ``foretell serve``)."""
 
-from lsp_server.server import create_server
+from lsp_server.handlers import create_server
 
 create_server().start_io()

@@ -1,4 +1,5 @@
-"""LSP method handlers: each a few lines from request to feature function."""
+"""LSP method handlers, each a few lines from request to feature function, and the server that
+answers with them (``create_server``)."""
 
 from __future__ import annotations
 
@@ -16,209 +17,249 @@ from engine.errors import ForetellError
 from engine.train import train_and_save
 from lsp_server.features import completion, learning, surprisal
 from lsp_server.positions import offset_at
-from lsp_server.server import COMMANDS, SURPRISAL_METHOD, ForetellServer
+from lsp_server.log import EditorLog
+from lsp_server.server import ForetellServer
+
+SURPRISAL_METHOD = "foretell/surprisal"
+COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace", "foretell.forgetDocument")
+
+_FEATURES: list[tuple[str, object, object]] = []  # (method, options, handler)
+_COMMANDS: list[tuple[str, object]] = []
 
 
-def register(server: ForetellServer) -> None:
-    @server.feature(types.INITIALIZE)
-    def initialize(ls: ForetellServer, params: types.InitializeParams):
-        options = params.initialization_options
-        if isinstance(options, dict):
-            ls.apply_settings(options.get("foretell", options))
-
-    @server.feature(types.INITIALIZED)
-    async def initialized(ls: ForetellServer, params: types.InitializedParams):
-        try:  # load the model now, not on the first key the user types
-            await ls.background(ls.warm_model)
-        except ForetellError as exc:
-            ls.tell(str(exc), types.MessageType.Error)
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    def did_change_configuration(ls: ForetellServer, params: types.DidChangeConfigurationParams):
-        settings = params.settings
-        if isinstance(settings, dict) and "foretell" in settings:
-            ls.apply_settings(settings["foretell"])
-            _reanalyse_all(ls)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls: ForetellServer, params: types.DidOpenTextDocumentParams):
-        ls.schedule_analysis(params.text_document.uri, delay=0)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: ForetellServer, params: types.DidChangeTextDocumentParams):
-        ls.schedule_analysis(params.text_document.uri)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
-    async def did_save(ls: ForetellServer, params: types.DidSaveTextDocumentParams):
-        doc = ls.document(params.text_document.uri)
-        if doc is None or not ls.settings.learning.enabled or not ls.enabled(doc):
-            return
-        try:
-            entry = await ls.background(learning.learn_document, ls, doc.uri, doc.source)
-        except ForetellError as exc:
-            ls.tell(f"could not learn {Path(to_fs_path(doc.uri) or doc.uri).name}: {exc}")
-            return
-        if entry is not None:
-            _reanalyse_all(ls)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-    def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
-        uri = params.text_document.uri
-        ls.closed(uri)
-        ls.publish(uri, [])
-
-    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[" "]))
-    async def on_completion(ls: ForetellServer, params: types.CompletionParams):
-        doc = ls.document(params.text_document.uri)
-        if doc is None or not ls.enabled(doc):
-            return None
-        version, offset = doc.version, offset_at(doc, params.position)
-        text_before = doc.source[:offset]
-        result = await ls.interactive(
-            lambda: completion.completion_list(ls.model(), text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units)
-        )
-        return result if doc.version == version else types.CompletionList(is_incomplete=True, items=[])
-
-    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-    async def on_inline_completion(ls: ForetellServer, params: types.InlineCompletionParams):
-        doc = ls.document(params.text_document.uri)
-        inline = ls.settings.inlineCompletion
-        if doc is None or not ls.enabled(doc) or not inline.enabled:
-            return None
-        version, offset = doc.version, offset_at(doc, params.position)
-        text_before = doc.source[:offset]
-        text = await ls.interactive(lambda: completion.continuation(ls.model(), text_before, inline.maxWords, inline.minProbability))
-        if not text or doc.version != version:
-            return types.InlineCompletionList(items=[])
-        here = types.Range(start=params.position, end=params.position)
-        return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=here)])
-
-    @server.feature(types.TEXT_DOCUMENT_HOVER)
-    async def on_hover(ls: ForetellServer, params: types.HoverParams):
-        doc = ls.document(params.text_document.uri)
-        if doc is None or not ls.enabled(doc):
-            return None
-        analysis = await ls.analysis(doc)
-        if analysis is None:
-            return None
-        index = analysis.token_at(offset_at(doc, params.position))
-        if index is None:
-            return None
-        return await ls.interactive(surprisal.hover, analysis, ls.posmap(doc, analysis), index)
-
-    @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, surprisal.LEGEND)
-    async def on_semantic_tokens(ls: ForetellServer, params: types.SemanticTokensParams):
-        data = await _token_data(ls, params.text_document.uri)
-        if data is None:
-            return None
-        return await _all_tokens(ls, params.text_document.uri, data)
-
-    @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL_DELTA, surprisal.LEGEND)
-    async def on_semantic_tokens_delta(ls: ForetellServer, params: types.SemanticTokensDeltaParams):
-        uri = params.text_document.uri
-        previous = ls.semantic.get(uri)
-        data = await _token_data(ls, uri)
-        if data is None:
-            return None
-        if previous is None or previous[0] != params.previous_result_id:
-            return await _all_tokens(ls, uri, data)
-        return types.SemanticTokensDelta(edits=surprisal.token_edits(previous[1], data), result_id=ls.remember_tokens(uri, data))
-
-    @server.feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_RANGE, surprisal.LEGEND)
-    async def on_semantic_tokens_range(ls: ForetellServer, params: types.SemanticTokensRangeParams):
-        """What the editor shows, ahead of the whole document (which then asks for a refresh)."""
-        doc = ls.document(params.text_document.uri)
-        if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.semanticTokens:
-            return types.SemanticTokens(data=[])
-        start, end = offset_at(doc, params.range.start), offset_at(doc, params.range.end)
-        analysis = await ls.visible_analysis(doc, start, end)
-        if analysis is None:
-            return None
-        data = await ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
-        return types.SemanticTokens(data=data.tolist())
-
-    @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
-    async def on_inlay_hint(ls: ForetellServer, params: types.InlayHintParams):
-        doc = ls.document(params.text_document.uri)
-        if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.inlayHints:
-            return []
-        analysis = await ls.analysis(doc)
-        if analysis is None:
-            return None
-        start, end = offset_at(doc, params.range.start), offset_at(doc, params.range.end)
-        return await ls.background(surprisal.inlay_hints, analysis, ls.posmap(doc, analysis), ls.settings.surprisal.threshold, start, end)
-
-    @server.feature(SURPRISAL_METHOD)
-    async def on_surprisal(ls: ForetellServer, params):
-        uri = _uri_of(params)
-        doc = ls.document(uri) if uri else None
-        if doc is None:
-            raise ForetellError(f"{SURPRISAL_METHOD}: no open document {uri!r}")
-        analysis = await ls.analysis(doc)
-        if analysis is None:
-            return None
-        payload = await ls.background(surprisal.surprisal_payload, analysis, ls.posmap(doc, analysis))
-        return await ls.encoded('{"tokens":', payload["tokens"], f',"perplexity":{json.dumps(payload["perplexity"])}}}')
-
-    @server.command(COMMANDS[0])
-    async def score_document(ls: ForetellServer, *args):
-        doc = ls.document(args[0]) if args and isinstance(args[0], str) else None
-        if doc is None:
-            raise ForetellError("scoreDocument needs the URI of an open document")
-        analysis = await ls.analysis(doc)
-        if analysis is None:
-            return None
-        result = {"uri": doc.uri, "perplexity": analysis.perplexity, "tokens": len(analysis.bits), "model": analysis.model.model_name}
-        ls.tell(f"{Path(to_fs_path(doc.uri) or doc.uri).name}: perplexity {result['perplexity']:.1f} over {result['tokens']:,} tokens", types.MessageType.Info)
-        return result
-
-    @server.command(COMMANDS[1])
-    async def switch_model(ls: ForetellServer, *args):
-        name = args[0] if args and isinstance(args[0], str) else None
-        if not name:
-            raise ForetellError("switchModel needs a model name")
-        previous = ls.settings
-        ls.apply_settings({"model": name})
-        try:
-            model = await ls.background(ls.model)
-        except ForetellError:
-            ls.settings = previous
-            ls.reload_model()
-            raise
-        for uri in list(ls.workspace.text_documents):
-            ls.schedule_analysis(uri)
-        ls.refresh_colours()
-        return {"model": name, "backend": model.name, "vocabulary": len(model.vocab)}
-
-    @server.command(COMMANDS[2])
-    async def train_workspace(ls: ForetellServer, *args):
-        name = args[0] if args and isinstance(args[0], str) else "workspace"
-        folders = [to_fs_path(f.uri) for f in (ls.workspace.folders or {}).values()] or ([ls.workspace.root_path] if ls.workspace.root_path else [])
-        if not folders:
-            raise ForetellError("trainWorkspace needs a workspace folder")
-        token = f"foretell-train-{time.monotonic_ns()}"
-        await ls.work_done_progress.create_async(token)
-        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=f"foretell: training {name!r}", percentage=0, cancellable=False))
-
-        def progress(done, total):
-            ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="reading documents", percentage=int(90 * done / max(total, 1))))
-
-        try:
-            summary = await ls.background(_train, ls, folders, name, progress)
-        finally:
-            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
-        await switch_model(ls, name)
-        return summary
+def feature(method: str, options=None):
+    """Mark a module-level function as the handler of ``method`` (registered by create_server)."""
+    def add(handler):
+        _FEATURES.append((method, options, handler))
+        return handler
+    return add
 
 
-    @server.command(COMMANDS[3])
-    async def forget_document(ls: ForetellServer, *args):
-        uri = args[0] if args and isinstance(args[0], str) else None
-        if not uri:
-            raise ForetellError("forgetDocument needs the document's URI")
-        gone = await ls.background(learning.forget_document, ls, uri)
+def command(name: str):
+    def add(handler):
+        _COMMANDS.append((name, handler))
+        return handler
+    return add
+
+
+@feature(types.INITIALIZE)
+def initialize(ls: ForetellServer, params: types.InitializeParams):
+    if ls.editor_log is not None:
+        ls.editor_log.bind()
+    options = params.initialization_options
+    if isinstance(options, dict):
+        ls.apply_settings(options.get("foretell", options))
+
+
+@feature(types.INITIALIZED)
+async def initialized(ls: ForetellServer, params: types.InitializedParams):
+    try:  # load the model now, not on the first key the user types
+        await ls.background(ls.warm_model)
+    except ForetellError as exc:
+        ls.tell(str(exc), types.MessageType.Error)
+
+
+@feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+def did_change_configuration(ls: ForetellServer, params: types.DidChangeConfigurationParams):
+    settings = params.settings
+    if isinstance(settings, dict) and "foretell" in settings:
+        ls.apply_settings(settings["foretell"])
         _reanalyse_all(ls)
-        return {"forgotten": [g["key"] for g in gone]}
+
+
+@feature(types.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: ForetellServer, params: types.DidOpenTextDocumentParams):
+    ls.schedule_analysis(params.text_document.uri, delay=0)
+
+
+@feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: ForetellServer, params: types.DidChangeTextDocumentParams):
+    ls.schedule_analysis(params.text_document.uri)
+
+
+@feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+async def did_save(ls: ForetellServer, params: types.DidSaveTextDocumentParams):
+    doc = ls.document(params.text_document.uri)
+    if doc is None or not ls.settings.learning.enabled or not ls.enabled(doc):
+        return
+    try:
+        entry = await ls.background(learning.learn_document, ls, doc.uri, doc.source)
+    except ForetellError as exc:
+        ls.tell(f"could not learn {Path(to_fs_path(doc.uri) or doc.uri).name}: {exc}")
+        return
+    if entry is not None:
+        _reanalyse_all(ls)
+
+
+@feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
+    uri = params.text_document.uri
+    ls.closed(uri)
+    ls.publish(uri, [])
+
+
+@feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[" "]))
+async def on_completion(ls: ForetellServer, params: types.CompletionParams):
+    doc = ls.document(params.text_document.uri)
+    if doc is None or not ls.enabled(doc):
+        return None
+    version, offset = doc.version, offset_at(doc, params.position)
+    text_before = doc.source[:offset]
+    result = await ls.interactive(
+        lambda: completion.completion_list(ls.model(), text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units)
+    )
+    return result if doc.version == version else types.CompletionList(is_incomplete=True, items=[])
+
+
+@feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+async def on_inline_completion(ls: ForetellServer, params: types.InlineCompletionParams):
+    doc = ls.document(params.text_document.uri)
+    inline = ls.settings.inlineCompletion
+    if doc is None or not ls.enabled(doc) or not inline.enabled:
+        return None
+    version, offset = doc.version, offset_at(doc, params.position)
+    text_before = doc.source[:offset]
+    text = await ls.interactive(lambda: completion.continuation(ls.model(), text_before, inline.maxWords, inline.minProbability))
+    if not text or doc.version != version:
+        return types.InlineCompletionList(items=[])
+    here = types.Range(start=params.position, end=params.position)
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=here)])
+
+
+@feature(types.TEXT_DOCUMENT_HOVER)
+async def on_hover(ls: ForetellServer, params: types.HoverParams):
+    doc = ls.document(params.text_document.uri)
+    if doc is None or not ls.enabled(doc):
+        return None
+    analysis = await ls.analysis(doc)
+    if analysis is None:
+        return None
+    index = analysis.token_at(offset_at(doc, params.position))
+    if index is None:
+        return None
+    return await ls.interactive(surprisal.hover, analysis, ls.posmap(doc, analysis), index)
+
+
+@feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, surprisal.LEGEND)
+async def on_semantic_tokens(ls: ForetellServer, params: types.SemanticTokensParams):
+    data = await _token_data(ls, params.text_document.uri)
+    if data is None:
+        return None
+    return await _all_tokens(ls, params.text_document.uri, data)
+
+
+@feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL_DELTA, surprisal.LEGEND)
+async def on_semantic_tokens_delta(ls: ForetellServer, params: types.SemanticTokensDeltaParams):
+    uri = params.text_document.uri
+    previous = ls.semantic.get(uri)
+    data = await _token_data(ls, uri)
+    if data is None:
+        return None
+    if previous is None or previous[0] != params.previous_result_id:
+        return await _all_tokens(ls, uri, data)
+    return types.SemanticTokensDelta(edits=surprisal.token_edits(previous[1], data), result_id=ls.remember_tokens(uri, data))
+
+
+@feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_RANGE, surprisal.LEGEND)
+async def on_semantic_tokens_range(ls: ForetellServer, params: types.SemanticTokensRangeParams):
+    """What the editor shows, ahead of the whole document (which then asks for a refresh)."""
+    doc = ls.document(params.text_document.uri)
+    if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.semanticTokens:
+        return types.SemanticTokens(data=[])
+    start, end = offset_at(doc, params.range.start), offset_at(doc, params.range.end)
+    analysis = await ls.visible_analysis(doc, start, end)
+    if analysis is None:
+        return None
+    data = await ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
+    return types.SemanticTokens(data=data.tolist())
+
+
+@feature(types.TEXT_DOCUMENT_INLAY_HINT)
+async def on_inlay_hint(ls: ForetellServer, params: types.InlayHintParams):
+    doc = ls.document(params.text_document.uri)
+    if doc is None or not ls.enabled(doc) or not ls.settings.surprisal.inlayHints:
+        return []
+    analysis = await ls.analysis(doc)
+    if analysis is None:
+        return None
+    start, end = offset_at(doc, params.range.start), offset_at(doc, params.range.end)
+    return await ls.background(surprisal.inlay_hints, analysis, ls.posmap(doc, analysis), ls.settings.surprisal.threshold, start, end)
+
+
+@feature(SURPRISAL_METHOD)
+async def on_surprisal(ls: ForetellServer, params):
+    uri = _uri_of(params)
+    doc = ls.document(uri) if uri else None
+    if doc is None:
+        raise ForetellError(f"{SURPRISAL_METHOD}: no open document {uri!r}")
+    analysis = await ls.analysis(doc)
+    if analysis is None:
+        return None
+    payload = await ls.background(surprisal.surprisal_payload, analysis, ls.posmap(doc, analysis))
+    return await ls.encoded('{"tokens":', payload["tokens"], f',"perplexity":{json.dumps(payload["perplexity"])}}}')
+
+
+@command(COMMANDS[0])
+async def score_document(ls: ForetellServer, *args):
+    doc = ls.document(args[0]) if args and isinstance(args[0], str) else None
+    if doc is None:
+        raise ForetellError("scoreDocument needs the URI of an open document")
+    analysis = await ls.analysis(doc)
+    if analysis is None:
+        return None
+    result = {"uri": doc.uri, "perplexity": analysis.perplexity, "tokens": len(analysis.bits), "model": analysis.model.model_name}
+    ls.tell(f"{Path(to_fs_path(doc.uri) or doc.uri).name}: perplexity {result['perplexity']:.1f} over {result['tokens']:,} tokens", types.MessageType.Info)
+    return result
+
+
+@command(COMMANDS[1])
+async def switch_model(ls: ForetellServer, *args):
+    name = args[0] if args and isinstance(args[0], str) else None
+    if not name:
+        raise ForetellError("switchModel needs a model name")
+    previous = ls.settings
+    ls.apply_settings({"model": name})
+    try:
+        model = await ls.background(ls.model)
+    except ForetellError:
+        ls.settings = previous
+        ls.reload_model()
+        raise
+    for uri in list(ls.workspace.text_documents):
+        ls.schedule_analysis(uri)
+    ls.refresh_colours()
+    return {"model": name, "backend": model.name, "vocabulary": len(model.vocab)}
+
+
+@command(COMMANDS[2])
+async def train_workspace(ls: ForetellServer, *args):
+    name = args[0] if args and isinstance(args[0], str) else "workspace"
+    folders = [to_fs_path(f.uri) for f in (ls.workspace.folders or {}).values()] or ([ls.workspace.root_path] if ls.workspace.root_path else [])
+    if not folders:
+        raise ForetellError("trainWorkspace needs a workspace folder")
+    token = f"foretell-train-{time.monotonic_ns()}"
+    await ls.work_done_progress.create_async(token)
+    ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=f"foretell: training {name!r}", percentage=0, cancellable=False))
+
+    def progress(done, total):
+        ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="reading documents", percentage=int(90 * done / max(total, 1))))
+
+    try:
+        summary = await ls.background(_train, ls, folders, name, progress)
+    finally:
+        ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
+    await switch_model(ls, name)
+    return summary
+
+
+@command(COMMANDS[3])
+async def forget_document(ls: ForetellServer, *args):
+    uri = args[0] if args and isinstance(args[0], str) else None
+    if not uri:
+        raise ForetellError("forgetDocument needs the document's URI")
+    gone = await ls.background(learning.forget_document, ls, uri)
+    _reanalyse_all(ls)
+    return {"forgotten": [g["key"] for g in gone]}
 
 
 def _reanalyse_all(ls: ForetellServer) -> None:
@@ -256,3 +297,14 @@ def _uri_of(params) -> str | None:
     if doc is None:
         return None
     return getattr(doc, "uri", None) or (doc.get("uri") if isinstance(doc, dict) else None)
+
+
+def create_server(model_name: str | None = None) -> ForetellServer:
+    """The server with every handler above registered, logging to the editor's output."""
+    server = ForetellServer(model_name)
+    for method, options, handler in _FEATURES:
+        server.feature(method, options)(handler)
+    for name, handler in _COMMANDS:
+        server.command(name)(handler)
+    EditorLog.attach(server)
+    return server

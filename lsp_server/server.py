@@ -34,10 +34,9 @@ from lsp_server.config import Settings, parse_settings
 from lsp_server.features import surprisal
 from lsp_server.encoded import Encoded, json_steps
 from lsp_server.lanes import Lanes
+from lsp_server.log import report_failure
 
-SURPRISAL_METHOD = "foretell/surprisal"
 VISIBLE_POLL = 0.005  # seconds between looks at an analysis under way for the visible range
-COMMANDS = ("foretell.scoreDocument", "foretell.switchModel", "foretell.trainWorkspace", "foretell.forgetDocument")
 
 
 class _Unreadable:
@@ -96,6 +95,7 @@ class ForetellServer(LanguageServer):
         self.refresh_when_done: set[str] = set()  # documents whose colours were sent in part
         self.semantic: dict[str, tuple[str, object]] = {}  # uri -> (result id, token data) last sent
         self._results = itertools.count(1)
+        self.editor_log = None  # lsp_server.log.EditorLog, once attached
 
     # -- helpers -----------------------------------------------------------------------------
     async def interactive(self, fn, *args):
@@ -254,7 +254,9 @@ class ForetellServer(LanguageServer):
         if old:
             old.cancel()
         wait = self.settings.surprisal.debounceMs / 1000 if delay is None else delay
-        self.timers[uri] = asyncio.ensure_future(self._analyse_later(uri, wait))
+        task = self.timers[uri] = asyncio.ensure_future(self._analyse_later(uri, wait))
+        task.set_name(f"the analysis of {uri}")
+        task.add_done_callback(report_failure)
 
     async def _analyse_later(self, uri: str, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -280,11 +282,3 @@ class ForetellServer(LanguageServer):
 
     def publish(self, uri: str, diagnostics, version=None) -> None:
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version))
-
-
-def create_server(model_name: str | None = None) -> ForetellServer:
-    server = ForetellServer(model_name)
-    from lsp_server import handlers
-
-    handlers.register(server)
-    return server

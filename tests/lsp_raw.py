@@ -59,6 +59,17 @@ class RawServer:
                 self.responses[message["id"]] = message
         return self.responses.pop(msg_id)
 
+    def notification(self, method: str, match=lambda params: True, timeout: float = 60.0) -> dict:
+        """The params of the next ``method`` notification that ``match`` accepts."""
+        while True:
+            message = self.messages.get(timeout=timeout)
+            if message.get("method") == method and "id" not in message and match(message.get("params")):
+                return message["params"]
+            if "method" in message and "id" in message:
+                self.send({"id": message["id"], "result": None})
+            elif "id" in message:
+                self.responses[message["id"]] = message
+
     def initialize(self, options=None) -> dict:
         result = self.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}, "initializationOptions": options or {}})
         self.notify("initialized", {})

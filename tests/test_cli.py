@@ -120,6 +120,32 @@ def test_models_list_default_rm_and_backends(trained):
     assert "notes" not in run("models", "list").output
 
 
+def test_backend_options_can_be_found_from_the_command_line():
+    """`backends --options` and `train --backend NAME --help` list every option of a backend
+    from its options dataclass: name, type, default and one line of help."""
+    listed = json.loads(run("backends", "--options", "rnn", "--json").output)["backends"]
+    assert [b["name"] for b in listed] == ["rnn"]
+    options = {o["name"]: o for o in listed[0]["options"]}
+    assert {"cell", "hidden", "layers", "bptt", "clip", "lr", "epochs", "max_minutes", "valid", "resume", "seed", "device"} <= set(options)
+    assert options["hidden"]["type"] == "int" and options["hidden"]["default"] == 200 and options["hidden"]["help"]
+    assert all(o["help"] for b in json.loads(run("backends", "--options", "--json").output)["backends"] for o in b["options"])
+    text = run("backends", "--options", "ngram").output
+    assert "--order" in text and "int = 4" in text and "--smoothing" in text
+    help_text = run("train", "--backend", "rnn", "--help").output
+    assert "--cell" in help_text and "--bptt" in help_text and "--max-minutes" in help_text
+    assert "--smoothing" in run("train", "--help").output  # the default backend's options
+    assert "unknown backend 'nope'" in run("backends", "--options", "nope", ok=False).output
+
+
+def test_neural_training_controls_are_flags_and_backend_options_too(notes, tmp_path):
+    run("train", "--backend", "window", "--name", "w", "--epochs", "1", "--seed", "3", "--hidden", "8", "--embedding", "4", str(notes))
+    options = json.loads(run("models", "info", "w", "--json").output)["options"]
+    assert (options["epochs"], options["seed"], options["hidden"], options["embedding"]) == (1, 3, 8, 4)
+    refused = run("train", "--name", "n", "--epochs", "3", str(notes), ok=False)
+    assert "--epochs is not an option of the 'ngram' backend" in refused.output
+    assert "Invalid value for '--hidden'" in run("train", "--backend", "window", "--hidden", "x", str(notes), ok=False).output
+
+
 def test_export_and_import_arpa(trained, tmp_path):
     arpa = tmp_path / "notes.arpa.gz"
     run("models", "export", trained, "--format", "arpa", str(arpa))

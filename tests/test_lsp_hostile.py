@@ -94,3 +94,51 @@ def test_three_hundred_edits_and_completions_without_waiting_a_third_cancelled(s
     # Back to the original text, and a normal completion is right.
     server.notify("textDocument/didChange", {"textDocument": {"uri": URI, "version": 400}, "contentChanges": [{"text": TEXT}]})
     still_correct(server)
+
+
+BROKEN_PLUGIN = '''
+"""A third-party backend whose analysis fails with an error nobody planned for."""
+from engine.hookspecs import hookimpl
+from foretell_unigram import Unigram
+
+
+class Broken(Unigram):
+    """Unigram frequencies whose document analysis fails."""
+
+    name = "broken"
+
+    def token_stats_from(self, ids, state):
+        raise RuntimeError("kaput in the analysis")
+
+
+@hookimpl
+def register_backends(register):
+    register(Broken)
+'''
+
+
+def test_an_unexpected_error_in_a_background_analysis_reaches_the_editor_log(tmp_path):
+    """A debounced analysis is work no request waits for: its failure is logged to the editor
+    (window/logMessage) instead of disappearing, and completion keeps working."""
+    import os
+
+    from tests.conftest import run_cli
+    from tests.test_plugins import install_fake_distribution
+
+    env = install_fake_distribution(tmp_path)
+    (tmp_path / "foretell_broken.py").write_text(BROKEN_PLUGIN)
+    info = tmp_path / "foretell_broken-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: foretell-broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[foretell]\nbroken = foretell_broken\n")
+    (tmp_path / "c.txt").write_text(SMALL_TEXT)
+    run_cli("train", "--backend", "broken", "--name", "default", str(tmp_path / "c.txt"), env=env)
+    s = RawServer(env={**os.environ, **env})
+    try:
+        s.initialize({"foretell": {"surprisal": {"debounceMs": 0}}})
+        s.notify("textDocument/didOpen", {"textDocument": {"uri": URI, "languageId": "markdown", "version": 1, "text": TEXT}})
+        logged = s.notification("window/logMessage", lambda p: "kaput" in p["message"])
+        assert logged["type"] == 1 and "analysis" in logged["message"]
+        assert completion(s)["result"]["items"]
+    finally:
+        s.close()

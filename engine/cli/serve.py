@@ -25,7 +25,7 @@ def parse_address(value: str) -> tuple[str, int]:
 @click.option("--tcp", metavar="[HOST:]PORT", help="Listen on TCP (loopback unless HOST is given) instead of stdio.")
 def serve(model_name, tcp):
     """Run the language server (completion, inline completion, hover, surprisal) over stdio."""
-    from lsp_server.server import create_server
+    from lsp_server.handlers import create_server
 
     if model_name:
         from engine.store import validate_name

@@ -1,0 +1,57 @@
+"""The server's log, shown in the editor's output (``window/logMessage``): an unexpected error in
+work nobody awaits (a debounced analysis, diagnostics) reaches the user instead of vanishing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from lsprotocol import types
+
+logger = logging.getLogger("foretell")
+
+LEVELS = ((logging.ERROR, types.MessageType.Error), (logging.WARNING, types.MessageType.Warning), (logging.INFO, types.MessageType.Info))
+
+
+class EditorLog(logging.Handler):
+    """Sends log records of ``foretell`` (INFO and up) to the editor that started the server."""
+
+    def __init__(self, server):
+        super().__init__(logging.INFO)
+        self.server = server
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
+        self.setFormatter(logging.Formatter("foretell: %(message)s"))
+
+    @classmethod
+    def attach(cls, server) -> "EditorLog":
+        handler = cls(server)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        server.editor_log = handler
+        return handler
+
+    def bind(self) -> None:
+        """Remember the event loop (called on it): records from other threads are sent there."""
+        self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kind = next((kind for level, kind in LEVELS if record.levelno >= level), types.MessageType.Log)
+        params = types.LogMessageParams(type=kind, message=self.format(record))
+        try:
+            if self.loop is None or threading.get_ident() == self.loop_thread:
+                self.server.window_log_message(params)
+            elif not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self.server.window_log_message, params)
+        except Exception:  # the editor has gone: nothing to tell
+            pass
+
+
+def report_failure(task: asyncio.Task) -> None:
+    """Done-callback for background tasks: log what went wrong (cancelling is not wrong)."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        logger.error("%s failed: %s: %s", task.get_name(), type(error).__name__, error, exc_info=error)

@@ -92,9 +92,24 @@ def test_third_party_backend_is_listed_trained_and_used(tmp_path):
     assert [p["token"] for p in out["predictions"]] == ["the", "cat"]  # 3 and 2 counts; ties keep first appearance
     info = json.loads(run_cli("models", "info", "uni", "--json", env=env).stdout)
     assert info["backend"] == "unigram"
+    # Implementing only the required methods gets every derived feature from the engine.
+    scored = json.loads(run_cli("score", "-m", "uni", "--json", "-", input="the cat. the dog.", env=env).stdout)
+    assert [t["token"] for t in scored["tokens"]][:2] == ["the", "cat"] and scored["tokens"][0]["rank"] == 1
+    figures = json.loads(run_cli("evaluate", "-m", "uni", "--json", str(corpus), env=env).stdout)
+    assert figures["perplexity"] > 1 and 0 <= figures["keystroke_savings"] < 1
+    assert run_cli("generate", "-m", "uni", "-n", "5", "--seed", "1", env=env).stdout.strip()
+    options = json.loads(run_cli("backends", "--options", "unigram", "--json", env=env).stdout)["backends"][0]["options"]
+    assert options == [{"name": "smoothing", "type": "float", "default": 1.0, "optional": False, "help": "added to every count"}]
+    analysis = "from engine.store import ModelStore; from engine.analysis import DocumentAnalysis; " \
+        "a = DocumentAnalysis(ModelStore().load('uni'), 'the cat. the dog.\\n\\nthe end.'); print(a.complete, len(a.bits) > 8 and bool((a.bits > 0).all()))"
+    assert run_cli_code(analysis, env).split() == ["True", "True"]
     # Without the package, the model's backend is missing: one clear sentence.
     missing = run_cli("predict", "-m", "uni", "x ", check=False)
     assert missing.returncode != 0 and "needs the 'unigram' backend, which is not installed" in missing.stderr
+
+
+def run_cli_code(code, env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**__import__("os").environ, **env}).stdout
 
 
 def test_allowlist_limits_which_plugins_load(tmp_path):

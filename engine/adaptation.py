@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,12 +25,14 @@ import numpy as np
 from engine.capabilities import check_can_learn
 from engine.corpus import CorpusBuilder
 from engine.errors import ForetellError, ModelFormatError
-from engine.files import locked, write_atomic
+from engine.files import locked, read_json, regular_file, write_atomic
 from engine.model import LanguageModel
 from engine.tokenizer import split_lines
 from engine.vocab import SPECIALS
 
 LAYERS = "adaptation"
+DOC_FILE = re.compile(r"doc-[0-9]{1,12}\.npy")
+ENTRY_FIELDS = {"key": str, "file": str, "sha256": str, "learned": str, "sentences": int, "tokens": int, "new_words": int}
 LAYER_FILE = "layer.json"
 WORDS_FILE = "words.json"
 
@@ -45,25 +49,55 @@ class AdaptationLayer:
         return self._read()["documents"]
 
     def _read(self) -> dict:
+        """The layer as written, every field checked: file names are plain names of this
+        folder, counts are counts. Anything else is refused with the remedy that works."""
         try:
-            layer = json.loads((self.folder / LAYER_FILE).read_text(encoding="utf-8"))
-            words = json.loads((self.folder / WORDS_FILE).read_text(encoding="utf-8"))
+            layer = read_json(self.folder / LAYER_FILE, self._what)
+            words = read_json(self.folder / WORDS_FILE, self._what)
         except FileNotFoundError:
+            if (self.folder / LAYER_FILE).exists() or os.path.lexists(self.folder / LAYER_FILE):
+                raise self._damaged("a file of it is missing") from None
             return {"documents": [], "next": 1, "words": list(SPECIALS)}
-        except (ValueError, UnicodeDecodeError):
-            raise ModelFormatError(f"{self.name}: its adaptation layer is corrupt ({self.folder}); `foretell forget -m {self.name} --all` clears it") from None
-        if not isinstance(layer, dict) or not isinstance(layer.get("documents"), list) or not isinstance(words, list):
-            raise ModelFormatError(f"{self.name}: its adaptation layer is not one foretell wrote ({self.folder})")
+        except ModelFormatError as exc:
+            raise self._damaged(str(exc).split(": ", 1)[-1]) from None
+        if not isinstance(layer, dict) or not isinstance(layer.get("documents"), list) or not isinstance(words, list) \
+                or not all(isinstance(w, str) for w in words) or words[: len(SPECIALS)] != list(SPECIALS):
+            raise self._damaged("it is not one foretell wrote")
+        next_id = layer.get("next")
+        if not isinstance(next_id, int) or isinstance(next_id, bool) or not 1 <= next_id < 1 << 40:
+            raise self._damaged(f"its 'next' is {next_id!r}")
+        for entry in layer["documents"]:
+            self._check_entry(entry)
         return {**layer, "words": words}
+
+    def _check_entry(self, entry) -> None:
+        if not isinstance(entry, dict):
+            raise self._damaged("an entry is not an object")
+        for field, kind in ENTRY_FIELDS.items():
+            value = entry.get(field)
+            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+                raise self._damaged(f"an entry has no valid {field!r}")
+        if not DOC_FILE.fullmatch(entry["file"]):  # a plain name of this folder, never a path
+            raise self._damaged(f"an entry names the file {entry['file']!r}")
+
+    @property
+    def _what(self) -> str:
+        return f"{self.name}: its adaptation layer"
+
+    def _damaged(self, why: str) -> ModelFormatError:
+        return ModelFormatError(f"{self.name}: its adaptation layer is damaged ({why}; {self.folder}); "
+                                f"`foretell forget -m {self.name} --all` clears it")
 
     def _stream(self, entry: dict, size: int) -> np.ndarray:
         path = self.folder / entry["file"]
         try:
-            ids = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            raise ModelFormatError(f"{self.name}: learned document {entry['key']!r} is missing or corrupt ({path.name})") from None
+            ids = np.load(regular_file(path, self._what), allow_pickle=False)
+        except (OSError, ValueError, EOFError, ModelFormatError):
+            raise ModelFormatError(f"{self.name}: learned document {entry['key']!r} is missing or corrupt ({path.name}); "
+                                   f"`foretell forget -m {self.name} --all` clears the layer") from None
         if ids.ndim != 1 or ids.dtype != np.int32 or (len(ids) and (ids.min() < 0 or ids.max() >= size)):
-            raise ModelFormatError(f"{self.name}: learned document {entry['key']!r} is corrupt ({path.name})")
+            raise ModelFormatError(f"{self.name}: learned document {entry['key']!r} is corrupt ({path.name}); "
+                                   f"`foretell forget -m {self.name} --all` clears the layer")
         return ids
 
     def apply(self, base: LanguageModel) -> LanguageModel:
@@ -128,15 +162,14 @@ class AdaptationLayer:
     def forget(self, keys: list[str] | None) -> list[dict]:
         """Drop documents ``keys`` (None: all of them); returns the entries removed."""
         with self._locked():
-            layer = self._read()
             if keys is None:
-                gone = layer["documents"]
-            else:
-                known = {d["key"] for d in layer["documents"]}
-                missing = [k for k in keys if k not in known]
-                if missing:
-                    raise ForetellError(f"{self.name} has not learned {missing[0]!r}; see `foretell models history {self.name}`")
-                gone = [d for d in layer["documents"] if d["key"] in keys]
+                return self._clear()
+            layer = self._read()
+            known = {d["key"] for d in layer["documents"]}
+            missing = [k for k in keys if k not in known]
+            if missing:
+                raise ForetellError(f"{self.name} has not learned {missing[0]!r}; see `foretell models history {self.name}`")
+            gone = [d for d in layer["documents"] if d["key"] in keys]
             kept = [d for d in layer["documents"] if d not in gone]
             if self.folder.exists():
                 self._write_layer(kept, layer["next"])
@@ -144,8 +177,21 @@ class AdaptationLayer:
                 (self.folder / d["file"]).unlink(missing_ok=True)
             return gone
 
+    def _clear(self) -> list[dict]:
+        """Forget everything, whatever state the layer is in: its entries when they can be
+        read (to say what went), and the folder goes either way, unparsed."""
+        try:
+            gone = self._read()["documents"]
+        except ModelFormatError:
+            gone = []
+        self.remove()
+        return gone
+
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if os.path.islink(self.folder):
+            os.unlink(self.folder)
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def export(self, base: LanguageModel) -> dict:
         """The layer as JSON: each document's entry and its sentences as words."""

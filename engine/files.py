@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Callable, BinaryIO
 
+import numpy as np
+
 try:
     import fcntl
 except ImportError:  # Windows: renames are still atomic, concurrent writers are not serialised
@@ -50,3 +52,55 @@ def locked(lock_file: Path):
         finally:
             if fcntl:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# -- reading what the store holds: nothing in it is trusted -----------------------------------
+
+JSON_DEPTH = 32  # foretell's own files nest 5 deep
+JSON_BYTES = 256 << 20  # a vocabulary of a few million words; anything larger is not ours
+
+
+def regular_file(path: Path, what: str) -> Path:
+    """``path`` if it is a regular file (not a symlink, pipe or device), else ModelFormatError;
+    FileNotFoundError if it does not exist."""
+    import stat
+
+    from engine.errors import ModelFormatError
+
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise ModelFormatError(f"{what}: {Path(path).name} is {kind}; refused")
+    return path
+
+
+def read_json(path: Path, what: str, limit: int = JSON_BYTES):
+    """The JSON value in ``path``, read only if it is a regular file of at most ``limit`` bytes
+    and nested at most JSON_DEPTH deep. Raises FileNotFoundError, or ModelFormatError naming
+    ``what`` and the file."""
+    import json
+
+    from engine.errors import ModelFormatError
+
+    regular_file(path, what)
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ModelFormatError(f"{what}: {Path(path).name} is larger than {limit >> 20} MB; not one foretell wrote")
+    if _depth(data) > JSON_DEPTH:
+        raise ModelFormatError(f"{what}: {Path(path).name} is nested deeper than {JSON_DEPTH} levels; not one foretell wrote")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ModelFormatError(f"{what}: {Path(path).name} is corrupt (not valid JSON)") from None
+
+
+def _depth(data: bytes) -> int:
+    """How deep brackets nest in JSON text (brackets inside strings are ignored)."""
+    import re
+
+    text = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", data)
+    opens = np.frombuffer(text, dtype=np.uint8)
+    step = np.isin(opens, (ord("["), ord("{"))).astype(np.int64) - np.isin(opens, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max()) if len(step) else 0
+

@@ -22,7 +22,7 @@ from engine import __version__
 from engine.adaptation import AdaptationLayer
 from engine.capabilities import CombinesModels
 from engine.errors import ForetellError, ModelFormatError
-from engine.files import locked, write_atomic
+from engine.files import locked, read_json, regular_file, write_atomic
 from engine.model import LanguageModel, options_from_strings, options_to_dict
 from engine.plugins import get_backend
 from engine.vocab import Vocabulary
@@ -32,6 +32,7 @@ FORMAT = "foretell-model"
 FORMAT_VERSION = 1
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_MODEL = "default"
+MANIFEST_BYTES = 16 << 20
 
 def home() -> Path:
     root = os.environ.get("FORETELL_HOME")
@@ -82,9 +83,9 @@ class ModelStore:
     # -- default model ---------------------------------------------------------------------
     def _config(self) -> dict:
         try:
-            config = json.loads((self.root / "config.json").read_text(encoding="utf-8"))
+            config = read_json(self.root / "config.json", "the store's config.json", limit=1 << 20)
             return config if isinstance(config, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ForetellError):
             return {}
 
     def default_name(self) -> str:
@@ -106,11 +107,9 @@ class ModelStore:
         if not folder.exists():
             raise ForetellError(f"no model named {name!r}; see `foretell models list`")
         try:
-            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            manifest = read_json(folder / MANIFEST, name, limit=MANIFEST_BYTES)
         except FileNotFoundError:
             raise ModelFormatError(f"{name}: not a foretell model (no {MANIFEST})") from None
-        except (ValueError, UnicodeDecodeError):
-            raise ModelFormatError(f"{name}: {MANIFEST} is corrupt (not valid JSON)") from None
         return check_manifest(manifest, name)
 
     def load(self, name: str, adapted: bool = True) -> LanguageModel:
@@ -141,8 +140,13 @@ class ModelStore:
         cls = backend.cls
         if manifest["backend_format_version"] > getattr(cls, "format_version", 1):
             raise ModelFormatError(f"{name}: made by a newer version of the {manifest['backend']!r} backend; upgrade it")
-        options = options_from_strings(cls.Options, manifest["options"])
+        try:
+            options = options_from_strings(cls.Options, manifest["options"])
+        except ForetellError as exc:
+            raise ModelFormatError(f"{name}: {MANIFEST} has bad options ({exc})") from None
         folder = self.path(name)
+        for entry in folder.iterdir():  # a model folder holds the files its backend wrote, nothing else
+            regular_file(entry, name)
         vocab = Vocabulary.load(folder)
         if len(vocab) != manifest["vocabulary"]["size"]:
             raise ModelFormatError(f"{name}: vocabulary size does not match the manifest")

@@ -48,13 +48,13 @@ class Vocabulary:
 
     @classmethod
     def load(cls, folder: Path) -> "Vocabulary":
+        from engine.files import read_json
+
         try:
-            tokens = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
+            tokens = read_json(folder / VOCAB_FILE, folder.name)
         except FileNotFoundError:
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is missing") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is corrupt ({exc})") from None
-        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or tokens[: len(SPECIALS)] != list(SPECIALS) or len(set(tokens)) != len(tokens):
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens")
         return cls(tokens)
 

@@ -77,9 +77,11 @@ def forget(model_name, forget_all, paths):
         raise ForetellError("name the files to forget, or pass --all")
     name = _model_name(model_name)
     layer = store().layer(name)
-    known = {d["key"] for d in layer.documents()}
-    keys = None if forget_all else [p if p in known else _key(p) for p in paths]
-    gone = layer.forget(keys)
+    if forget_all:
+        gone = layer.forget(None)  # clears any layer, however damaged, without needing to read it
+    else:
+        known = {d["key"] for d in layer.documents()}
+        gone = layer.forget([p if p in known else _key(p) for p in paths])
     for entry in gone:
         click.echo(f"forgot {entry['key']} ({entry['tokens']:,} tokens)")
     click.echo(f"{name!r} now includes {len(layer.documents())} learned document(s).")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from engine.distribution import TIE_LN
+from engine.files import regular_file
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel
 from plugins.neural import quantize
@@ -21,6 +22,7 @@ from plugins.neural.training import split_validation, train
 
 WEIGHTS = "weights.pt"
 METRICS = "metrics.jsonl"
+METRICS_BYTES = 16 << 20
 
 
 ROWS = 128  # positions whose full float64 distribution is held at once (128 x 33k words: 34 MB)
@@ -128,10 +130,7 @@ class NeuralModel(LanguageModel):
             raise ModelFormatError(f"{folder.name}: {WEIGHTS} is missing") from None
         except Exception as exc:  # torch raises many types for corrupt, foreign or pickled files
             raise ModelFormatError(f"{folder.name}: {WEIGHTS} is corrupt or not a state dict ({type(exc).__name__})") from None
-        metrics = []
-        if (folder / METRICS).exists():
-            metrics = [json.loads(line) for line in (folder / METRICS).read_text().splitlines() if line.strip()]
-        return cls(vocab, options, net, facts, metrics)
+        return cls(vocab, options, net, facts, _read_metrics(folder))
 
     # -- scoring: backends yield full log-probability rows, the rest derives here ------------
     def stream_logprobs(self, ids: np.ndarray):
@@ -168,3 +167,21 @@ class NeuralModel(LanguageModel):
         if self.metrics:
             info["training_curve"] = [{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()} for m in self.metrics]
         return info
+
+
+def _read_metrics(folder: Path) -> list[dict]:
+    """The training curve (one JSON object a line), refused whole if it is not one we wrote."""
+    path = folder / METRICS
+    if not path.exists():
+        return []
+    with open(regular_file(path, folder.name), "rb") as f:
+        data = f.read(METRICS_BYTES + 1)
+    try:
+        if len(data) > METRICS_BYTES:
+            raise ValueError
+        rows = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+        if not all(isinstance(row, dict) and all(isinstance(v, (int, float, str, type(None))) for v in row.values()) for row in rows):
+            raise ValueError
+    except (ValueError, RecursionError):
+        raise ModelFormatError(f"{folder.name}: {METRICS} is corrupt") from None
+    return rows

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
+import os
 import re
+import stat
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +51,33 @@ def write_arpa(path: Path, vocab: Vocabulary, keys: list[np.ndarray], logp: list
 _COUNT = re.compile(r"^ngram\s+(\d+)\s*=\s*(\d+)\s*$")
 
 
+MAX_LINE = 1 << 20  # characters; an n-gram line is a number, a few words and a number
+MAX_ORDER = 9  # what the n-gram backend models
+
+
 def read_arpa(path: Path):
-    """(vocabulary, keys, logp, backoff) per order from an ARPA file, or a clear error."""
+    """(vocabulary, keys, logp, backoff) per order from an ARPA file, or a clear error. Only a
+    regular file is opened (a pipe would block), lines have a length limit and every value is
+    checked, so no file can exhaust memory or put a NaN into a model."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ForetellError(f"{path}: not a regular file")
         with _open(path, "rt") as f:
-            return _parse(f, path)
+            return _parse(_bounded_lines(f, path), path)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ForetellError(f"{path}: cannot read ({exc})") from None
     except UnicodeDecodeError:
         raise ForetellError(f"{path}: not an ARPA file (not UTF-8 text)") from None
+
+
+def _bounded_lines(f, path):
+    while True:
+        line = f.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE:
+            raise ForetellError(f"{path}: not a valid ARPA file (a line is longer than {MAX_LINE:,} characters)")
+        yield line
 
 
 def _parse(f, path):
@@ -79,6 +101,8 @@ def _parse(f, path):
             break
     if not sizes:
         raise bad("no n-gram counts in the header")
+    if len(sizes) > MAX_ORDER:
+        raise bad(f"order {len(sizes)}; foretell reads orders 1-{MAX_ORDER}")
     order = len(sizes)
     grams, probs, backs = [], [], []
     for k in range(1, order + 1):
@@ -88,21 +112,24 @@ def _parse(f, path):
                 raise bad(f"missing \\{k}-grams: section")
         if line.strip() != f"\\{k}-grams:":
             raise bad(f"expected \\{k}-grams:, found {line.strip()[:40]!r}")
-        g, p, b = [], np.empty(sizes[k - 1], np.float32), np.zeros(sizes[k - 1], np.float32)
+        g, p, b = [], array("d"), array("d")  # grown as lines come: the header may lie
         for i in range(sizes[k - 1]):
             parts = next(f, "").split()
             if len(parts) not in (k + 1, k + 2):
                 raise bad(f"malformed {k}-gram line {i + 1}")
             try:
-                p[i] = float(parts[0])
-                if len(parts) == k + 2:
-                    b[i] = float(parts[-1])
+                p.append(float(parts[0]))
+                b.append(float(parts[-1]) if len(parts) == k + 2 else 0.0)
             except ValueError:
                 raise bad(f"a {k}-gram probability is not a number") from None
+            if not (math.isfinite(p[-1]) and p[-1] <= 0):
+                raise bad(f"{k}-gram line {i + 1}: log10 probability {parts[0]} is not a finite number at most 0")
+            if not math.isfinite(b[-1]):
+                raise bad(f"{k}-gram line {i + 1}: backoff {parts[-1]} is not a finite number")
             g.append(parts[1 : k + 1])
         grams.append(g)
-        probs.append(p)
-        backs.append(b)
+        probs.append(np.frombuffer(p, dtype=np.float64).astype(np.float32))
+        backs.append(np.frombuffer(b, dtype=np.float64).astype(np.float32))
         line = next(f, "")
     return _index(grams, probs, backs, bad)
 

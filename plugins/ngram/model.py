@@ -154,10 +154,15 @@ class NgramModel(LanguageModel):
         logp = arrays("logp", np.float32, optional=not needs_tables)
         backoff = arrays("backoff", np.float32, optional=not needs_tables)
         counts = arrays("counts", np.uint32, optional=needs_tables)
+        if (folder / f"keys{options.order + 1}.npy").exists():
+            raise ModelFormatError(f"{folder.name}: the manifest says order {options.order} but the model has n-grams of order {options.order + 1}")
         for k, key in enumerate(keys):
             lengths = {len(key)} | {len(a[k]) for a in (logp, backoff, counts) if a is not None}
             if len(lengths) != 1 or (k == 0 and len(key) != len(vocab)):
                 raise ModelFormatError(f"{folder.name}: the arrays of order {k + 1} disagree in length")
+            problem = _table_problem(k, key, len(keys[k - 1]) if k else 1, len(vocab), logp and logp[k], backoff and backoff[k])
+            if problem:
+                raise ModelFormatError(f"{folder.name}: order {k + 1}: {problem}")
         return cls(vocab, options, keys, logp, backoff, counts, facts)
 
     def describe(self) -> dict:
@@ -298,3 +303,21 @@ class NgramModel(LanguageModel):
             numerator[(self.keys[k][run] % np.uint64(self.V)).astype(np.int64)] = self.counts[k][run]
         return np.log(numerator + self.options.k) - denominator
 
+
+
+def _table_problem(k: int, keys, contexts: int, V: int, logp, backoff) -> str | None:
+    """What is wrong with the order-(k+1) arrays read from disk, if anything: keys must be sorted,
+    unique and name a known context and word; log10 probabilities finite and at most 0,
+    backoffs finite. Checked once on load so that no lookup can index out of range."""
+    if len(keys):
+        if k == 0 and not np.array_equal(keys, np.arange(V, dtype=np.uint64)):
+            return "the unigram keys are not the vocabulary's ids"
+        if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+            return "the keys are not sorted"
+        if int(keys[-1]) // V >= contexts:
+            return "a key names a context that does not exist"
+    if logp is not None and not bool(np.all(np.isfinite(logp) & (logp <= 0))):
+        return "a log-probability is not a finite number at most 0"
+    if backoff is not None and not bool(np.all(np.isfinite(backoff))):
+        return "a backoff weight is not a finite number"
+    return None

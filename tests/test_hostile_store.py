@@ -1,0 +1,152 @@
+"""Files in the store and files given to import are never trusted: each attack found by the
+hostile review, reproduced, ends in one clear sentence and loses nothing."""
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from engine.store import ModelStore
+from tests.conftest import SMALL_TEXT
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def refused(*args, says: str, input=None):
+    result = run(*args, input=input)
+    assert result.exit_code == 1, result.output
+    assert says in result.output, result.output
+    assert "internal error" not in result.output and "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def base(tmp_path):
+    """A trained n-gram model 'base' that has learned one document."""
+    (tmp_path / "train.txt").write_text(SMALL_TEXT)
+    (tmp_path / "doc.txt").write_text("Zebras graze near the river. Zebras run.\n")
+    assert run("train", "--name", "base", "--order", "3", str(tmp_path / "train.txt")).exit_code == 0
+    assert run("learn", "-m", "base", str(tmp_path / "doc.txt")).exit_code == 0
+    return ModelStore()
+
+
+def layer_file(store, name="base"):
+    return store.layer(name).folder / "layer.json"
+
+
+def edit_layer(store, change):
+    path = layer_file(store)
+    layer = json.loads(path.read_text())
+    change(layer)
+    path.write_text(json.dumps(layer))
+
+
+def test_layer_file_names_are_never_used_as_paths(base, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    array = base.path("base") / "keys2.npy"
+    for name in (str(victim), "../../models/base/keys2.npy", "sub/doc-1.npy", ".hidden"):
+        edit_layer(base, lambda layer: layer["documents"][0].update(file=name))
+        refused("predict", "-m", "base", "The ", says="its adaptation layer is damaged")
+        refused("learn", "-m", "base", str(tmp_path / "doc.txt"), says="forget -m base --all")
+        assert victim.read_text() == "keep me" and array.exists()
+    assert run("forget", "-m", "base", "--all").exit_code == 0
+    assert victim.read_text() == "keep me" and array.exists()
+    assert run("predict", "-m", "base", "The ").exit_code == 0
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path: path.write_text("{garbage"),
+    lambda path: path.write_text(json.dumps({"documents": [{"key": "k"}], "next": 2})),  # no file
+    lambda path: path.write_text(json.dumps({"documents": [], "next": "x"})),
+    lambda path: path.write_text("[" * 200_000),
+])
+def test_a_damaged_layer_is_reported_and_forget_all_clears_it(base, damage):
+    damage(layer_file(base))
+    refused("predict", "-m", "base", "The ", says="`foretell forget -m base --all` clears it")
+    result = run("forget", "-m", "base", "--all")
+    assert result.exit_code == 0, result.output
+    assert "now includes 0 learned document(s)" in result.output
+    assert run("predict", "-m", "base", "The ").exit_code == 0
+
+
+def test_symlinks_and_devices_in_the_store_are_refused(base):
+    vocab = base.path("base") / "vocab.json"
+    vocab.unlink()
+    vocab.symlink_to("/dev/zero")
+    refused("predict", "-m", "base", "The ", says="vocab.json is a symbolic link; refused")
+    layer = layer_file(base)
+    layer.unlink()
+    layer.symlink_to("/dev/zero")
+    assert run("forget", "-m", "base", "--all").exit_code == 0
+
+
+@pytest.mark.parametrize("file", ["vocab.json", "manifest.json"])
+def test_deep_json_is_refused_and_one_bad_model_never_hides_the_others(base, tmp_path, file):
+    (tmp_path / "t.txt").write_text(SMALL_TEXT)
+    assert run("train", "--name", "good", str(tmp_path / "t.txt")).exit_code == 0
+    (base.path("base") / file).write_text("[" * 200_000)
+    refused("predict", "-m", "base", "The ", says="nested deeper than 32 levels")
+    listing = run("models", "list", "--json")
+    assert listing.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(listing.output)["models"]}
+    assert "vocabulary" in rows["good"]
+    assert file != "manifest.json" or "nested deeper" in rows["base"]["error"]
+
+
+def test_arrays_and_options_that_disagree_with_each_other_are_refused(base):
+    folder = base.path("base")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["options"]["order"] = 2
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    refused("predict", "-m", "base", "The ", says="the manifest says order 2 but the model has n-grams of order 3")
+    manifest["options"]["order"] = 3
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    logp = np.load(folder / "logp1.npy")
+    logp[5] = np.nan
+    np.save(folder / "logp1.npy", logp)
+    refused("predict", "-m", "base", "The ", says="a log-probability is not a finite number at most 0")
+    np.save(folder / "logp1.npy", np.nan_to_num(logp, nan=-1.0))
+    keys = np.load(folder / "keys2.npy")
+    keys[-1] = np.iinfo(np.uint64).max
+    np.save(folder / "keys2.npy", keys)
+    refused("learn", "-m", "base", str(folder / "vocab.json"), says="a key names a context that does not exist")
+
+
+def arpa(tmp_path, body: str, name="m.arpa") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+GOOD_ARPA = "\\data\\\nngram 1=4\n\n\\1-grams:\n-1.0\t<unk>\n-99\t<s>\n-0.5\t</s>\n{p}\tcat\n\n\\end\\\n"
+
+
+@pytest.mark.parametrize("value", ["nan", "5.0", "-inf", "inf"])
+def test_arpa_log_probabilities_must_be_finite_and_at_most_zero(tmp_path, value):
+    refused("models", "import", str(arpa(tmp_path, GOOD_ARPA.format(p=value))), "--name", "x",
+            says=f"log10 probability {value} is not a finite number at most 0")
+    assert run("models", "import", str(arpa(tmp_path, GOOD_ARPA.format(p="-0.3"))), "--name", "x").exit_code == 0
+
+
+def test_arpa_orders_counts_lines_and_pipes_are_bounded(tmp_path):
+    header = "\\data\\\n" + "".join(f"ngram {k}=1\n" for k in range(1, 51))
+    refused("models", "import", str(arpa(tmp_path, header)), "--name", "x", says="order 50; foretell reads orders 1-9")
+    huge = "\\data\\\nngram 1=1000000000000\n\n\\1-grams:\n-1.0\t<unk>\n\\end\\\n"
+    refused("models", "import", str(arpa(tmp_path, huge)), "--name", "x", says="malformed 1-gram line 2")
+    long_line = tmp_path / "long.arpa.gz"
+    with gzip.open(long_line, "wt") as f:
+        f.write("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\t")
+        for _ in range(64):
+            f.write("x" * (1 << 20))
+    refused("models", "import", str(long_line), "--name", "x", says="a line is longer than 1,048,576 characters")
+    fifo = tmp_path / "pipe.arpa"
+    os.mkfifo(fifo)
+    refused("models", "import", str(fifo), "--name", "x", says="not a regular file")

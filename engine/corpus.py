@@ -8,6 +8,7 @@ becomes integers in an ``array`` as soon as it is tokenized.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import glob
 import io
 import tempfile
@@ -132,12 +133,30 @@ def open_text(path: Path) -> tuple[io.TextIOBase, str]:
     return open(path, encoding=encoding, errors="replace", newline=""), encoding
 
 
+@contextlib.contextmanager
+def open_stdin():
+    """Standard input as UTF-8 text whatever the locale, undecodable bytes replaced (never
+    passed on raw), lines split on newlines only; stdin itself is left open."""
+    import sys
+
+    wrapper = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace", newline="")
+    try:
+        yield wrapper
+    finally:
+        wrapper.detach()
+
+
+def clean_argument(text: str) -> str:
+    """A command-line argument as valid text: bytes the locale could not decode (which Python
+    keeps as lone surrogates) become replacement characters, as in files."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def read_text(path: str) -> str:
     """A whole file as text, or a clear error ('-' reads standard input)."""
     if path == "-":
-        import sys
-
-        return sys.stdin.read()
+        with open_stdin() as f:
+            return f.read()
     p = Path(path)
     if p.is_dir():
         raise ForetellError(f"{path} is a folder; give a file")

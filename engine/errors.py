@@ -7,3 +7,11 @@ class ForetellError(Exception):
 
 class ModelFormatError(ForetellError):
     """A model folder that is corrupt, truncated, foreign or from a newer foretell."""
+
+
+def out_of_space(exc: OSError) -> bool:
+    """Whether a failed write ran out of room: ENOSPC, a file-size limit (EFBIG), or numpy's
+    short-write error ("N requested and M written"), which carries no errno."""
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) or " requested and " in str(exc)

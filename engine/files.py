@@ -41,6 +41,21 @@ def write_atomic(path: Path, content: bytes | str | Callable[[BinaryIO], object]
         raise
 
 
+def written_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temporary_path)``, then the result renamed to ``path``: a file the user asked for
+    (an export) is either whole or not there, never half-written over a good one. The temporary
+    name keeps ``path``'s suffixes (``.arpa.gz`` stays compressed)."""
+    path = Path(path)
+    tmp = path.with_name(f".{os.getpid()}.tmp.{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 @contextlib.contextmanager
 def locked(lock_file: Path):
     """Hold an exclusive lock on ``lock_file`` (created if need be) for the ``with`` block."""

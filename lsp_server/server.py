@@ -19,9 +19,10 @@ import threading
 from dataclasses import dataclass
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.json_rpc import RPCRequest
 
 from engine import __version__
 from engine.complete import prefix_index
@@ -57,6 +58,15 @@ class TolerantProtocol(LanguageServerProtocol):
                 error = JsonRpcInvalidParams(f"invalid parameters for {data['method']}")
                 self._send_response(data["id"], error=error.to_response_error())
             return _Unreadable()
+
+    def handle_message(self, message):
+        """After ``shutdown`` a request gets InvalidRequest, as LSP says, not silence (which
+        leaves the client waiting forever); notifications other than ``exit`` are dropped."""
+        if self._shutdown and isinstance(message, RPCRequest):
+            error = JsonRpcInvalidRequest(f"the server is shutting down; {message.method} is not answered")
+            self._send_response(message.id, error=error.to_response_error())
+            return
+        super().handle_message(message)
 
     def _send_data(self, data):
         result = getattr(data, "result", None)

@@ -150,3 +150,57 @@ def test_arpa_orders_counts_lines_and_pipes_are_bounded(tmp_path):
     fifo = tmp_path / "pipe.arpa"
     os.mkfifo(fifo)
     refused("models", "import", str(fifo), "--name", "x", says="not a regular file")
+
+
+def run_limited(args, file_size: int, env=None):
+    """The real CLI in a process that may write files of at most ``file_size`` bytes: what a
+    full disk does to a write (a short write, then EFBIG instead of ENOSPC)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+
+    return subprocess.run([sys.executable, "-c", "from engine.cli import main; main()", *args], capture_output=True, text=True,
+                          preexec_fn=limit, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".lock-")}
+
+
+def test_a_full_disk_says_so_and_leaves_everything_as_it_was(base, tmp_path, isolated_home):
+    big = tmp_path / "big.txt"
+    big.write_text(" ".join(f"word{i} and word{i * 7 % 5000}." for i in range(40000)))
+    before = snapshot(isolated_home)
+    for args in (["train", "--name", "base", str(big)], ["learn", "-m", "base", str(big)], ["models", "default", "base"],
+                 ["models", "export", "base", str(tmp_path / "out.arpa")]):
+        result = run_limited(args, file_size={"default": 2, "export": 300}.get(args[1], 20_000))
+        assert result.returncode == 1, (args, result.stderr)
+        assert "the disk is full" in result.stderr and "internal error" not in result.stderr, (args, result.stderr)
+        assert snapshot(isolated_home) == before, args  # nothing changed, no temporary file left
+        assert not (tmp_path / "out.arpa").exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_json_output_is_valid_utf8_whatever_bytes_come_in(base):
+    """Invalid bytes in an argument or on standard input become replacement characters, and
+    the offsets still index the decoded text."""
+    import subprocess
+    import sys
+
+    def cli_bytes(*args, stdin=b""):
+        proc = subprocess.run([sys.executable, "-c", "from engine.cli import main; main()", *args], input=stdin, capture_output=True,
+                              env={**os.environ, "LC_ALL": "C"}, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.decode("utf-8"))  # strict: raw bytes would fail here
+
+    predicted = cli_bytes("predict", "-m", "base", "--json", os.fsdecode(b"The \xff\xfe cat "))
+    assert predicted["context"].startswith("The \ufffd") and predicted["predictions"]
+    raw = b"The cat \xff sat on the \xc3( mat.\n"
+    scored = cli_bytes("score", "-m", "base", "--json", "-", stdin=raw)
+    text = raw.decode("utf-8", "replace")
+    assert all(text[t["start"]:t["end"]] == t["token"] for t in scored["tokens"] if t["start"] is not None)
+    assert "\ufffd" in [t["token"] for t in scored["tokens"]]

@@ -142,3 +142,11 @@ def test_an_unexpected_error_in_a_background_analysis_reaches_the_editor_log(tmp
         assert completion(s)["result"]["items"]
     finally:
         s.close()
+
+
+def test_requests_after_shutdown_get_invalid_request(server):
+    assert server.request("shutdown", None).get("error") is None
+    answer = completion(server)
+    assert answer["error"]["code"] == -32600 and "shutting down" in answer["error"]["message"]
+    server.notify("exit", None)
+    assert server.proc.wait(timeout=10) == 0

@@ -8,7 +8,7 @@ import os
 import click
 
 from engine import __version__
-from engine.errors import ForetellError
+from engine.errors import ForetellError, out_of_space
 
 
 class ForetellGroup(click.Group):
@@ -25,6 +25,9 @@ class ForetellGroup(click.Group):
         except BrokenPipeError:
             ctx.exit(0)
         except OSError as exc:
+            if out_of_space(exc):
+                raise click.ClickException("the disk is full (no space left to write, or a file-size limit was reached); "
+                                           "nothing was changed: models and learned documents are replaced only once written whole") from None
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
         except MemoryError:

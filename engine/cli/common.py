@@ -38,7 +38,9 @@ def _clean(value):
 
 
 def echo_json(obj) -> None:
-    click.echo(json.dumps(_clean(obj), ensure_ascii=False, indent=None))
+    """One JSON object, always valid UTF-8 (inputs are cleaned on the way in; this is the net)."""
+    text = json.dumps(_clean(obj), ensure_ascii=False, indent=None)
+    click.echo(text.encode("utf-8", "replace").decode("utf-8"))
 
 
 # GLTR's buckets (engine.distribution.rank_buckets): where the word ranked in the prediction.

@@ -11,7 +11,8 @@ import click
 from engine.capabilities import check_can_learn
 from engine.cli.common import echo_json, json_option, load_model, model_option, store
 from engine.corpus import find_files, read_text
-from engine.errors import ForetellError
+from engine.errors import ForetellError, out_of_space
+from engine.files import write_atomic
 from engine.store import validate_name
 
 
@@ -53,6 +54,8 @@ def learn(model_name, pretokenized, paths):
             text = read_text(str(path))
             entry = layer.learn(_key(str(path)), text, base, pretokenized)
         except (ForetellError, OSError) as exc:
+            if isinstance(exc, OSError) and out_of_space(exc):
+                raise  # not this file's fault: the CLI says the disk is full
             click.echo(f"skipped {path}: {exc}", err=True)
             failed += 1
             continue
@@ -97,7 +100,7 @@ def history(name, as_json, export_file):
     layer = s.layer(validate_name(name))
     documents = layer.documents()
     if export_file:
-        Path(export_file).write_text(json.dumps(layer.export(s.load(name, adapted=False)), ensure_ascii=False, indent=1), encoding="utf-8")
+        write_atomic(Path(export_file), json.dumps(layer.export(s.load(name, adapted=False)), ensure_ascii=False, indent=1))
         click.echo(f"Wrote {export_file}.")
         return
     if as_json:

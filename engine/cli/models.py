@@ -11,6 +11,7 @@ from engine.capabilities import ExportsArpa, ImportsArpa, Quantizable, backend_w
 from engine.cli.common import echo_json, json_option, load_model, pretokenized_option, store
 from engine.corpus import read_text
 from engine.errors import ForetellError
+from engine.files import written_whole
 from engine.model import option_fields
 from engine.plugins import backends as discovered_backends, get_backend
 from engine.scoring import perplexity as corpus_perplexity
@@ -111,7 +112,7 @@ def export(name, fmt, file):
     model = store().load(validate_name(name))
     if not isinstance(model, ExportsArpa):
         raise ForetellError(f"the {model.name!r} backend cannot be exported as ARPA")
-    model.export_arpa(Path(file))
+    written_whole(Path(file), model.export_arpa)
     click.echo(f"Wrote {file}.")
 
 

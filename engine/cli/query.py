@@ -10,9 +10,10 @@ import click
 from engine.capabilities import has_training_curves
 from engine.cli.common import bucket_colour, echo_json, json_option, load_model, model_option, pretokenized_option, use_colour
 from engine.complete import predict as predict_words
-from engine.corpus import read_text
+from engine.corpus import clean_argument, read_text
 from engine.distribution import LOG2E
 from engine.errors import ForetellError
+from engine.files import write_atomic
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
 from engine.scoring import Perplexity, perplexity as corpus_perplexity, perplexity_of_scores, score_tokens
@@ -30,6 +31,7 @@ def _model_name(model) -> str:
 def predict(model_name, k, as_json, text):
     """Next words after TEXT if it ends in a space, else completions of its last, partial word."""
     model = load_model(model_name)
+    text = clean_argument(text)
     result = predict_words(model, text, k)
     rows = [{"token": t, "prob": math.exp(lp), "surprisal_bits": -lp * LOG2E} for t, lp in result.predictions]
     if as_json:
@@ -98,7 +100,7 @@ def write_report(model_names, text, pretokenized, html_file, title) -> None:
         if curves is None and has_training_curves(model):
             curves = training_curves_svg(model)
     check_same_tokens(reports)
-    Path(html_file).write_text(render(text, reports, f"foretell: {title}", curves), encoding="utf-8")
+    write_atomic(Path(html_file), render(text, reports, f"foretell: {title}", curves))
     summary = "; ".join(f"{r['name']} perplexity {r['perplexity']:.2f}" for r in reports)
     click.echo(f"Wrote {html_file} ({len(reports[0]['bits']):,} words; {summary}).")
 
@@ -179,6 +181,7 @@ def generate(model_name, prompt, n, temperature, top_k, top_p, seed):
     """Generate text, optionally continuing --prompt."""
     check_sampling(temperature, top_k, top_p)
     model = load_model(model_name)
+    prompt = clean_argument(prompt)
     tokens = generate_tokens(model, prompt, n, temperature, top_k, top_p, seed)
     click.echo(prompt + detokenize(tokens, after=prompt))
 

@@ -137,7 +137,7 @@ async def on_hover(ls: ForetellServer, params: types.HoverParams):
     index = analysis.token_at(offset_at(doc, params.position))
     if index is None:
         return None
-    return await ls.interactive(surprisal.hover, analysis, ls.posmap(doc, analysis), index)
+    return await _while_open(ls, doc, ls.interactive(surprisal.hover, analysis, ls.posmap(doc, analysis), index))
 
 
 @feature(types.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, surprisal.LEGEND)
@@ -170,8 +170,8 @@ async def on_semantic_tokens_range(ls: ForetellServer, params: types.SemanticTok
     analysis = await ls.visible_analysis(doc, start, end)
     if analysis is None:
         return None
-    data = await ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
-    return types.SemanticTokens(data=data.tolist())
+    data = await _while_open(ls, doc, ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis)))
+    return None if data is None else types.SemanticTokens(data=data.tolist())
 
 
 @feature(types.TEXT_DOCUMENT_INLAY_HINT)
@@ -183,7 +183,7 @@ async def on_inlay_hint(ls: ForetellServer, params: types.InlayHintParams):
     if analysis is None:
         return None
     start, end = offset_at(doc, params.range.start), offset_at(doc, params.range.end)
-    return await ls.background(surprisal.inlay_hints, analysis, ls.posmap(doc, analysis), ls.settings.surprisal.threshold, start, end)
+    return await _while_open(ls, doc, ls.background(surprisal.inlay_hints, analysis, ls.posmap(doc, analysis), ls.settings.surprisal.threshold, start, end))
 
 
 @feature(SURPRISAL_METHOD)
@@ -196,7 +196,7 @@ async def on_surprisal(ls: ForetellServer, params):
     if analysis is None:
         return None
     payload = await ls.background(surprisal.surprisal_payload, analysis, ls.posmap(doc, analysis))
-    return await ls.encoded('{"tokens":', payload["tokens"], f',"perplexity":{json.dumps(payload["perplexity"])}}}')
+    return await _while_open(ls, doc, ls.encoded('{"tokens":', payload["tokens"], f',"perplexity":{json.dumps(payload["perplexity"])}}}'))
 
 
 @command(COMMANDS[0])
@@ -275,12 +275,22 @@ async def _token_data(ls: ForetellServer, uri: str):
     analysis = await ls.analysis(doc)
     if analysis is None:
         return None
-    return await ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis))
+    return await _while_open(ls, doc, ls.background(surprisal.semantic_token_data, analysis, ls.posmap(doc, analysis)))
 
 
 async def _all_tokens(ls: ForetellServer, uri: str, data):
+    doc = ls.document(uri)
+    if doc is None:
+        return None
     result_id = ls.remember_tokens(uri, data)
-    return await ls.encoded(f'{{"resultId":{json.dumps(result_id)},"data":', data.tolist(), "}")
+    return await _while_open(ls, doc, ls.encoded(f'{{"resultId":{json.dumps(result_id)},"data":', data.tolist(), "}"))
+
+
+async def _while_open(ls: ForetellServer, doc, work):
+    """What ``work`` gives, or None if the document was closed meanwhile: a result for a
+    document the editor no longer has is dropped, not sent."""
+    result = await work
+    return result if doc is not None and ls.document(doc.uri) is doc else None
 
 
 def _train(ls: ForetellServer, folders, name, progress):

@@ -150,3 +150,15 @@ def test_requests_after_shutdown_get_invalid_request(server):
     assert answer["error"]["code"] == -32600 and "shutting down" in answer["error"]["message"]
     server.notify("exit", None)
     assert server.proc.wait(timeout=10) == 0
+
+
+def test_a_document_closed_while_its_analysis_runs_gets_no_result(server):
+    big = "file:///tmp/big.md"
+    text = (SMALL_TEXT + "\n") * 400
+    server.notify("textDocument/didOpen", {"textDocument": {"uri": big, "languageId": "markdown", "version": 1, "text": text}})
+    assert server.request("foretell/surprisal", {"textDocument": {"uri": big}})["result"]["tokens"]
+    asked = server.request("foretell/surprisal", {"textDocument": {"uri": big}}, wait=False)  # analysed: only the answer is built
+    server.notify("textDocument/didClose", {"textDocument": {"uri": big}})
+    answer = server.response(asked)
+    assert answer.get("result") is None and "error" not in answer
+    still_correct(server)

@@ -280,8 +280,8 @@ async def _token_data(ls: ForetellServer, uri: str):
 
 async def _all_tokens(ls: ForetellServer, uri: str, data):
     doc = ls.document(uri)
-    if doc is None:
-        return None
+    if doc is None:  # never opened (or just closed): nothing to colour, nothing to remember
+        return types.SemanticTokens(data=[])
     result_id = ls.remember_tokens(uri, data)
     return await _while_open(ls, doc, ls.encoded(f'{{"resultId":{json.dumps(result_id)},"data":', data.tolist(), "}"))
 

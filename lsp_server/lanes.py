@@ -39,7 +39,18 @@ class Lanes:
         self._idle = threading.Condition()
         self._jobs: collections.deque[_Job] = collections.deque()
         self._wake = threading.Condition()
+        self._closed = False
         threading.Thread(target=self._run_background, name="foretell-analysis", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop both lanes (a TCP session ended): queued work is dropped, threads end."""
+        with self._wake:
+            self._closed = True
+            for job in self._jobs:
+                job.future.cancel()
+            self._jobs.clear()
+            self._wake.notify_all()
+        self._interactive.shutdown(wait=False, cancel_futures=True)
 
     # -- interactive -------------------------------------------------------------------------
     async def interactive(self, fn, *args):
@@ -75,8 +86,10 @@ class Lanes:
     def _run_background(self) -> None:
         while True:
             with self._wake:
-                while not self._jobs:
+                while not self._jobs and not self._closed:
                     self._wake.wait()
+                if self._closed:
+                    return
                 job = self._jobs.popleft()
             with self._idle:
                 while self._pending:

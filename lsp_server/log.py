@@ -1,15 +1,17 @@
-"""The server's log, shown in the editor's output (``window/logMessage``): an unexpected error in
-work nobody awaits (a debounced analysis, diagnostics) reaches the user instead of vanishing."""
+"""Each session's log, shown in its editor's output (``window/logMessage``): an unexpected error in
+work nobody awaits (a debounced analysis, diagnostics) reaches the user instead of vanishing.
+A session has a logger of its own, so over TCP one client never sees another's messages."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 
 from lsprotocol import types
 
-logger = logging.getLogger("foretell")
+_sessions = itertools.count(1)
 
 LEVELS = ((logging.ERROR, types.MessageType.Error), (logging.WARNING, types.MessageType.Warning), (logging.INFO, types.MessageType.Info))
 
@@ -25,12 +27,17 @@ class EditorLog(logging.Handler):
         self.setFormatter(logging.Formatter("foretell: %(message)s"))
 
     @classmethod
-    def attach(cls, server) -> "EditorLog":
+    def attach(cls, server) -> logging.Logger:
+        """A logger of the server's own whose records go to its editor."""
         handler = cls(server)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        server.editor_log = handler
-        return handler
+        log = logging.getLogger(f"foretell.session{next(_sessions)}")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        server.editor_log, server.log = handler, log
+        return log
+
+    def detach(self) -> None:
+        self.server.log.removeHandler(self)
 
     def bind(self) -> None:
         """Remember the event loop (called on it): records from other threads are sent there."""
@@ -48,10 +55,10 @@ class EditorLog(logging.Handler):
             pass
 
 
-def report_failure(task: asyncio.Task) -> None:
+def report_failure(log: logging.Logger, task: asyncio.Task) -> None:
     """Done-callback for background tasks: log what went wrong (cancelling is not wrong)."""
     if task.cancelled():
         return
     error = task.exception()
     if error is not None:
-        logger.error("%s failed: %s: %s", task.get_name(), type(error).__name__, error, exc_info=error)
+        log.error("%s failed: %s: %s", task.get_name(), type(error).__name__, error, exc_info=error)

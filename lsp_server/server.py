@@ -11,10 +11,12 @@ base the next one reuses (engine.analysis): an edit costs what it changed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import json
 import itertools
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 from pygls.protocol.json_rpc import RPCRequest
 
 from engine import __version__
@@ -58,6 +61,17 @@ class TolerantProtocol(LanguageServerProtocol):
                 error = JsonRpcInvalidParams(f"invalid parameters for {data['method']}")
                 self._send_response(data["id"], error=error.to_response_error())
             return _Unreadable()
+
+    end_session = None  # set for a TCP connection: exit closes it instead of ending the process
+
+    @lsp_method(types.EXIT)
+    def lsp_exit(self, *args):
+        if self.end_session is None:
+            yield from super().lsp_exit(*args)
+            return
+        if (user_handler := self.fm.features.get(types.EXIT)) is not None:
+            yield user_handler, args, None
+        self.end_session()
 
     def handle_message(self, message):
         """After ``shutdown`` a request gets InvalidRequest, as LSP says, not silence (which
@@ -106,6 +120,7 @@ class ForetellServer(LanguageServer):
         self.semantic: dict[str, tuple[str, object]] = {}  # uri -> (result id, token data) last sent
         self._results = itertools.count(1)
         self.editor_log = None  # lsp_server.log.EditorLog, once attached
+        self.log = logging.getLogger("foretell")  # the session's own, once attached
 
     # -- helpers -----------------------------------------------------------------------------
     async def interactive(self, fn, *args):
@@ -266,7 +281,7 @@ class ForetellServer(LanguageServer):
         wait = self.settings.surprisal.debounceMs / 1000 if delay is None else delay
         task = self.timers[uri] = asyncio.ensure_future(self._analyse_later(uri, wait))
         task.set_name(f"the analysis of {uri}")
-        task.add_done_callback(report_failure)
+        task.add_done_callback(functools.partial(report_failure, self.log))
 
     async def _analyse_later(self, uri: str, delay: float) -> None:
         await asyncio.sleep(delay)

@@ -9,18 +9,18 @@ import threading
 import queue
 
 
-class RawServer:
-    def __init__(self, env=None):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lsp_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-        )
+class RawClient:
+    """JSON-RPC over a pair of binary streams (a server's stdio, or a socket's files)."""
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
         self.messages: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.next_id = 0
         self.responses: dict = {}
 
     def _read(self):
-        stream = self.proc.stdout
+        stream = self.reader
         while True:
             length = None
             while True:
@@ -35,8 +35,8 @@ class RawServer:
             self.messages.put(json.loads(stream.read(length)))
 
     def write_body(self, body: bytes) -> None:
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
+        self.writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.writer.flush()
 
     def send(self, message: dict) -> None:
         self.write_body(json.dumps({"jsonrpc": "2.0", **message}).encode())
@@ -75,6 +75,17 @@ class RawServer:
         self.notify("initialized", {})
         return result
 
+
+
+class RawServer(RawClient):
+    """``python -m lsp_server`` in a subprocess, spoken to over its stdio."""
+
+    def __init__(self, env=None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lsp_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+        super().__init__(self.proc.stdout, self.proc.stdin)
+
     def close(self) -> None:
         try:
             self.request("shutdown", None)
@@ -82,3 +93,16 @@ class RawServer:
             self.proc.wait(timeout=10)
         except Exception:
             self.proc.kill()
+
+
+class RawTcpClient(RawClient):
+    """A connection to ``foretell serve --tcp``."""
+
+    def __init__(self, port: int):
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        super().__init__(self.sock.makefile("rb"), self.sock.makefile("wb"))
+
+    def close(self) -> None:
+        self.sock.close()

@@ -162,3 +162,60 @@ def test_a_document_closed_while_its_analysis_runs_gets_no_result(server):
     answer = server.response(asked)
     assert answer.get("result") is None and "error" not in answer
     still_correct(server)
+
+
+def test_tcp_connections_are_separate_sessions():
+    """Two clients at once over TCP: each sees only its own documents and answers; a silent
+    connection receives nothing; a client that exits leaves the others and the listener up."""
+    import queue
+    import socket
+    import subprocess
+    import sys
+
+    from tests.lsp_raw import RawTcpClient
+
+    cls = get_backend("ngram").cls
+    ModelStore().save("default", cls.fit(corpus_from_text(SMALL_TEXT), cls.Options(order=3)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-c", "from engine.cli import main; main()", "serve", "--tcp", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    clients = []
+    try:
+        assert "listening" in proc.stderr.readline().decode()
+        a, silent, b = (RawTcpClient(port) for _ in range(3))
+        clients += [a, silent, b]
+        a.initialize({"foretell": {"surprisal": {"debounceMs": 0}}})
+        a.notify("textDocument/didOpen", {"textDocument": {"uri": URI, "languageId": "markdown", "version": 1, "text": "Secret words of A."}})
+        b.initialize()
+        assert "no open document" in b.request("foretell/surprisal", {"textDocument": {"uri": URI}})["error"]["message"]
+        answer = a.request("foretell/surprisal", {"textDocument": {"uri": URI}})
+        assert [t["token"] for t in answer["result"]["tokens"]][:2] == ["Secret", "words"]
+        with pytest.raises(queue.Empty):
+            silent.messages.get(timeout=1.0)  # nothing of A's reaches a connection that said nothing
+        assert "Secret" not in json_of(b)
+        b.request("shutdown", None)
+        b.notify("exit", None)
+        assert completion(a, line=0, character=7)["result"] is not None  # A's session goes on
+        c = RawTcpClient(port)
+        clients.append(c)
+        assert c.initialize()["result"]["capabilities"]  # and the listener takes new clients
+        assert proc.poll() is None
+    finally:
+        for client in clients:
+            client.close()
+        proc.kill()
+
+
+def json_of(client) -> str:
+    """Everything a client has received so far, as text."""
+    import json
+    import queue
+
+    seen = []
+    while True:
+        try:
+            seen.append(client.messages.get_nowait())
+        except queue.Empty:
+            return json.dumps(seen) + json.dumps(list(client.responses.values()))

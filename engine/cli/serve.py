@@ -31,13 +31,13 @@ def serve(model_name, tcp):
         from engine.store import validate_name
 
         validate_name(model_name)
-    server = create_server(model_name)
     if tcp:
+        from lsp_server.tcp import serve_tcp
+
         host, port = parse_address(tcp)
-        click.echo(f"foretell language server listening on {host}:{port}", err=True)
-        server.start_tcp(host, port)
+        serve_tcp(host, port, model_name, lambda h, p: click.echo(f"foretell language server listening on {h}:{p} (a session per connection)", err=True))
     else:
-        server.start_io()
+        create_server(model_name).start_io()
 
 
 def register(cli):

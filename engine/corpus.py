@@ -146,17 +146,13 @@ def open_stdin():
         wrapper.detach()
 
 
-def clean_argument(text: str) -> str:
-    """A command-line argument as valid text: bytes the locale could not decode (which Python
-    keeps as lone surrogates) become replacement characters, as in files."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def read_text(path: str) -> str:
-    """A whole file as text, or a clear error ('-' reads standard input)."""
+@contextlib.contextmanager
+def open_input(path: str):
+    """A file (or '-', standard input) opened as text to be read as a stream, or a clear error."""
     if path == "-":
         with open_stdin() as f:
-            return f.read()
+            yield f
+        return
     p = Path(path)
     if p.is_dir():
         raise ForetellError(f"{path} is a folder; give a file")
@@ -167,6 +163,18 @@ def read_text(path: str) -> str:
     except NotText as exc:
         raise ForetellError(f"{path}: {exc}") from None
     with f:
+        yield f
+
+
+def clean_argument(text: str) -> str:
+    """A command-line argument as valid text: bytes the locale could not decode (which Python
+    keeps as lone surrogates) become replacement characters, as in files."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def read_text(path: str) -> str:
+    """A whole file as text, or a clear error ('-' reads standard input)."""
+    with open_input(path) as f:
         return f.read()
 
 

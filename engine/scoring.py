@@ -5,8 +5,8 @@ conventions (``</s>`` scored and counted, OOVs scored as ``<unk>`` and reported 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -28,7 +28,8 @@ class TokenScore:
     oov: bool
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {"token": self.token, "start": self.start, "end": self.end, "logprob": self.logprob, "surprisal_bits": self.surprisal_bits,
+                "rank": self.rank, "entropy_bits": self.entropy_bits, "oov": self.oov}
 
 
 @dataclass
@@ -79,17 +80,11 @@ def encode(model: LanguageModel, sentences: Iterable[list[Token]]) -> np.ndarray
     return np.array(ids, dtype=np.int64)
 
 
-def perplexity(model: LanguageModel, sentences: Iterable[list[Token]], batch: int = 20000) -> Perplexity:
+def perplexity(model: LanguageModel, sentences: Iterable[list[Token]]) -> Perplexity:
     """Corpus perplexity via the backend's one-pass sequence scorer, in bounded batches."""
     total = Perplexity()
-    chunk: list[list[Token]] = []
-    for sentence in sentences:
-        chunk.append(sentence)
-        if len(chunk) >= batch:
-            total.add(_perplexity_batch(model, chunk))
-            chunk = []
-    if chunk:
-        total.add(_perplexity_batch(model, chunk))
+    for batch in sentence_batches(sentences):
+        total.add(_perplexity_batch(model, batch))
     return total
 
 
@@ -107,17 +102,39 @@ def _perplexity_batch(model: LanguageModel, sentences: list[list[Token]]) -> Per
     )
 
 
+BATCH_TOKENS = 100_000  # tokens scored at once: memory follows this, not the text
+
+
+def sentence_batches(sentences: Iterable[list[Token]], max_tokens: int = BATCH_TOKENS) -> Iterator[list[list[Token]]]:
+    """Consecutive sentences in batches of about ``max_tokens`` tokens (``</s>`` counted)."""
+    batch: list[list[Token]] = []
+    size = 0
+    for sentence in sentences:
+        batch.append(sentence)
+        size += len(sentence) + 1
+        if size >= max_tokens:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
 def score_tokens(model: LanguageModel, sentences: Iterable[list[Token]]) -> list[TokenScore]:
     """Every token of every sentence plus each ``</s>``: log-probability, surprisal, rank and
     entropy of the distribution it was drawn from."""
-    sentences = list(sentences)
-    ids = encode(model, sentences)
-    logprob, rank, entropy = model.token_stats(ids)
-    tokens = [t for sentence in sentences for t in (*sentence, None)]
-    out: list[TokenScore] = []
-    for i, token in zip(np.flatnonzero(ids != BOS_ID), tokens):
-        out.append(
-            TokenScore(
+    return list(stream_scores(model, sentences))
+
+
+def stream_scores(model: LanguageModel, sentences: Iterable[list[Token]]) -> Iterator[TokenScore]:
+    """``score_tokens`` a batch of sentences at a time, so a stream of any length is scored in
+    bounded memory. A model with state starts each batch afresh, as ``perplexity`` does, so the
+    two agree token for token."""
+    for batch in sentence_batches(sentences):
+        ids = encode(model, batch)
+        logprob, rank, entropy = model.token_stats(ids)
+        tokens = [t for sentence in batch for t in (*sentence, None)]
+        for i, token in zip(np.flatnonzero(ids != BOS_ID), tokens):
+            yield TokenScore(
                 token=EOS if token is None else token.text,
                 start=None if token is None else token.start,
                 end=None if token is None else token.end,
@@ -127,8 +144,6 @@ def score_tokens(model: LanguageModel, sentences: Iterable[list[Token]]) -> list
                 entropy_bits=float(entropy[i]),
                 oov=bool(ids[i] == UNK_ID),
             )
-        )
-    return out
 
 
 def perplexity_of_scores(scores: list[TokenScore]) -> float:

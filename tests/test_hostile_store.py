@@ -204,3 +204,24 @@ def test_json_output_is_valid_utf8_whatever_bytes_come_in(base):
     text = raw.decode("utf-8", "replace")
     assert all(text[t["start"]:t["end"]] == t["token"] for t in scored["tokens"] if t["start"] is not None)
     assert "\ufffd" in [t["token"] for t in scored["tokens"]]
+
+
+def test_score_streams_so_memory_follows_a_batch_not_the_text(base, tmp_path):
+    """`score` of megabytes on standard input, every output form: peak memory stays near what
+    one batch of sentences needs (it held the whole text: 10 MB peaked at 2 GB)."""
+    import subprocess
+    import sys
+
+    text = (SMALL_TEXT + "\n") * 5000  # 2.2 MB, 465,000 tokens (whole, it would peak near 450 MB)
+    # VmHWM, not ru_maxrss: the latter keeps the forking parent's size across exec.
+    code = ("import sys; from engine.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')), file=sys.stderr)")
+    for form in (["--json"], ["--no-color"], ["--color"]):
+        proc = subprocess.run([sys.executable, "-c", code, "score", "-m", "base", *form, "-"], input=text.encode(), capture_output=True, timeout=300)
+        peak_mb = int(proc.stderr.decode().split()[-1]) / 1024
+        assert proc.returncode == 0 and peak_mb < 200, (form, peak_mb)
+        out = proc.stdout.decode()
+        if form == ["--json"]:
+            scored = json.loads(out)
+            assert len(scored["tokens"]) == 5000 * 93 and scored["perplexity"] > 1
+        assert form == ["--json"] or out.splitlines()[-1].startswith("465,000 tokens")

@@ -28,8 +28,8 @@ def load_model(name: str | None):
 
 
 def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -37,10 +37,14 @@ def _clean(value):
     return value
 
 
+def json_text(obj) -> str:
+    """``obj`` as JSON, non-finite numbers as null, always valid UTF-8 (inputs are cleaned on
+    the way in; this is the net)."""
+    return json.dumps(_clean(obj), ensure_ascii=False).encode("utf-8", "replace").decode("utf-8")
+
+
 def echo_json(obj) -> None:
-    """One JSON object, always valid UTF-8 (inputs are cleaned on the way in; this is the net)."""
-    text = json.dumps(_clean(obj), ensure_ascii=False, indent=None)
-    click.echo(text.encode("utf-8", "replace").decode("utf-8"))
+    click.echo(json_text(obj))
 
 
 # GLTR's buckets (engine.distribution.rank_buckets): where the word ranked in the prediction.

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import click
 
 from engine.capabilities import has_training_curves
-from engine.cli.common import bucket_colour, echo_json, json_option, load_model, model_option, pretokenized_option, use_colour
+from engine.cli.common import bucket_colour, echo_json, json_text, json_option, load_model, model_option, pretokenized_option, use_colour
 from engine.complete import predict as predict_words
-from engine.corpus import clean_argument, read_text
+from engine.corpus import clean_argument, iter_lines, open_input, read_text
 from engine.distribution import LOG2E
 from engine.errors import ForetellError
 from engine.files import write_atomic
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
-from engine.scoring import Perplexity, perplexity as corpus_perplexity, perplexity_of_scores, score_tokens
-from engine.tokenizer import tokenize
+from engine.scoring import Perplexity, perplexity as corpus_perplexity, stream_scores
+from engine.tokenizer import iter_sentences, tokenize
+
+HTML_LIMIT = 20_000_000  # characters for --html: its page holds every token (and the text) at once
+
 
 def _model_name(model) -> str:
     return model.model_name or "?"
@@ -53,39 +57,98 @@ def predict(model_name, k, as_json, text):
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), help="Write a self-contained report page to this file.")
 @click.argument("file", default="-")
 def score(model_names, as_json, pretokenized, colour, html_file, file):
-    """Score every token of FILE ('-' for standard input): surprisal, rank, entropy."""
-    text = read_text(file)
+    """Score every token of FILE ('-' for standard input): surprisal, rank, entropy.
+
+    Text of any length is read and scored a batch of sentences at a time (--html, whose page
+    holds every token, takes up to 20 million characters)."""
     if html_file:
+        text = read_text(file)
+        if len(text) > HTML_LIMIT:
+            raise ForetellError(f"--html takes up to {HTML_LIMIT:,} characters (the page holds every token); this text has {len(text):,}")
         write_report(model_names, text, pretokenized, html_file, title='standard input' if file == '-' else Path(file).name)
         return
     if len(model_names) > 1:
         raise ForetellError("one model at a time, except with --html (which compares two)")
     model = load_model(model_names[0] if model_names else None)
-    scores = score_tokens(model, tokenize(text, pretokenized))
-    ppl = perplexity_of_scores(scores)
-    if as_json:
-        echo_json({"model": _model_name(model), "tokens": [s.as_dict() for s in scores], "perplexity": ppl})
-        return
-    bits = sum(s.surprisal_bits for s in scores)
-    oov = sum(s.oov for s in scores)
-    if use_colour(colour):
-        colour = True
-        out, pos = [], 0
-        for s in scores:
-            if s.start is None:
-                continue
-            out.append(text[pos : s.start])
-            out.append(click.style(text[s.start : s.end], fg=bucket_colour(s.rank), underline=s.oov))
-            pos = s.end
-        out.append(text[pos:])
-        click.echo("".join(out).rstrip("\n"), color=colour)
-        legend = "  ".join(click.style(label, fg=c) for label, c in (("top 10", "green"), ("top 100", "yellow"), ("top 1000", "red"), ("beyond", "magenta")))
-        click.echo(f"\nrank: {legend}  (underlined: out of vocabulary)", color=colour)
-    else:
-        click.echo("token\tstart\tend\tsurprisal_bits\trank\tentropy_bits\toov")
-        for s in scores:
-            click.echo(f"{s.token}\t{'' if s.start is None else s.start}\t{'' if s.end is None else s.end}\t{s.surprisal_bits:.3f}\t{s.rank}\t{s.entropy_bits:.3f}\t{int(s.oov)}")
-    click.echo(f"{len(scores):,} tokens ({oov} OOV), {bits:.1f} bits, perplexity {ppl:.2f}, model {_model_name(model)}")
+    with open_input(file) as f:
+        colour = use_colour(colour) and not as_json
+        lines = RecordedLines(iter_lines(f)) if colour else iter_lines(f)  # colour prints the text around tokens
+        scores = Totals(stream_scores(model, iter_sentences(lines, pretokenized)))
+        if as_json:
+            click.echo(f'{{"model": {json_text(_model_name(model))}, "tokens": [', nl=False)
+            for n, chunk in enumerate(_chunks(scores, 1000)):
+                click.echo((", " if n else "") + ", ".join(json_text(s.as_dict()) for s in chunk), nl=False)
+            click.echo(f'], "perplexity": {json_text(scores.perplexity)}}}')
+            return
+        if colour:
+            for s in scores:
+                if s.start is not None:
+                    click.echo(lines.take(s.start) + click.style(lines.take(s.end), fg=bucket_colour(s.rank), underline=s.oov), nl=False, color=True)
+            click.echo(lines.rest().rstrip("\n"), color=True)
+            legend = "  ".join(click.style(label, fg=c) for label, c in (("top 10", "green"), ("top 100", "yellow"), ("top 1000", "red"), ("beyond", "magenta")))
+            click.echo(f"\nrank: {legend}  (underlined: out of vocabulary)", color=True)
+        else:
+            click.echo("token\tstart\tend\tsurprisal_bits\trank\tentropy_bits\toov")
+            for s in scores:
+                click.echo(f"{s.token}\t{'' if s.start is None else s.start}\t{'' if s.end is None else s.end}\t{s.surprisal_bits:.3f}\t{s.rank}\t{s.entropy_bits:.3f}\t{int(s.oov)}")
+    click.echo(f"{scores.tokens:,} tokens ({scores.oov} OOV), {scores.bits:.1f} bits, perplexity {scores.perplexity:.2f}, model {_model_name(model)}")
+
+
+def _chunks(items, n: int):
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, n)):
+        yield chunk
+
+
+class Totals:
+    """Token scores passed through, counted on the way: the summary line needs no list."""
+
+    def __init__(self, scores):
+        self._scores = scores
+        self.tokens = self.oov = 0
+        self.bits = 0.0
+
+    def __iter__(self):
+        for s in self._scores:
+            self.tokens += 1
+            self.oov += s.oov
+            self.bits += s.surprisal_bits
+            yield s
+
+    @property
+    def perplexity(self) -> float:
+        return 2 ** (self.bits / self.tokens) if self.tokens else float("nan")
+
+
+class RecordedLines:
+    """Lines as they stream past, kept only until the text up to an offset has been taken
+    (colour output prints the text around each token)."""
+
+    def __init__(self, lines):
+        self._lines = lines
+        self._pending: list[str] = []
+        self._text = ""
+        self._start = 0  # offset of self._text[0] in the whole input
+        self._pos = 0  # offset taken up to
+
+    def __iter__(self):
+        for line in self._lines:
+            self._pending.append(line)
+            yield line
+
+    def take(self, end: int) -> str:
+        """The text from where the last take ended up to offset ``end``."""
+        if end - self._start > len(self._text):
+            self._text += "".join(self._pending)
+            self._pending.clear()
+        piece = self._text[self._pos - self._start : end - self._start]
+        self._pos = end
+        if self._pos - self._start > len(self._text) // 2:
+            self._text, self._start = self._text[self._pos - self._start :], self._pos
+        return piece
+
+    def rest(self) -> str:
+        return self.take(self._start + len(self._text) + sum(map(len, self._pending)))
 
 
 def write_report(model_names, text, pretokenized, html_file, title) -> None:
@@ -125,7 +188,8 @@ def perplexity(model_name, as_json, pretokenized, files):
     total = Perplexity()
     per_file = []
     for path in files:
-        result = corpus_perplexity(model, tokenize(read_text(path), pretokenized))
+        with open_input(path) as f:
+            result = corpus_perplexity(model, iter_sentences(iter_lines(f), pretokenized))
         total.add(result)
         per_file.append((path, result))
     if as_json:

@@ -107,10 +107,14 @@ class DocumentAnalysis:
     ``DocumentAnalysis(model, text, previous)`` analyses at once; with ``run=False`` nothing is
     done until ``steps()`` is iterated. ``complete`` says whether it finished."""
 
-    def __init__(self, model: LanguageModel, text: str, previous: "DocumentAnalysis | None" = None, max_chars: int = MAX_CHARS, run: bool = True):
+    def __init__(self, model: LanguageModel, text: str, previous: "DocumentAnalysis | None" = None, max_chars: int = MAX_CHARS,
+                 run: bool = True, window_start: int = 0):
         self.model = model
         self.text = text
         self.max_chars = max_chars
+        # Characters window_start : window_start + max_chars are analysed (a huge document's
+        # visible part); offsets stay the document's.
+        self.window_start = max(0, min(window_start, len(text) - max_chars)) if len(text) > max_chars else 0
         self.truncated = len(text) > max_chars
         self.complete = False
         self.blocks: list[Block] = []
@@ -151,7 +155,9 @@ class DocumentAnalysis:
     def _tokenize(self) -> Iterator[None]:
         state = ProseTokenizer.PLAIN
         budget = STEP_CHARS
-        for offset, block_text in blocks(self.text[: self.max_chars]):
+        first = self.window_start
+        for offset, block_text in blocks(self.text[first : first + self.max_chars]):
+            offset += first
             old = self._reusable.get((block_text, state))
             if old is not None:
                 block = old if old.start == offset else old.moved_to(offset)
@@ -287,7 +293,10 @@ class DocumentAnalysis:
         return i, max(i, bisect.bisect_left(starts, end))
 
     def covers(self, start: int, end: int) -> bool:
-        """Whether characters ``start:end`` are analysed already (all of them once complete)."""
+        """Whether characters ``start:end`` are analysed already (all of them once complete,
+        unless they lie outside the window of a document too large to analyse whole)."""
+        if self.truncated and not (self.window_start <= start and end <= self.window_start + self.max_chars):
+            return False
         if self.complete:
             return True
         if not self.tokenized:
@@ -307,6 +316,16 @@ class DocumentAnalysis:
         part.model, part.text, part.complete, part.stream = self.model, self.text, False, None
         part._fill(self.blocks[i:j], self._block_stats(i, j))
         return part
+
+    def approx_bytes(self) -> int:
+        """Roughly what this analysis holds in memory (measured: about 600 bytes a token for
+        the n-gram, plus the text; a model with state adds its state at every sentence start)."""
+        tokens = sum(len(b.ids) for b in self.blocks)
+        states = 0
+        if self.stream is not None:
+            first = next((x for x in self.stream.states if x is not None), None)
+            states = _size_of(first) * len(self.stream.states)
+        return 600 * tokens + 2 * min(len(self.text), self.max_chars) + states
 
     @property
     def perplexity(self) -> float:
@@ -373,3 +392,22 @@ def _suffix_base(stream: Stream, base: Stream) -> _SuffixBase | None:
     k = int(np.searchsorted(stream.starts, n - same))
     begin = int(stream.starts[k]) if k < len(stream.starts) else n
     return _SuffixBase(base, begin, n - m)
+
+
+def _size_of(state) -> int:
+    """Bytes of the arrays (numpy or torch) inside a model state, one level down."""
+    if isinstance(state, tuple):
+        parts = state
+    elif hasattr(state, "__slots__"):
+        parts = [getattr(state, name, None) for name in state.__slots__]
+    else:
+        parts = getattr(state, "__dict__", {}).values()
+    total = 0
+    for part in parts:
+        if hasattr(part, "nbytes"):
+            total += int(part.nbytes)
+        elif hasattr(part, "element_size"):
+            total += int(part.element_size() * part.nelement())
+        elif isinstance(part, tuple):
+            total += _size_of(part)
+    return total + 64

@@ -34,6 +34,7 @@ class LearningSettings:
 class Settings:
     model: str | None = None
     maxSuggestions: int = 10
+    analysisMemoryMB: int = 300  # analyses kept past this are the least recently used documents', dropped
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     surprisal: SurprisalSettings = field(default_factory=SurprisalSettings)
     inlineCompletion: InlineSettings = field(default_factory=InlineSettings)
@@ -42,6 +43,7 @@ class Settings:
 
 _CHECKS = {
     "maxSuggestions": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100,
+    "analysisMemoryMB": lambda v: isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 1_000_000,
     "model": lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
     "languages": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
     "semanticTokens": lambda v: isinstance(v, bool),

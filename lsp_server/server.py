@@ -11,6 +11,7 @@ base the next one reuses (engine.analysis): an edit costs what it changed.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import gc
 import inspect
@@ -18,6 +19,7 @@ import json
 import itertools
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from lsprotocol import types
@@ -40,6 +42,8 @@ from lsp_server.encoded import Encoded, json_steps
 from lsp_server.lanes import Lanes
 from lsp_server.log import report_failure
 
+LARGE_DOCUMENT = 1_000_000  # characters: past this only a window around what the editor shows is analysed
+WINDOW_CHARS = 200_000  # the size of that window
 VISIBLE_POLL = 0.005  # seconds between looks at an analysis under way for the visible range
 
 
@@ -99,6 +103,7 @@ class Running:
     analysis being built, which can already answer for what it has covered."""
 
     version: int
+    window: tuple[int, int]  # (first character, length) analysed
     future: asyncio.Future | None = None
     analysis: DocumentAnalysis | None = None
 
@@ -113,6 +118,8 @@ class ForetellServer(LanguageServer):
         self._model_name = None
         self._model_lock = threading.Lock()
         self.analyses: dict[str, tuple[int, DocumentAnalysis]] = {}  # uri -> latest, finished or stopped
+        self.last_used: dict[str, float] = {}  # uri -> when its analysis was last asked for
+        self.windows: dict[str, int] = {}  # uri -> where a large document's analysed window starts
         self.timers: dict[str, asyncio.Task] = {}
         self.inflight: dict[str, Running] = {}
         self._posmaps: dict[str, PositionMap] = {}
@@ -170,17 +177,27 @@ class ForetellServer(LanguageServer):
         return self.workspace.text_documents.get(uri)
 
     def _current(self, doc) -> DocumentAnalysis | None:
+        self.last_used[doc.uri] = time.monotonic()
         latest = self.analyses.get(doc.uri)
-        if latest and latest[0] == doc.version and latest[1].complete and latest[1].model is self._model:
+        if latest and latest[0] == doc.version and latest[1].complete and latest[1].model is self._model \
+                and latest[1].window_start == self._window(doc)[0]:
             return latest[1]
         return None
+
+    def _window(self, doc) -> tuple[int, int]:
+        """(first character, length) of what to analyse: all of a document up to LARGE_DOCUMENT,
+        else the window around what the editor last showed."""
+        if len(doc.source) <= LARGE_DOCUMENT:
+            return 0, LARGE_DOCUMENT
+        return self.windows.get(doc.uri, 0), WINDOW_CHARS
 
     def _running(self, doc) -> "Running":
         """The analysis of the document's current version under way, started if need be."""
         running = self.inflight.get(doc.uri)
-        if running is None or running.version != doc.version:
+        window = self._window(doc)
+        if running is None or running.version != doc.version or running.window != window:
             latest = self.analyses.get(doc.uri)
-            running = self.inflight[doc.uri] = self._start_analysis(doc.uri, doc.version, doc.source, latest[1] if latest else None)
+            running = self._start_analysis(doc.uri, doc.version, doc.source, latest[1] if latest else None, window)
         return running
 
     async def analysis(self, doc) -> DocumentAnalysis | None:
@@ -197,6 +214,10 @@ class ForetellServer(LanguageServer):
     async def visible_analysis(self, doc, start: int, end: int) -> DocumentAnalysis | None:
         """Characters ``start:end`` analysed, as soon as they are, ahead of the whole document:
         the rest follows in the background and the editor is asked to refresh its colours."""
+        if len(doc.source) > LARGE_DOCUMENT:  # move the window to what the editor shows
+            first = self._window(doc)[0]
+            if not first <= start <= end <= first + WINDOW_CHARS:
+                self.windows[doc.uri] = max(0, min(start - WINDOW_CHARS // 4, len(doc.source) - WINDOW_CHARS))
         current = self._current(doc)
         if current is not None:
             return current.view(start, end)
@@ -212,20 +233,21 @@ class ForetellServer(LanguageServer):
         result = await self.analysis(doc)
         return result.view(start, end) if result is not None else None
 
-    def _start_analysis(self, uri: str, version: int, text: str, previous: DocumentAnalysis | None) -> "Running":
+    def _start_analysis(self, uri: str, version: int, text: str, previous: DocumentAnalysis | None, window: tuple[int, int]) -> "Running":
         """An analysis on the background lane that stops once the document has moved on."""
-        running = Running(version)
+        running = Running(version, window)
 
         def steps():
-            running.analysis = DocumentAnalysis(self.model(), text, previous, run=False)
+            running.analysis = DocumentAnalysis(self.model(), text, previous, max_chars=window[1], run=False, window_start=window[0])
             yield
             yield from running.analysis.steps()
             return running.analysis
 
         def overtaken() -> bool:
             current = self.document(uri)
-            return current is None or current.version != version
+            return current is None or current.version != version or self.inflight.get(uri, running) is not running
 
+        self.inflight[uri] = running  # before its first step, which asks overtaken()
         running.future = asyncio.wrap_future(self.lanes.background_steps(steps(), overtaken, lambda: running.analysis))
         running.future.add_done_callback(lambda _: self._analysed(uri, running))
         return running
@@ -242,6 +264,7 @@ class ForetellServer(LanguageServer):
             return
         result = future.result()
         self.analyses[uri] = (running.version, result)
+        self._keep_within_budget(uri)
         gc.freeze()  # long-lived analyses need not be walked by every collection while typing
         if result.complete and uri in self.refresh_when_done:
             self.refresh_when_done.discard(uri)
@@ -253,13 +276,32 @@ class ForetellServer(LanguageServer):
         if caps and caps.semantic_tokens and caps.semantic_tokens.refresh_support:
             self.workspace_semantic_tokens_refresh(None)
 
-    def closed(self, uri: str) -> None:
-        """Let go of everything kept for a document the editor closed."""
+    def _keep_within_budget(self, keep: str) -> None:
+        """Drop the analyses of the least recently used documents (never ``keep``'s) while all
+        of them together hold more than the analysisMemoryMB setting; a dropped one is redone
+        if its document is asked for again."""
+        budget = self.settings.analysisMemoryMB << 20
+        sizes = {uri: analysis.approx_bytes() for uri, (_, analysis) in self.analyses.items()}
+        for uri in sorted(sizes, key=lambda u: self.last_used.get(u, 0.0)):
+            if sum(sizes.values()) <= budget:
+                break
+            if uri != keep:
+                self._forget_analysis(uri)
+                del sizes[uri]
+
+    def _forget_analysis(self, uri: str) -> None:
         self.analyses.pop(uri, None)
-        self.inflight.pop(uri, None)
-        self.refresh_when_done.discard(uri)
         self._posmaps.pop(uri, None)
         self.semantic.pop(uri, None)
+
+    def closed(self, uri: str) -> None:
+        """Let go of everything kept for a document the editor closed, and give the memory back."""
+        self._forget_analysis(uri)
+        self.last_used.pop(uri, None)
+        self.windows.pop(uri, None)
+        asyncio.ensure_future(self.background(release_memory))
+        self.inflight.pop(uri, None)
+        self.refresh_when_done.discard(uri)
         timer = self.timers.pop(uri, None)
         if timer:
             timer.cancel()
@@ -307,3 +349,15 @@ class ForetellServer(LanguageServer):
 
     def publish(self, uri: str, diagnostics, version=None) -> None:
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version))
+
+
+def release_memory() -> None:
+    """After a document closes: collect what it left (frozen objects too) and hand freed heap
+    back to the system, so memory follows the open documents, not the ones ever opened."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -219,3 +219,70 @@ def json_of(client) -> str:
             seen.append(client.messages.get_nowait())
         except queue.Empty:
             return json.dumps(seen) + json.dumps(list(client.responses.values()))
+
+
+def server_rss_mb(server) -> float:
+    status = open(f"/proc/{server.proc.pid}/status").read()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+
+
+def test_closing_documents_returns_their_memory(server):
+    """Open ten documents, have them analysed, close them; three times: the server's memory
+    after each cycle stays within 10 % of the first (it grew 684, 800, 1,074 MB)."""
+    text = (SMALL_TEXT + "\n") * 200  # 88 KB, 19,000 tokens each
+    after = []
+    for cycle in range(3):
+        uris = [f"file:///tmp/cycle-{cycle}-{n}.md" for n in range(10)]
+        for uri in uris:
+            server.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "markdown", "version": 1, "text": text}})
+            assert server.request("foretell/surprisal", {"textDocument": {"uri": uri}})["result"]["tokens"]
+        for uri in uris:
+            server.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+        still_correct(server)  # the closes are handled
+        after.append(server_rss_mb(server))
+    print("server RSS after each cycle (MB):", after)
+    assert after[2] <= after[0] * 1.1, after
+
+
+def test_analyses_past_the_memory_budget_are_dropped_least_recently_used_first():
+    """With analysisMemoryMB at its least (16), twelve documents of 37,000 tokens each leave
+    the server near its starting size, and a document whose analysis was dropped is analysed
+    again when asked for."""
+    cls = get_backend("ngram").cls
+    ModelStore().save("default", cls.fit(corpus_from_text(SMALL_TEXT), cls.Options(order=3)))
+    s = RawServer()
+    try:
+        s.initialize({"foretell": {"analysisMemoryMB": 16, "surprisal": {"debounceMs": 0}}})
+        text = (SMALL_TEXT + "\n") * 400
+        tokens_of = lambda uri: s.request("foretell/surprisal", {"textDocument": {"uri": uri}})["result"]["tokens"]
+        s.notify("textDocument/didOpen", {"textDocument": {"uri": URI, "languageId": "markdown", "version": 1, "text": text}})
+        expected = tokens_of(URI)
+        still_correct_on = lambda uri: tokens_of(uri) == expected
+        before = server_rss_mb(s)
+        for n in range(12):
+            uri = f"file:///tmp/budget-{n}.md"
+            s.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "markdown", "version": 1, "text": text}})
+            assert still_correct_on(uri)
+        grown = server_rss_mb(s) - before
+        assert grown < 45, grown  # unbounded: about 110 MB
+        assert still_correct_on(URI)  # dropped long ago, analysed again
+    finally:
+        s.close()
+
+
+def test_a_large_document_is_analysed_around_what_the_editor_shows(server):
+    """Past a million characters only a window around the visible range is analysed: colours
+    arrive for wherever the editor scrolls, memory follows the window."""
+    big = "file:///tmp/large.md"
+    paragraph = SMALL_TEXT + "\n"
+    text = paragraph * 3500  # 1.5 million characters
+    server.notify("textDocument/didOpen", {"textDocument": {"uri": big, "languageId": "markdown", "version": 1, "text": text}})
+    lines = text.count("\n")
+    for first in (0, lines // 2, lines - 40):
+        data = server.request("textDocument/semanticTokens/range", {"textDocument": {"uri": big},
+                              "range": {"start": {"line": first, "character": 0}, "end": {"line": first + 40, "character": 0}}})["result"]["data"]
+        assert data and data[0] >= first - 1  # tokens start at (or just before) the visible lines
+    tokens = server.request("foretell/surprisal", {"textDocument": {"uri": big}})["result"]["tokens"]
+    assert 0 < len(tokens) < 3500 * 80 / 5  # the window, not the document
+    assert tokens[-1]["range"]["end"]["line"] >= lines - 40  # the window the editor last showed
+    still_correct(server)

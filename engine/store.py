@@ -78,7 +78,8 @@ class ModelStore:
         if not self.models.is_dir():
             return []
         self._sweep()
-        return sorted(p.name for p in self.models.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
+        # Any folder with a manifest entry, even one that cannot be read: `models list` shows it as unreadable.
+        return sorted(p.name for p in self.models.iterdir() if not p.name.startswith(".") and os.path.lexists(p / MANIFEST))
 
     # -- default model ---------------------------------------------------------------------
     def _config(self) -> dict:

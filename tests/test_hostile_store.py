@@ -86,6 +86,11 @@ def test_symlinks_and_devices_in_the_store_are_refused(base):
     layer.unlink()
     layer.symlink_to("/dev/zero")
     assert run("forget", "-m", "base", "--all").exit_code == 0
+    manifest = base.path("base") / "manifest.json"
+    manifest.unlink()
+    manifest.symlink_to("/dev/zero")
+    rows = json.loads(run("models", "list", "--json").output)["models"]
+    assert rows == [{"name": "base", "error": "base: manifest.json is a symbolic link; refused", "default": False}]
 
 
 @pytest.mark.parametrize("file", ["vocab.json", "manifest.json"])

@@ -8,7 +8,7 @@ ability, and one that lacks them gets a clear "cannot" instead of an AttributeEr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -60,13 +60,11 @@ class Learnable(Protocol):
     def with_documents(self, words: list[str], streams: list[np.ndarray]): ...
 
 
-Resolve = Callable[[str], object]  # a model name -> the loaded model
-
-
 @runtime_checkable
 class CombinesModels(Protocol):
     """A backend class whose models are made of other models in the store (``foretell mix``).
-    The store passes a resolver in, so the backend never needs to know where models live."""
+    The store resolves the names ``part_names`` gives and hands the models to ``from_parts``,
+    so the backend never needs to know where or how models are kept."""
 
     def part_names(self, options) -> list[str]: ...
 

@@ -214,9 +214,7 @@ async def score_document(ls: ForetellServer, *args):
 
 @command(COMMANDS[1])
 async def switch_model(ls: ForetellServer, *args):
-    name = args[0] if args and isinstance(args[0], str) else None
-    if not name:
-        raise ForetellError("switchModel needs a model name")
+    name = _text_argument(args, "switchModel needs a model name")
     previous = ls.settings
     ls.apply_settings({"model": name})
     try:
@@ -254,12 +252,17 @@ async def train_workspace(ls: ForetellServer, *args):
 
 @command(COMMANDS[3])
 async def forget_document(ls: ForetellServer, *args):
-    uri = args[0] if args and isinstance(args[0], str) else None
-    if not uri:
-        raise ForetellError("forgetDocument needs the document's URI")
+    uri = _text_argument(args, "forgetDocument needs the document's URI")
     gone = await ls.background(learning.forget_document, ls, uri)
     _reanalyse_all(ls)
     return {"forgotten": [g["key"] for g in gone]}
+
+
+def _text_argument(args, needs: str) -> str:
+    """A command's first argument, which must be a non-empty string (else ``needs`` says why)."""
+    if not args or not isinstance(args[0], str) or not args[0]:
+        raise ForetellError(needs)
+    return args[0]
 
 
 def _reanalyse_all(ls: ForetellServer) -> None:

@@ -24,7 +24,10 @@ class RawClient:
         while True:
             length = None
             while True:
-                line = stream.readline()
+                try:
+                    line = stream.readline()
+                except OSError:  # the server went away (a socket reset)
+                    return
                 if not line:
                     return
                 if line in (b"\r\n", b"\n"):

@@ -139,7 +139,7 @@ class ModelStore:
         manifest = self.manifest(name)
         backend = get_backend_for(manifest, name)
         cls = backend.cls
-        if manifest["backend_format_version"] > getattr(cls, "format_version", 1):
+        if manifest["backend_format_version"] > cls.format_version:
             raise ModelFormatError(f"{name}: made by a newer version of the {manifest['backend']!r} backend; upgrade it")
         try:
             options = options_from_strings(cls.Options, manifest["options"])
@@ -186,7 +186,7 @@ class ModelStore:
                 "format_version": FORMAT_VERSION,
                 "name": name,
                 "backend": model.name,
-                "backend_format_version": getattr(model, "format_version", 1),
+                "backend_format_version": model.format_version,
                 "foretell_version": __version__,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "options": options_to_dict(model.options),

@@ -18,6 +18,9 @@ from plugins.ngram.smoothing import kneser_ney, stupid_backoff
 from plugins.ngram.stats import backoff_token_stats
 
 LN10 = math.log(10.0)
+# Positions ranked at once: each brings every continuation of its longer contexts (thousands for
+# "of the"), so a piece of 8,192 keeps that expansion near 100 MB at a 30,000-word vocabulary.
+STATS_CHUNK = 8192
 SMOOTHINGS = ("kneser-ney", "add-k", "stupid-backoff", "arpa")
 
 
@@ -258,6 +261,11 @@ class NgramModel(LanguageModel):
         ids = np.asarray(ids, dtype=np.int64)
         if self.logp is None or self.order < 2 or len(ids) == 0 or ids[0] != BOS_ID:
             return super().token_stats(ids)  # add-k, unigram models, streams not opening a sentence
+        if len(ids) > STATS_CHUNK:  # whole sentences a piece: the expansion below grows with them
+            starts = np.flatnonzero(ids == BOS_ID)
+            cuts = np.unique(starts[np.minimum(np.searchsorted(starts, np.arange(0, len(ids), STATS_CHUNK)), len(starts) - 1)])
+            pieces = [self.token_stats(piece) for piece in np.split(ids, cuts[1:])]
+            return tuple(np.concatenate(column) for column in zip(*pieces))
         logprob = self.score_ids(ids)
         pos, rank, entropy = backoff_token_stats(self, ids, logprob / LN10)
         ranks, entropies = np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)

@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp())
     train_files, held_out = split_files()
-    name = ensure_model(home, "ngram", 0, train_files)
+    ensure_model(home, "ngram", 0, train_files)  # the user's default model
+    name = "default"
     env = {**os.environ, "FORETELL_HOME": str(home)}
     with tempfile.TemporaryDirectory() as tmp:
         text, arpa = Path(tmp) / "input.txt", Path(tmp) / "model.arpa"

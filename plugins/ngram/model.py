@@ -264,8 +264,9 @@ class NgramModel(LanguageModel):
         if len(ids) > STATS_CHUNK:  # whole sentences a piece: the expansion below grows with them
             starts = np.flatnonzero(ids == BOS_ID)
             cuts = np.unique(starts[np.minimum(np.searchsorted(starts, np.arange(0, len(ids), STATS_CHUNK)), len(starts) - 1)])
-            pieces = [self.token_stats(piece) for piece in np.split(ids, cuts[1:])]
-            return tuple(np.concatenate(column) for column in zip(*pieces))
+            if len(cuts) > 1:  # (one sentence longer than a piece is ranked whole)
+                pieces = [self.token_stats(piece) for piece in np.split(ids, cuts[1:])]
+                return tuple(np.concatenate(column) for column in zip(*pieces))
         logprob = self.score_ids(ids)
         pos, rank, entropy = backoff_token_stats(self, ids, logprob / LN10)
         ranks, entropies = np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)

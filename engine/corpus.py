@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from engine.errors import ForetellError
+from engine.secrets import redact, secret_file
 from engine.tokenizer import iter_words, split_lines
 from engine.vocab import BOS, BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, VocabularyBuilder
 
@@ -59,6 +60,9 @@ def _has_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
+SECRET_REASON = "may hold keys or passwords (by its name); never read"
+
+
 def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
@@ -84,12 +88,16 @@ def _collect(path: Path, files: list[Path], skipped: list[Skipped]) -> None:
         for sub in sorted(path.rglob("*")):
             if _is_hidden(sub, path) or sub.is_dir():
                 continue
-            if sub.suffix.lower() in BINARY_EXTENSIONS:
+            if secret_file(sub):
+                skipped.append(Skipped(str(sub), SECRET_REASON))
+            elif sub.suffix.lower() in BINARY_EXTENSIONS:
                 skipped.append(Skipped(str(sub), "binary file type"))
             elif not sub.is_file():
                 skipped.append(Skipped(str(sub), "broken link or not a regular file"))
             else:
                 files.append(sub)
+    elif path.is_file() and secret_file(path):
+        skipped.append(Skipped(str(path), SECRET_REASON))
     elif path.is_file():
         files.append(path)
     elif path.is_symlink():
@@ -245,7 +253,7 @@ class CorpusBuilder:
     def add_lines(self, lines) -> int:
         """Add one document's lines; returns how many sentences it held."""
         added = 0
-        for words in iter_words(lines, self.pretokenized):
+        for words in iter_words(map(redact, lines), self.pretokenized):  # secrets are never learned
             if BOS in words or EOS in words:  # structure markers are ours, not the text's
                 words = [w for w in words if w not in (BOS, EOS)]
             if not words and not self.pretokenized:

@@ -4,6 +4,11 @@ rewritten and every document can be forgotten again."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pygls.uris import to_fs_path
+
+from engine.secrets import secret_file
 from engine.store import DEFAULT_MODEL
 
 
@@ -13,6 +18,8 @@ def model_name(server) -> str:
 
 def learn_document(server, uri: str, text: str) -> dict | None:
     """Learn ``text`` as document ``uri`` (worker thread); None when it is learned already."""
+    if secret_file(Path(to_fs_path(uri) or uri)):
+        return None  # a key or environment file is never learned (engine.secrets)
     name = model_name(server)
     base = server.store.load(name, adapted=False)
     entry = server.store.layer(name).learn(uri, text, base)

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from engine.errors import ForetellError
-from engine.secrets import redact, secret_file
+from engine.secrets import redact_lines, secret_file
 from engine.tokenizer import iter_words, split_lines
 from engine.vocab import BOS, BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, VocabularyBuilder
 
@@ -253,7 +253,7 @@ class CorpusBuilder:
     def add_lines(self, lines) -> int:
         """Add one document's lines; returns how many sentences it held."""
         added = 0
-        for words in iter_words(map(redact, lines), self.pretokenized):  # secrets are never learned
+        for words in iter_words(redact_lines(lines), self.pretokenized):  # secrets are never learned
             if BOS in words or EOS in words:  # structure markers are ours, not the text's
                 words = [w for w in words if w not in (BOS, EOS)]
             if not words and not self.pretokenized:

@@ -12,7 +12,8 @@ A model offers what it learned as completions, exports it as ARPA and lists it i
 - tokens in the shape of known credentials (AWS access keys, GitHub, Slack, Stripe, Google
   API tokens, JWTs, private key blocks);
 - long random-looking strings: 20 or more characters mixing lower case, upper case and digits
-  (prose, code identifiers and lower-case corpora such as PTB have none).
+  (prose and lower-case corpora such as PTB have none; a camel-case identifier with a digit
+  that long is blanked too, a loss we accept).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import re
 from pathlib import Path
 
 SECRET_FILES = ("*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.gpg", "*.asc", "id_rsa*", "id_dsa*",
-                "id_ecdsa*", "id_ed25519*", "*.env", ".env*", "*.netrc", ".pgpass", "credentials", "credentials.*", "*secret*")
-_NAMED = re.compile(
-    r"(?i)\b[\w.-]*(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)\b"
-    r"[\"']?\s*(?::=|=>|[:=])\s*[\"']?([^\s\"',;]+)"
-)
+                "id_ecdsa*", "id_ed25519*", "*.env", ".env*", "*.netrc", ".pgpass", "credentials", "credentials.*", "secrets.env")
+# Names that say the value after them is a secret (matched in lower case), then the value.
+_NAMES = ("password", "passwd", "passphrase", "pwd", "pass", "secret", "token", "api_key", "api-key", "apikey",
+          "access_key", "access-key", "private_key", "private-key", "credential", "credentials")
+_VALUE = re.compile(r"[\"']?[ \t]*(?::=|=>|[:=])[ \t]*[\"']?([^\s\"',;]+)")
 _SHAPES = re.compile(
     r"\b(?:A(?:KIA|SIA)[0-9A-Z]{16}"            # AWS access key ids
     r"|gh[pousr]_[A-Za-z0-9]{30,}"              # GitHub tokens
@@ -35,8 +36,9 @@ _SHAPES = re.compile(
     r"|AIza[0-9A-Za-z_-]{30,}"                  # Google API keys
     r"|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})"  # JWTs
 )
-_RANDOM = re.compile(r"(?<![\w+/=-])(?=[A-Za-z0-9+/=_-]*[a-z])(?=[A-Za-z0-9+/=_-]*[A-Z])(?=[A-Za-z0-9+/=_-]*[0-9])[A-Za-z0-9+/=_-]{20,}")
-_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/=_-]{20,}")  # candidates for a random string (checked below)
+_SHAPE_HINTS = ("AKIA", "ASIA", "gh", "xox", "k_live", "k_test", "AIza", "eyJ")
+_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^\n]*\n(?:[A-Za-z0-9+/=]+\n)*(?:-----END [A-Z ]*PRIVATE KEY-----)?")
 
 
 def secret_file(path: Path) -> bool:
@@ -45,15 +47,64 @@ def secret_file(path: Path) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in SECRET_FILES)
 
 
-def redact(line: str) -> str:
-    """``line`` with every secret in it blanked (spaces of the same length, so nothing of it is
-    learned and the rest of the line keeps its shape)."""
-    if _KEY_BLOCK.search(line):
-        return " " * (len(line) - 1) + line[-1:] if line.endswith("\n") else " " * len(line)
-    spans = [m.span(1) for m in _NAMED.finditer(line)] + [m.span() for m in _SHAPES.finditer(line)] + [m.span() for m in _RANDOM.finditer(line)]
+def redact(text: str) -> str:
+    """``text`` with every secret in it blanked (spaces of the same length, so nothing of it is
+    learned and the rest keeps its shape and its line breaks)."""
+    spans = [m.span() for m in _LONG_RUN.finditer(text) if _mixed(m.group())]
+    spans += _named_values(text)
+    if any(hint in text for hint in _SHAPE_HINTS):
+        spans += [m.span() for m in _SHAPES.finditer(text)]
+    spans += [m.span() for m in _KEY_BLOCK.finditer(text)]
     if not spans:
-        return line
-    chars = list(line)
+        return text
+    chars = list(text)
     for start, end in spans:
-        chars[start:end] = " " * (end - start)
+        chars[start:end] = [" " if c != "\n" else c for c in chars[start:end]]
     return "".join(chars)
+
+
+def redact_lines(lines, batch: int = 2000):
+    """``redact`` over a stream of lines, a few thousand lines at a time (the searches run in C
+    over the joined text, so clean text costs almost nothing); the lines come out as they went in."""
+    pending: list[str] = []
+    for line in lines:
+        pending.append(line)
+        if len(pending) >= batch:
+            yield from _redacted(pending)
+            pending = []
+    if pending:
+        yield from _redacted(pending)
+
+
+def _redacted(lines: list[str]):
+    text = "".join(lines)
+    clean = redact(text)
+    if clean is text:
+        yield from lines
+        return
+    at = 0
+    for line in lines:
+        yield clean[at : at + len(line)]
+        at += len(line)
+
+
+def _mixed(run: str) -> bool:
+    """Lower case, upper case and digits all in one run: a random string, not a word."""
+    return not run.islower() and not run.isupper() and any(c.isdigit() for c in run) and any(c.islower() for c in run)
+
+
+def _named_values(line: str) -> list[tuple[int, int]]:
+    """Spans of the values after a secret's name and ``=`` or ``:`` (``DB_PASSWORD=x``,
+    ``"api_key": "x"``), found with plain substring search first (most lines have no name)."""
+    lowered = line.lower()
+    spans = []
+    for name in _NAMES:
+        at = lowered.find(name)
+        while at >= 0:
+            end = at + len(name)
+            if end == len(lowered) or not lowered[end].isalnum():
+                m = _VALUE.match(line, end)
+                if m:
+                    spans.append(m.span(1))
+            at = lowered.find(name, end)
+    return spans

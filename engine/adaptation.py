@@ -55,7 +55,7 @@ class AdaptationLayer:
             layer = read_json(self.folder / LAYER_FILE, self._what)
             words = read_json(self.folder / WORDS_FILE, self._what)
         except FileNotFoundError:
-            if (self.folder / LAYER_FILE).exists() or os.path.lexists(self.folder / LAYER_FILE):
+            if os.path.lexists(self.folder / LAYER_FILE):
                 raise self._damaged("a file of it is missing") from None
             return {"documents": [], "next": 1, "words": list(SPECIALS)}
         except ModelFormatError as exc:

@@ -1,17 +1,24 @@
-"""Writing the user's files safely: atomic replacement and an exclusive lock between processes.
+"""The user's files, written safely and read without trust.
 
-The store (models, ``config.json``) and the adaptation layers both use these, so a crash, a
-full disk or two processes at once never leave a half-written file or a stray temporary one.
+Writing: atomic replacement and an exclusive lock between processes, used by the store (models,
+``config.json``), the adaptation layers and exports, so a crash, a full disk or two processes at
+once never leave a half-written file or a stray temporary one. Reading: what the store holds is
+opened only as a regular file, within a size and a depth limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Callable, BinaryIO
 
 import numpy as np
+
+from engine.errors import ModelFormatError
 
 try:
     import fcntl
@@ -23,9 +30,8 @@ def write_atomic(path: Path, content: bytes | str | Callable[[BinaryIO], object]
     """Replace ``path`` with ``content`` (bytes, text written as UTF-8, or a function that writes
     to a binary file), readable by the user only. The old file stays whole until the new one is
     on disk; on any failure the temporary file is removed and the error raised."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             if callable(content):
                 content(f)
@@ -34,11 +40,8 @@ def write_atomic(path: Path, content: bytes | str | Callable[[BinaryIO], object]
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+
+    written_whole(path, write)
 
 
 def written_whole(path: Path, write: Callable[[Path], object]) -> None:
@@ -78,10 +81,6 @@ JSON_BYTES = 256 << 20  # a vocabulary of a few million words; anything larger i
 def regular_file(path: Path, what: str) -> Path:
     """``path`` if it is a regular file (not a symlink, pipe or device), else ModelFormatError;
     FileNotFoundError if it does not exist."""
-    import stat
-
-    from engine.errors import ModelFormatError
-
     mode = os.lstat(path).st_mode
     if not stat.S_ISREG(mode):
         kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
@@ -93,10 +92,6 @@ def read_json(path: Path, what: str, limit: int = JSON_BYTES):
     """The JSON value in ``path``, read only if it is a regular file of at most ``limit`` bytes
     and nested at most JSON_DEPTH deep. Raises FileNotFoundError, or ModelFormatError naming
     ``what`` and the file."""
-    import json
-
-    from engine.errors import ModelFormatError
-
     regular_file(path, what)
     with open(path, "rb") as f:
         data = f.read(limit + 1)
@@ -112,10 +107,7 @@ def read_json(path: Path, what: str, limit: int = JSON_BYTES):
 
 def _depth(data: bytes) -> int:
     """How deep brackets nest in JSON text (brackets inside strings are ignored)."""
-    import re
-
     text = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", data)
     opens = np.frombuffer(text, dtype=np.uint8)
     step = np.isin(opens, (ord("["), ord("{"))).astype(np.int64) - np.isin(opens, (ord("]"), ord("}")))
     return int(np.cumsum(step).max()) if len(step) else 0
-

@@ -148,6 +148,9 @@ def stream_scores(model: LanguageModel, sentences: Iterable[list[Token]]) -> Ite
 
 def perplexity_of_scores(scores: list[TokenScore]) -> float:
     """2 to the mean surprisal in bits (equal to KenLM's 10^(-sum log10 / tokens))."""
-    if not scores:
-        return float("nan")
-    return 2 ** (sum(s.surprisal_bits for s in scores) / len(scores))
+    return perplexity_of_bits(sum(s.surprisal_bits for s in scores), len(scores))
+
+
+def perplexity_of_bits(bits: float, tokens: int) -> float:
+    """2 to the mean of ``bits`` over ``tokens`` (NaN for none)."""
+    return 2 ** (bits / tokens) if tokens else float("nan")

@@ -1,5 +1,5 @@
-"""Secrets are never learned: files that hold keys are not read, and tokens that look like
-passwords, keys or access tokens become ``<unk>`` before a model ever counts them.
+"""Secrets are never learned: files that hold keys are not read, and text that looks like a
+password, key or access token is blanked before a model ever counts it.
 
 A model offers what it learned as completions, exports it as ARPA and lists it in
 ``models history``; a password typed once into a note must not come back as a suggestion
@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 SECRET_FILES = ("*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.gpg", "*.asc", "id_rsa*", "id_dsa*",
-                "id_ecdsa*", "id_ed25519*", "*.env", ".env*", "*.netrc", ".pgpass", "credentials", "credentials.*", "secrets.env")
+                "id_ecdsa*", "id_ed25519*", "*.env", ".env*", "*.netrc", ".pgpass", "credentials", "credentials.*")
 # Names that say the value after them is a secret (matched in lower case), then the value.
 _NAMES = ("password", "passwd", "passphrase", "pwd", "pass", "secret", "token", "api_key", "api-key", "apikey",
           "access_key", "access-key", "private_key", "private-key", "credential", "credentials")
@@ -90,20 +90,20 @@ def _redacted(lines: list[str]):
 
 def _mixed(run: str) -> bool:
     """Lower case, upper case and digits all in one run: a random string, not a word."""
-    return not run.islower() and not run.isupper() and any(c.isdigit() for c in run) and any(c.islower() for c in run)
+    return any(c.islower() for c in run) and any(c.isupper() for c in run) and any(c.isdigit() for c in run)
 
 
-def _named_values(line: str) -> list[tuple[int, int]]:
+def _named_values(text: str) -> list[tuple[int, int]]:
     """Spans of the values after a secret's name and ``=`` or ``:`` (``DB_PASSWORD=x``,
-    ``"api_key": "x"``), found with plain substring search first (most lines have no name)."""
-    lowered = line.lower()
+    ``"api_key": "x"``), found with plain substring search first (most text has no name)."""
+    lowered = text.lower()
     spans = []
     for name in _NAMES:
         at = lowered.find(name)
         while at >= 0:
             end = at + len(name)
             if end == len(lowered) or not lowered[end].isalnum():
-                m = _VALUE.match(line, end)
+                m = _VALUE.match(text, end)
                 if m:
                     spans.append(m.span(1))
             at = lowered.find(name, end)

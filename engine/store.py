@@ -34,6 +34,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_MODEL = "default"
 MANIFEST_BYTES = 16 << 20
 
+
 def home() -> Path:
     root = os.environ.get("FORETELL_HOME")
     if root:

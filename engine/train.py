@@ -18,6 +18,11 @@ def train_and_save(store, name: str, corpus, backend: str = DEFAULT_BACKEND, opt
     checkpoints of an interrupted training stay in the store's work folder for ``resume``."""
     cls = get_backend(backend).cls
     model = cls.fit(corpus, cls.Options() if options is None else options, progress=progress, workdir=store.workdir(name))
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun one rank writes the model
+    if writes_the_model():
         store.save(name, model, corpus=corpus.summary, vocabulary=vocabulary)
     return model
+
+
+def writes_the_model() -> bool:
+    """Whether this process saves (and reports) what it trained: under torchrun only rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0

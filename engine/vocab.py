@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ModelFormatError
+from engine.files import read_json
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -48,8 +49,6 @@ class Vocabulary:
 
     @classmethod
     def load(cls, folder: Path) -> "Vocabulary":
-        from engine.files import read_json
-
         try:
             tokens = read_json(folder / VOCAB_FILE, folder.name)
         except FileNotFoundError:

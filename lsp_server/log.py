@@ -17,7 +17,7 @@ LEVELS = ((logging.ERROR, types.MessageType.Error), (logging.WARNING, types.Mess
 
 
 class EditorLog(logging.Handler):
-    """Sends log records of ``foretell`` (INFO and up) to the editor that started the server."""
+    """Sends a session logger's records (INFO and up) to that session's editor."""
 
     def __init__(self, server):
         super().__init__(logging.INFO)

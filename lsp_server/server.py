@@ -282,12 +282,13 @@ class ForetellServer(LanguageServer):
         if its document is asked for again."""
         budget = self.settings.analysisMemoryMB << 20
         sizes = {uri: analysis.approx_bytes() for uri, (_, analysis) in self.analyses.items()}
+        total = sum(sizes.values())
         for uri in sorted(sizes, key=lambda u: self.last_used.get(u, 0.0)):
-            if sum(sizes.values()) <= budget:
+            if total <= budget:
                 break
             if uri != keep:
                 self._forget_analysis(uri)
-                del sizes[uri]
+                total -= sizes[uri]
 
     def _forget_analysis(self, uri: str) -> None:
         self.analyses.pop(uri, None)

@@ -17,7 +17,7 @@ from engine.errors import ForetellError
 from engine.files import write_atomic
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
-from engine.scoring import Perplexity, perplexity as corpus_perplexity, stream_scores
+from engine.scoring import Perplexity, perplexity as corpus_perplexity, perplexity_of_bits, stream_scores
 from engine.tokenizer import iter_sentences, tokenize
 
 HTML_LIMIT = 20_000_000  # characters for --html: its page holds every token (and the text) at once
@@ -117,7 +117,7 @@ class Totals:
 
     @property
     def perplexity(self) -> float:
-        return 2 ** (self.bits / self.tokens) if self.tokens else float("nan")
+        return perplexity_of_bits(self.bits, self.tokens)
 
 
 class RecordedLines:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -14,7 +13,7 @@ from engine.errors import ForetellError
 from engine.model import option_fields, options_from_strings
 from engine.plugins import get_backend
 from engine.store import DEFAULT_MODEL, validate_name
-from engine.train import DEFAULT_BACKEND, train_and_save
+from engine.train import DEFAULT_BACKEND, train_and_save, writes_the_model
 
 MAX_SKIP_LINES = 20
 
@@ -143,8 +142,8 @@ def train(paths, backend, name, min_count, max_vocab, extra, pretokenized, **fla
     model = train_and_save(store(), name, corpus, backend, options, stage, vocabulary={"min_count": min_count, "max_size": max_vocab})
     if interactive:
         click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return  # under torchrun one rank writes the model
+    if not writes_the_model():
+        return
     s = corpus.summary
     described = model.describe()
     ngrams = described.get("ngrams")

@@ -4,9 +4,10 @@ weights fitted by EM on held-out text (``foretell mix``).
     P(w | h) = sum_i weight_i * P_i(w | h)
 
 The parts are models in the store, referenced by name; the store loads them (with what they have
-learned) when it loads the mixture and hands them in (``from_parts``). Their vocabularies may differ: the mixture's is their union, and a word a
-part does not know gets an equal share of that part's ``<unk>`` probability, so every part is
-still a proper distribution over the union and so is the mixture.
+learned) when it loads the mixture and hands them in (``from_parts``). Their vocabularies may
+differ: the mixture's is their union, and a word a part does not know gets an equal share of
+that part's ``<unk>`` probability, so every part is still a proper distribution over the union
+and so is the mixture.
 """
 
 from __future__ import annotations

@@ -163,7 +163,8 @@ class NgramModel(LanguageModel):
             lengths = {len(key)} | {len(a[k]) for a in (logp, backoff, counts) if a is not None}
             if len(lengths) != 1 or (k == 0 and len(key) != len(vocab)):
                 raise ModelFormatError(f"{folder.name}: the arrays of order {k + 1} disagree in length")
-            problem = _table_problem(k, key, len(keys[k - 1]) if k else 1, len(vocab), logp and logp[k], backoff and backoff[k])
+            tables = [None if column is None else column[k] for column in (logp, backoff)]
+            problem = _table_problem(k, key, len(keys[k - 1]) if k else 1, len(vocab), *tables)
             if problem:
                 raise ModelFormatError(f"{folder.name}: order {k + 1}: {problem}")
         return cls(vocab, options, keys, logp, backoff, counts, facts)

@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.distribution import top_k
 from engine.model import LanguageModel
+from engine.scripts import is_whole_unit
 from engine.tokenizer import Token, tokenize
 from engine.vocab import EOS_ID, SPECIALS, UNK_ID, Vocabulary
 
@@ -83,12 +84,14 @@ def state_after(model: LanguageModel, sentences: list[list[Token]], open_sentenc
 
 
 def split_prefix(text: str) -> tuple[list[list[Token]], str]:
-    """The sentences before the cursor at the end of ``text`` and the partial word being typed."""
+    """The sentences before the cursor at the end of ``text`` and the partial word being typed.
+    A character of Chinese or Japanese (or a whole Thai cluster) is never partial: what follows
+    it is the next unit."""
     sentences = tokenize(text)
     prefix = ""
     if sentences and sentences[-1] and text and not text[-1].isspace():
         last = sentences[-1][-1]
-        if last.end == len(text) and (last.text[0].isalnum()):
+        if last.end == len(text) and last.text[0].isalnum() and not is_whole_unit(last.text):
             prefix = last.text
             sentences[-1] = sentences[-1][:-1]
     return sentences, prefix

@@ -9,6 +9,7 @@ import numpy as np
 from engine.complete import state_after
 from engine.errors import ForetellError
 from engine.model import LanguageModel
+from engine.scripts import joins_without_space
 from engine.tokenizer import tokenize
 from engine.vocab import UNK_ID
 
@@ -59,13 +60,15 @@ def generate(model: LanguageModel, prompt: str = "", n: int = 20, temperature=1.
 
 
 def detokenize(tokens: list[str], after: str = "") -> str:
-    """Tokens joined as prose: no space before closing punctuation, sentences end at ``</s>``."""
+    """Tokens joined as prose: no space before closing punctuation nor next to a script written
+    without spaces, sentences end at ``</s>``."""
     text = ""
     previous = after[-1:] if after else ""
     for token in tokens:
         if token == "</s>":
             continue
-        glue = "" if (not previous or previous.isspace() or token in NO_SPACE_BEFORE or previous in _NO_SPACE_AFTER) else " "
+        spaceless = not previous or previous.isspace() or joins_without_space(previous, token[0])
+        glue = "" if (spaceless or token in NO_SPACE_BEFORE or previous in _NO_SPACE_AFTER) else " "
         text += glue + token
         previous = token[-1]
     return text

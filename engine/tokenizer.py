@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from engine.scripts import UNIT, UNSPACED_CLASS
+
 
 @dataclass(frozen=True, slots=True)
 class Token:
@@ -33,11 +35,12 @@ _TOKEN = re.compile(
       | [\x00-\x08\x0e-\x1f\x7f\ufeff]    # control characters
     )
   | (?P<url>(?:https?://|www\.)[^\s<>()\[\]`"']*[^\s<>()\[\]`"'.,;:!?])
+  | (?P<unit>UNIT)                     # a character or cluster of a script without spaces
   | (?P<abbr>(?:[^\W\d_]\.){2,})        # e.g. U.S.
   | (?P<number>\d+(?:[.,:]\d+)+)        # 3.14  1,000  10:30
-  | (?P<word>[^\W_]+(?:['’\-][^\W_]+)*)
+  | (?P<word>[^\W_UNSPACED]+(?:['’\-][^\W_UNSPACED]+)*)
   | (?P<punct>\.\.\.|--+|[^\s\w])
-    """,
+    """.replace("UNSPACED", UNSPACED_CLASS).replace("UNIT", UNIT),
     re.VERBOSE,
 )
 _STRUCTURAL = re.compile(r"^\s*(?:([=\-~^*+#`:.'\"_])\1{2,}|\+[-=+]+\+)\s*$")
@@ -46,8 +49,9 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s+|$)")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|[a-zA-Z][.)])\s+")
 _QUOTE = re.compile(r"^\s*(?:>\s*)+")
 _DIRECTIVE = re.compile(r"^\s*\.\.\s+(?:[\w:-]+::|\[[^\]]*\]|_[^:]*:|\|[^|]*\|)?")
-_TERMINAL = {".", "!", "?", "...", "…"}
-_CLOSERS = {'"', "'", ")", "]", "”", "’", "»"}
+_TERMINAL = {".", "!", "?", "...", "…", "。", "！", "？", "．"}
+_UNCASED_TERMINAL = {"。", "！", "？"}  # Chinese and Japanese: the next sentence has no capital to wait for
+_CLOSERS = {'"', "'", ")", "]", "”", "’", "»", "」", "』", "）", "】"}
 _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "fig", "no", "vol", "cf", "approx", "ca",
     "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "inc", "ltd",
@@ -161,7 +165,7 @@ class ProseTokenizer:
                 end = i + 1
                 while end < len(tokens) and tokens[end].text in _CLOSERS:
                     end += 1
-                if end < len(tokens) and _starts_sentence(tokens[end]):
+                if end < len(tokens) and (_starts_sentence(tokens[end]) or tokens[i].text in _UNCASED_TERMINAL):
                     yield tokens[cut:end]
                     cut = end
                 i = end

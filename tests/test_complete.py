@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from engine.complete import PrefixIndex, predict, top_completions
+from engine.corpus import corpus_from_text
 from engine.generate import detokenize, generate, sample
 from engine.plugins import get_backend
 
@@ -56,3 +57,31 @@ def test_generation_is_seeded_and_never_emits_unk(model):
 
 def test_detokenize_glues_punctuation():
     assert detokenize(["cat", "sat", ",", "then", "(", "ran", ")", ".", "</s>", "Next"], after="The") == " cat sat, then (ran). Next"
+
+
+UNSPACED_TEXT = "東京は日本の首都です。東京は大きい都市です。京都は古い都市です。\n\nเขาไปโรงเรียน เขาไปตลาด เธอไปโรงเรียน\n"
+
+
+@pytest.fixture(scope="module")
+def unspaced_model():
+    cls = get_backend("ngram").cls
+    return cls.fit(corpus_from_text(UNSPACED_TEXT), cls.Options(order=3))
+
+
+def test_after_a_chinese_or_japanese_character_the_next_one_is_predicted(unspaced_model):
+    result = predict(unspaced_model, "東", 3)
+    assert result.prefix == "" and result.predictions[0][0] == "京"
+    assert predict(unspaced_model, "東京", 1).predictions[0][0] == "は"
+    mixed = predict(unspaced_model, "Tokyo: 京都は古い都", 1)  # mixed scripts: the context is the characters
+    assert mixed.prefix == "" and mixed.predictions[0][0] == "市"
+
+
+def test_a_thai_vowel_waiting_for_its_consonant_is_completed(unspaced_model):
+    result = predict(unspaced_model, "เขาไปโรงเ", 2)
+    assert result.prefix == "เ" and result.predictions[0][0] == "เรี"
+    assert predict(unspaced_model, "เขาไปโร", 1).predictions[0][0] == "ง"  # a whole cluster: the next one
+
+
+def test_detokenize_writes_unspaced_scripts_without_spaces():
+    assert detokenize(["京", "都", "は", "Python", "の", "。", "</s>", "次"], after="東") == "京都はPythonの。次"
+    assert detokenize(["ไป", "โร", "ง"], after="เขา") == "ไปโรง"

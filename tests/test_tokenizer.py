@@ -55,11 +55,35 @@ def test_pretokenized_reads_like_kenlm():
 
 
 def test_unicode_words():
-    assert words("Café naïve Straße — 東京 ok") == [["Café", "naïve", "Straße", "—", "東京", "ok"]]
+    assert words("Café naïve Straße — Москва ok") == [["Café", "naïve", "Straße", "—", "Москва", "ok"]]
+
+
+def test_chinese_and_japanese_split_into_characters_and_sentences():
+    assert words("東京は日本の首都です。大阪も大きい！中文也可以？是的") == [
+        ["東", "京", "は", "日", "本", "の", "首", "都", "で", "す", "。"], ["大", "阪", "も", "大", "き", "い", "！"],
+        ["中", "文", "也", "可", "以", "？"], ["是", "的"],
+    ]
+    # A combining voiced mark stays on its kana; katakana and the long-vowel mark are units too.
+    assert words("か\u3099コーヒー") == [["か\u3099", "コ", "ー", "ヒ", "ー"]]
+
+
+def test_thai_khmer_and_myanmar_split_into_clusters():
+    # A base letter keeps its vowel signs and tone marks; a vowel written before its
+    # consonant goes with it; a Khmer subscript consonant stays in its cluster.
+    assert words("เขาไปโรงเรียน ที่นี่") == [["เข", "า", "ไป", "โร", "ง", "เรี", "ย", "น", "ที่", "นี่"]]
+    assert words("ខ្ញុំស្រលាញ់") == [["ខ្ញុំ", "ស្រ", "លា", "ញ់"]]
+    assert words("မြန်မာ") == [["မြ", "န်", "မာ"]]
+
+
+def test_mixed_scripts_in_one_sentence():
+    text = "Pythonの「list」は便利です。Use it with 東京 data."
+    assert words(text) == [
+        ["Python", "の", "「", "list", "」", "は", "便", "利", "で", "す", "。"], ["Use", "it", "with", "東", "京", "data", "."]
+    ]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list(string.printable) + list("éß—’“”東\u00a0")), max_size=200))
+@given(st.text(alphabet=st.sampled_from(list(string.printable) + list("éß—’“”東京はー。「ภเาี่ខ្ញុំ\u3099\u00a0")), max_size=200))
 def test_offsets_always_point_at_the_token_text(text):
     previous_end = 0
     for sentence in tokenize(text):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
-DEFAULT_LANGUAGES = ("plaintext", "markdown", "rst", "restructuredtext", "tex", "latex", "org", "gitcommit", "asciidoc")
+# Language ids as editors send them: VS Code, Neovim and Emacs; "text" and "git-commit" are
+# Helix's and Kakoune's names.
+DEFAULT_LANGUAGES = ("plaintext", "text", "markdown", "rst", "restructuredtext", "tex", "latex", "org", "gitcommit", "git-commit", "asciidoc")
 
 
 @dataclass(frozen=True)

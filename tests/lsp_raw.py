@@ -18,6 +18,7 @@ class RawClient:
         threading.Thread(target=self._read, daemon=True).start()
         self.next_id = 0
         self.responses: dict = {}
+        self.notifications: list = []  # those that arrived while a response was awaited
 
     def _read(self):
         stream = self.reader
@@ -60,12 +61,14 @@ class RawClient:
                 self.send({"id": message["id"], "result": None})
             elif "id" in message and "method" not in message:
                 self.responses[message["id"]] = message
+            else:
+                self.notifications.append(message)
         return self.responses.pop(msg_id)
 
     def notification(self, method: str, match=lambda params: True, timeout: float = 60.0) -> dict:
         """The params of the next ``method`` notification that ``match`` accepts."""
         while True:
-            message = self.messages.get(timeout=timeout)
+            message = self.notifications.pop(0) if self.notifications else self.messages.get(timeout=timeout)
             if message.get("method") == method and "id" not in message and match(message.get("params")):
                 return message["params"]
             if "method" in message and "id" in message:
@@ -81,11 +84,11 @@ class RawClient:
 
 
 class RawServer(RawClient):
-    """``python -m lsp_server`` in a subprocess, spoken to over its stdio."""
+    """``python -m lsp_server`` (or ``command``) in a subprocess, spoken to over its stdio."""
 
-    def __init__(self, env=None):
+    def __init__(self, env=None, command=None):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lsp_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+            command or [sys.executable, "-m", "lsp_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
         )
         super().__init__(self.proc.stdout, self.proc.stdin)
 

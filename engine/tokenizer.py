@@ -35,10 +35,10 @@ _TOKEN = re.compile(
       | [\x00-\x08\x0e-\x1f\x7f\ufeff]    # control characters
     )
   | (?P<url>(?:https?://|www\.)[^\s<>()\[\]`"']*[^\s<>()\[\]`"'.,;:!?])
-  | (?P<unit>UNIT)                     # a character or cluster of a script without spaces
-  | (?P<abbr>(?:[^\W\d_]\.){2,})        # e.g. U.S.
+  | (?P<abbr>(?:[^\W\d_UNSPACED]\.){2,}) # e.g. U.S.
   | (?P<number>\d+(?:[.,:]\d+)+)        # 3.14  1,000  10:30
   | (?P<word>[^\W_UNSPACED]+(?:['’\-][^\W_UNSPACED]+)*)
+  | (?P<unit>UNIT)                     # a character or cluster of a script without spaces
   | (?P<punct>\.\.\.|--+|[^\s\w])
     """.replace("UNSPACED", UNSPACED_CLASS).replace("UNIT", UNIT),
     re.VERBOSE,

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from engine.errors import ForetellError
+from engine.privacy import excluded_by
 from engine.secrets import redact_lines, secret_file
 from engine.tokenizer import iter_words, split_lines
 from engine.vocab import BOS, BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, VocabularyBuilder
@@ -67,8 +68,9 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def find_files(paths: list[str]) -> tuple[list[Path], list[Skipped]]:
-    """Expand files, folders (recursively) and globs into files to read, noting what is skipped."""
+def find_files(paths: list[str], exclude=()) -> tuple[list[Path], list[Skipped]]:
+    """Expand files, folders (recursively) and globs into files to read, noting what is skipped
+    (``exclude``: the user's exclusion patterns, engine.privacy)."""
     files: list[Path] = []
     skipped: list[Skipped] = []
     for raw in paths:
@@ -80,6 +82,15 @@ def find_files(paths: list[str]) -> tuple[list[Path], list[Skipped]]:
             matches = [raw]
         for match in matches:
             _collect(Path(match), files, skipped)
+    if exclude:
+        kept = []
+        for path in files:
+            pattern = excluded_by(path, exclude)
+            if pattern is None:
+                kept.append(path)
+            else:
+                skipped.append(Skipped(str(path), f"excluded by your pattern {pattern!r}"))
+        files = kept
     return files, skipped
 
 
@@ -306,10 +317,12 @@ def build_corpus(
     min_count: int = 1,
     max_vocab: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    exclude=(),
 ) -> Corpus:
-    """Tokenize every readable file under ``paths`` into one id stream and its vocabulary."""
+    """Tokenize every readable file under ``paths`` (but those ``exclude`` names) into one id
+    stream and its vocabulary."""
     started = time.perf_counter()
-    files, skipped = find_files(paths)
+    files, skipped = find_files(paths, exclude)
     sizes = [_size(f) for f in files]
     total, done = sum(sizes), 0
     builder = CorpusBuilder(pretokenized)

@@ -9,8 +9,8 @@ A model offers what it learned as completions, exports it as ARPA and lists it i
   ``*.env``, ``.netrc``, ``credentials``, ...), skipped whole;
 - the value after a name that says it is one (``DB_PASSWORD=...``, ``api_key: ...``,
   ``token = ...``);
-- tokens in the shape of known credentials (AWS access keys, GitHub, Slack, Stripe, Google
-  API tokens, JWTs, private key blocks);
+- tokens in the shape of known credentials (AWS access keys, GitHub, Slack, Stripe, OpenAI,
+  Anthropic, Google API tokens, JWTs, private key blocks);
 - long random-looking strings: 20 or more characters mixing lower case, upper case and digits
   (prose and lower-case corpora such as PTB have none; a camel-case identifier with a digit
   that long is blanked too, a loss we accept).
@@ -33,11 +33,12 @@ _SHAPES = re.compile(
     r"|gh[pousr]_[A-Za-z0-9]{30,}"              # GitHub tokens
     r"|xox[abprs]-[A-Za-z0-9-]{10,}"            # Slack
     r"|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"    # Stripe
+    r"|sk-(?:proj-|ant-(?:api\d+-)?)?[A-Za-z0-9_-]{20,}"  # OpenAI, Anthropic
     r"|AIza[0-9A-Za-z_-]{30,}"                  # Google API keys
     r"|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})"  # JWTs
 )
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/=_-]{20,}")  # candidates for a random string (checked below)
-_SHAPE_HINTS = ("AKIA", "ASIA", "gh", "xox", "k_live", "k_test", "AIza", "eyJ")
+_SHAPE_HINTS = ("AKIA", "ASIA", "gh", "xox", "k_live", "k_test", "sk-", "AIza", "eyJ")
 _KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^\n]*\n(?:[A-Za-z0-9+/=]+\n)*(?:-----END [A-Z ]*PRIVATE KEY-----)?")
 
 

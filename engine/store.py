@@ -97,10 +97,29 @@ class ModelStore:
     def set_default(self, name: str) -> None:
         if not self.exists(name):
             raise ForetellError(f"no model named {name!r}; see `foretell models list`")
+        self._set_config("default_model", name)
+
+    def _set_config(self, key: str, value) -> None:
         config = self._config()
-        config["default_model"] = name
+        config[key] = value
         _private_mkdir(self.root)
         write_atomic(self.root / "config.json", json.dumps(config, indent=2))
+
+    # -- privacy (engine.privacy) ------------------------------------------------------------
+    def exclusions(self) -> list[str]:
+        """The user's exclusion patterns: files matching one are never trained on or learned."""
+        patterns = self._config().get("exclude", [])
+        return [p for p in patterns if isinstance(p, str) and p] if isinstance(patterns, list) else []
+
+    def set_exclusions(self, patterns: list[str]) -> None:
+        self._set_config("exclude", list(patterns))
+
+    def incognito(self) -> bool:
+        """Whether learning is switched off (`foretell incognito on`)."""
+        return self._config().get("incognito") is True
+
+    def set_incognito(self, on: bool) -> None:
+        self._set_config("incognito", bool(on))
 
     # -- reading ---------------------------------------------------------------------------
     def manifest(self, name: str) -> dict:

@@ -38,6 +38,8 @@ class Settings:
     maxSuggestions: int = 10
     analysisMemoryMB: int = 300  # analyses kept past this are the least recently used documents', dropped
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    incognito: bool = False  # learn nothing, whatever learning.enabled says (also `foretell incognito on`)
+    exclude: tuple[str, ...] = ()  # glob patterns (engine.privacy) never learned, besides `foretell exclude`'s
     surprisal: SurprisalSettings = field(default_factory=SurprisalSettings)
     inlineCompletion: InlineSettings = field(default_factory=InlineSettings)
     learning: LearningSettings = field(default_factory=LearningSettings)
@@ -48,6 +50,8 @@ _CHECKS = {
     "analysisMemoryMB": lambda v: isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 1_000_000,
     "model": lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
     "languages": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+    "incognito": lambda v: isinstance(v, bool),
+    "exclude": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) and x.strip() for x in v),
     "semanticTokens": lambda v: isinstance(v, bool),
     "inlayHints": lambda v: isinstance(v, bool),
     "diagnostics": lambda v: isinstance(v, bool),
@@ -73,7 +77,7 @@ def _merge(current, values, prefix: str, problems: list[str]):
         if hasattr(default, "__dataclass_fields__"):
             changes[key] = _merge(getattr(current, key), value, f"{prefix}{key}.", problems)
         elif _CHECKS[key](value):
-            changes[key] = tuple(value) if key == "languages" else (float(value) if key in ("threshold", "minProbability") else value)
+            changes[key] = tuple(value) if key in ("languages", "exclude") else (float(value) if key in ("threshold", "minProbability") else value)
         else:
             problems.append(f"{prefix}{key}: {value!r} is not valid, using {default!r}")
             changes[key] = default

@@ -80,8 +80,8 @@ def did_change(ls: ForetellServer, params: types.DidChangeTextDocumentParams):
 @feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
 async def did_save(ls: ForetellServer, params: types.DidSaveTextDocumentParams):
     doc = ls.document(params.text_document.uri)
-    if doc is None or not ls.settings.learning.enabled or not ls.enabled(doc):
-        return
+    if doc is None or not ls.settings.learning.enabled or not ls.enabled(doc) or not learning.may_learn(ls, doc.uri):
+        return  # decided now: a save made while incognito is never learned later
     try:
         entry = await ls.background(learning.learn_document, ls, doc.uri, doc.source)
     except ForetellError as exc:
@@ -297,7 +297,7 @@ async def _while_open(ls: ForetellServer, doc, work):
 
 
 def _train(ls: ForetellServer, folders, name, progress):
-    corpus = build_corpus(folders, progress=progress)
+    corpus = build_corpus(folders, progress=progress, exclude=learning.exclusions(ls))
     model = train_and_save(ls.store, name, corpus)
     return {"model": name, "documents": corpus.summary["documents"], "tokens": corpus.summary["tokens"], "vocabulary": len(model.vocab)}
 

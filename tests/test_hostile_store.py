@@ -231,25 +231,3 @@ def test_score_streams_so_memory_follows_a_batch_not_the_text(base, tmp_path):
             assert len(scored["tokens"]) == 5000 * 93 and scored["perplexity"] > 1
         assert form == ["--json"] or out.splitlines()[-1].startswith("465,000 tokens")
 
-
-def test_secrets_are_never_learned(tmp_path):
-    """A note with an AWS key, an env file with a password, a private key and a setup file with
-    `password: ...`: training and learning keep none of them, so no completion offers them."""
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    (notes / "bucket.md").write_text("The key is AKIAIOSFODNN7EXAMPLE for the bucket. The key is old.\n")
-    (notes / "config.env").write_text("DB_PASSWORD=s3cretPassw0rd\nDB_HOST=localhost\n")
-    (notes / "id_rsa").write_text("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAzXj3Kq9vFhQ2\n-----END RSA PRIVATE KEY-----\n")
-    (notes / "setup.txt").write_text("The admin password: hunter2Secret and token = ghp_abcdefghijklmnopqrstuvwxyz0123456789\n")
-    trained = run("train", "--name", "s", str(notes))
-    assert trained.exit_code == 0
-    assert "config.env: may hold keys or passwords" in trained.output and "id_rsa: may hold keys" in trained.output
-    later = tmp_path / "later.md"
-    later.write_text("Deploy with api_key: Zq81mPw02LxNcv and the key AKIAI44QH8DHBEXAMPLE today.\n")
-    assert run("learn", "-m", "s", str(later)).exit_code == 0
-    for prefix in ("The key is AKI", "s3cr", "hunter", "ghp", "Zq81", "MIIE"):
-        out = json.loads(run("predict", "-m", "s", "--json", prefix).output)
-        assert out["predictions"] == [], (prefix, out)
-    vocab = ModelStore().load("s").vocab.tokens
-    assert not [w for w in vocab if any(s in w for s in ("AKIA", "s3cret", "hunter2", "ghp", "Zq81", "MIIE"))]
-    assert {"bucket", "admin", "Deploy"} <= set(vocab)  # the rest of each file is learned

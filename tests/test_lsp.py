@@ -298,6 +298,37 @@ async def test_learning_on_save_predicts_the_new_words_and_forgetting_undoes_it(
     assert [i.label for i in again.items] == [i.label for i in before.items]
 
 
+async def test_incognito_and_exclusions_stop_learning_on_save(client: LanguageClient):
+    """The editor's settings and the command line's switches (read at each save) both hold."""
+    def configure(**values):
+        settings = {"foretell": {"learning": {"enabled": True}, "exclude": ["drafts"], **values}}
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings))
+
+    async def save(uri):
+        client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+        await complete(client, text, uri=uri)  # answered: the save has been looked at
+
+    draft, diary, notes = "file:///tmp/drafts/plan.md", "file:///tmp/diary.md", "file:///tmp/kept.md"
+    text = "Zanzibar plans are secret. Zanzibar trips are fun.\n"
+    for uri in (draft, diary, notes):
+        open_doc(client, text, uri=uri)
+    configure()
+    await save(draft)  # excluded by the editor's pattern
+    ModelStore().set_incognito(True)  # `foretell incognito on` while the server runs
+    await save(diary)
+    ModelStore().set_incognito(False)
+    configure(incognito=True)
+    await save(diary)
+    configure(incognito=False)
+    await save(notes)
+    for _ in range(100):
+        learned = ModelStore().layer("default").documents()
+        if learned:
+            break
+        await asyncio.sleep(0.05)
+    assert [d["key"] for d in learned] == [notes]  # the others were refused when saved, never queued
+
+
 async def test_completion_does_not_wait_for_the_analysis_of_a_large_document(client: LanguageClient):
     """The colours of a large document just opened are still being computed when the user
     types: the completion is answered first."""

@@ -46,9 +46,9 @@ def cli():
     """Local, private text prediction trained on your own writing."""
 
 
-from engine.cli import diagnose, learn, mix, models, query, serve, train  # noqa: E402  (registers the commands)
+from engine.cli import diagnose, learn, mix, models, privacy, query, serve, train  # noqa: E402  (registers the commands)
 
-for module in (train, query, models, learn, mix, diagnose, serve):
+for module in (train, query, models, learn, privacy, mix, diagnose, serve):
     module.register(cli)
 
 

@@ -10,6 +10,7 @@ import click
 
 from engine.default_model import load_model as _load_model
 from engine.distribution import rank_buckets
+from engine.privacy import check_patterns
 from engine.store import ModelStore
 
 model_option = click.option("-m", "--model", "model_name", metavar="NAME", help="Model to use (default: the default model).")
@@ -17,6 +18,17 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 pretokenized_option = click.option(
     "--pretokenized", is_flag=True, help="One sentence a line, tokens split on spaces (as KenLM reads text)."
 )
+
+
+exclude_option = click.option(
+    "--exclude", "exclude", multiple=True, metavar="GLOB",
+    help="Leave out files matching GLOB (repeatable), besides those of `foretell exclude`.",
+)
+
+
+def exclusions(extra=()) -> list[str]:
+    """The user's exclusion patterns (`foretell exclude`) and those given with --exclude."""
+    return store().exclusions() + check_patterns(extra)
 
 
 def store() -> ModelStore:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from engine.capabilities import check_can_learn
-from engine.cli.common import echo_json, json_option, load_model, model_option, store
+from engine.cli.common import echo_json, exclude_option, exclusions, json_option, load_model, model_option, store
 from engine.corpus import find_files, read_text
 from engine.errors import ForetellError, out_of_space
 from engine.files import write_atomic
@@ -31,20 +31,23 @@ def _key(path: str) -> str:
 @click.command()
 @model_option
 @click.option("--pretokenized/--prose", default=None, help="How to read FILES (default: as the model's training text was read).")
+@exclude_option
 @click.argument("paths", nargs=-1, required=True)
-def learn(model_name, pretokenized, paths):
+def learn(model_name, pretokenized, exclude, paths):
     """Add what FILES (or folders) say to a model without retraining it.
 
     The model's own files are never rewritten: learned documents are kept beside it and can be
     listed (`foretell models history`) and removed exactly (`foretell forget`). Learning a file
-    again replaces what it added before."""
+    again replaces what it added before. Nothing is learned while incognito is on."""
     s = store()
+    if s.incognito():
+        raise ForetellError("incognito is on: nothing is learned (`foretell incognito off` to learn again)")
     name = _model_name(model_name)
     base = s.load(name, adapted=False)
     check_can_learn(base)
     if pretokenized is None:
         pretokenized = bool(s.manifest(name).get("corpus", {}).get("pretokenized", False))
-    files, skipped = find_files(list(paths))
+    files, skipped = find_files(list(paths), exclusions(exclude))
     for skip in skipped:
         click.echo(f"skipped {skip.path}: {skip.reason}", err=True)
     layer = s.layer(name)

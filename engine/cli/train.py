@@ -7,7 +7,7 @@ import time
 
 import click
 
-from engine.cli.common import pretokenized_option, store
+from engine.cli.common import exclude_option, exclusions, pretokenized_option, store
 from engine.corpus import build_corpus
 from engine.errors import ForetellError
 from engine.model import option_fields, options_from_strings
@@ -102,7 +102,8 @@ def _with_common_flags(f):
 @_with_common_flags
 @click.option("-O", "--option", "extra", multiple=True, metavar="KEY=VALUE", help="Any backend option by name (the flags below are the same).")
 @pretokenized_option
-def train(paths, backend, name, min_count, max_vocab, extra, pretokenized, **flags):
+@exclude_option
+def train(paths, backend, name, min_count, max_vocab, extra, pretokenized, exclude, **flags):
     """Train a model on PATHS: files, folders (searched recursively) and glob patterns.
 
     Every option of the backend is a flag (listed below for the backend named with --backend)
@@ -128,7 +129,7 @@ def train(paths, backend, name, min_count, max_vocab, extra, pretokenized, **fla
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        corpus = build_corpus(list(paths), pretokenized, min_count, max_vocab, progress=progress)
+        corpus = build_corpus(list(paths), pretokenized, min_count, max_vocab, progress=progress, exclude=exclusions(exclude))
     for skip in corpus.summary["skipped"][:MAX_SKIP_LINES]:
         click.echo(f"skipped {skip['path']}: {skip['reason']}", err=True)
     more = len(corpus.summary["skipped"]) - MAX_SKIP_LINES

@@ -66,6 +66,8 @@ export function serverSettings(get: Get): Record<string, unknown> {
     model: get<string | null>("model", null) || null,
     maxSuggestions: get("maxSuggestions", 10),
     languages: Array.from(new Set([...languages, ...languages.map((l) => LANGUAGE_IDS[l] ?? l)])),
+    incognito: get("incognito", false),
+    exclude: get<string[]>("exclude", []),
     surprisal: {
       semanticTokens: get("surprisal.semanticTokens", true),
       inlayHints: get("surprisal.inlayHints", false),

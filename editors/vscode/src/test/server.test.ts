@@ -78,7 +78,7 @@ describe("completion while typing", () => {
 
 describe("settings sent to the server", () => {
   it("maps VS Code's language ids and nests the options as the server reads them", () => {
-    const values: Record<string, unknown> = { languages: ["markdown", "restructuredtext", "git-commit"], "surprisal.threshold": 9 };
+    const values: Record<string, unknown> = { languages: ["markdown", "restructuredtext", "git-commit"], "surprisal.threshold": 9, exclude: ["private"] };
     const get = <T>(key: string, fallback: T): T => (key in values ? (values[key] as T) : fallback);
     const s = serverSettings(get) as any;
     assert.deepEqual(s.languages.sort(), ["git-commit", "gitcommit", "markdown", "restructuredtext", "rst"]);
@@ -86,6 +86,8 @@ describe("settings sent to the server", () => {
     assert.equal(s.maxSuggestions, 10);
     assert.equal(s.model, null);
     assert.equal(s.learning.enabled, false);
+    assert.equal(s.incognito, false);
+    assert.deepEqual(s.exclude, ["private"]);
   });
 
   it("lists models for the quick pick", () => {

@@ -1,0 +1,127 @@
+"""What never goes into a model: secrets (engine.secrets), the user's exclusion patterns and
+anything written while incognito (engine.privacy), through the real CLI."""
+
+import gzip
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from engine.cli import cli
+from engine.privacy import excluded_by
+from engine.store import ModelStore
+
+# Each kind of secret planted, and a piece of it that must appear nowhere afterwards.
+PLANTED = {
+    "bucket.md": ("The key is AKIAIOSFODNN7EXAMPLE for the bucket. The key is old.\n", "AKIAIOSFODNN7"),
+    "setup.txt": ("The admin password: hunter2Secret and token = ghp_abcdefghijklmnopqrstuvwxyz0123456789\n", "hunter2"),
+    "github.md": ("Push with ghp_abcdefghijklmnopqrstuvwxyz0123456789 today.\n", "ghp_"),
+    "openai.md": ("The service uses sk-proj-Qw3rTy8uIoPaSdFgHjKlZx12 for requests.\n", "Qw3rTy8"),
+    "notes.md": ("Our deploy key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\nThe deploy is done.\n", "b3BlbnNz"),
+    "random.md": ("The session id was Xk9mQ2vL7pR4tW8nZ3bY5cJ6 yesterday.\n", "Xk9mQ2vL"),
+    # Files named like secrets: skipped whole, whatever they hold.
+    "config.env": ("DB_PASSWORD=s3cretPassw0rd\nDB_HOST=localhost\n", "s3cretPassw0rd"),
+    "server.pem": ("The certificate words pemonlyword here.\n", "pemonlyword"),
+    "site.key": ("The keyfile words keyonlyword here.\n", "keyonlyword"),
+    "id_rsa": ("The ssh words rsaonlyword here.\n", "rsaonlyword"),
+    ".netrc": ("machine example login me password netrconlyword\n", "netrconlyword"),
+    "vault.kdbx": ("The vault words kdbxonlyword here.\n", "kdbxonlyword"),
+}
+LATER = ("Deploy with api_key: Zq81mPw02LxNcv and the key AKIAI44QH8DHBEXAMPLE today.\n", ("Zq81", "AKIAI44"))
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def plant(folder: Path) -> None:
+    folder.mkdir()
+    for name, (text, _) in PLANTED.items():
+        (folder / name).write_text(text)
+
+
+def everything_written(root: Path) -> bytes:
+    """Every byte of every file under ``root`` (gzip files opened)."""
+    out = b""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        out += gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    return out
+
+
+def test_planted_secrets_are_in_no_model_file_completion_history_or_arpa(tmp_path, isolated_home):
+    notes = tmp_path / "notes"
+    plant(notes)
+    trained = run("train", "--name", "s", str(notes))
+    assert trained.exit_code == 0, trained.output
+    for name in ("config.env", "server.pem", "site.key", "id_rsa", "vault.kdbx"):
+        assert f"{name}: may hold keys or passwords" in trained.output
+    later = tmp_path / "later.md"
+    later.write_text(LATER[0])
+    assert run("learn", "-m", "s", str(later)).exit_code == 0
+
+    secrets = [piece for _, piece in PLANTED.values()] + list(LATER[1])
+    for piece in secrets:
+        out = json.loads(run("predict", "-m", "s", "--json", piece[:4]).output)
+        assert not [p["token"] for p in out["predictions"] if piece[:4] in p["token"]], (piece, out)
+    history, arpa = tmp_path / "history.json", tmp_path / "s.arpa"
+    assert run("models", "history", "s", "--export", str(history)).exit_code == 0
+    assert run("models", "export", "s", str(arpa)).exit_code == 0
+    written = {"the model's files": everything_written(isolated_home), "the history export": history.read_bytes(), "the ARPA export": arpa.read_bytes()}
+    for where, data in written.items():
+        found = [piece for piece in secrets if piece.encode() in data]
+        assert not found, f"{found} in {where}"
+    vocab = set(ModelStore().load("s").vocab.tokens)
+    assert {"bucket", "admin", "deploy", "session", "Deploy", "yesterday"} <= vocab  # the rest of each file is learned
+    assert b"yesterday" in written["the ARPA export"] and b"Deploy" in written["the history export"]
+
+
+def test_exclusion_patterns_keep_files_out_of_training_and_learning(tmp_path):
+    notes = tmp_path / "notes"
+    (notes / "private").mkdir(parents=True)
+    (notes / "mail" / "drafts").mkdir(parents=True)
+    (notes / "public.md").write_text("The cat sat on the mat.\n")
+    (notes / "private" / "plans.md").write_text("Zanzibar holidays are planned.\n")
+    (notes / "today.journal").write_text("Quixotic feelings today.\n")
+    (notes / "mail" / "drafts" / "letter.txt").write_text("Dearest Wilhelmina, hello.\n")
+    assert run("exclude", "add", "private", "*.journal").exit_code == 0
+    assert json.loads(run("exclude", "list", "--json").output) == {"exclude": ["private", "*.journal"]}
+    trained = run("train", "--name", "n", "--exclude", "mail/drafts", str(notes))
+    assert trained.exit_code == 0
+    assert "excluded by your pattern 'private'" in trained.output and "excluded by your pattern '*.journal'" in trained.output
+    assert "excluded by your pattern 'mail/drafts'" in trained.output
+    vocab = set(ModelStore().load("n").vocab.tokens)
+    assert "cat" in vocab and not {"Zanzibar", "Quixotic", "Wilhelmina"} & vocab
+
+    learned = run("learn", "-m", "n", str(notes))
+    assert "private/plans.md: learned" not in learned.output and "today.journal: learned" not in learned.output
+    assert "letter.txt: learned" in learned.output  # --exclude held for that one command only
+    assert run("exclude", "remove", "private").exit_code == 0
+    assert "private/plans.md: learned" in run("learn", "-m", "n", str(notes)).output
+    gone = run("exclude", "remove", "nothing-like-it")
+    assert gone.exit_code == 1 and "not in the exclusion list" in gone.output
+
+
+def test_patterns_name_files_folders_and_paths():
+    home = str(Path.home())
+    assert excluded_by("/x/notes/private/a.md", ["private"]) == "private"
+    assert excluded_by("/x/notes/a.journal", ["*.md", "*.journal"]) == "*.journal"
+    assert excluded_by("/x/mail/drafts/deep/a.txt", ["mail/drafts"]) == "mail/drafts"
+    assert excluded_by(f"{home}/mail/a.txt", ["~/mail/*"]) == "~/mail/*"
+    assert excluded_by(f"{home}/mail", ["~/mail"]) == "~/mail"
+    assert excluded_by("/x/privately.md", ["private"]) is None
+    assert excluded_by("/x/notes/a.md", ["/y/*", "drafts/"]) is None
+
+
+def test_incognito_stops_learning_until_switched_off(tmp_path):
+    doc = tmp_path / "diary.md"
+    doc.write_text("Confidential musings about Ouagadougou.\n")
+    (tmp_path / "base.md").write_text("The cat sat on the mat.\n")
+    assert run("train", "--name", "d", str(tmp_path / "base.md")).exit_code == 0
+    assert "Incognito is on" in run("incognito", "on").output
+    refused = run("learn", "-m", "d", str(doc))
+    assert refused.exit_code == 1 and "incognito is on: nothing is learned" in refused.output
+    assert ModelStore().layer("d").documents() == [] and "Incognito is on" in run("incognito").output
+    assert "Incognito is off" in run("incognito", "off").output
+    assert run("learn", "-m", "d", str(doc)).exit_code == 0
+    assert "Ouagadougou" in ModelStore().load("d").vocab.tokens

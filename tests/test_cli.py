@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -199,3 +200,24 @@ def test_console_script_runs_end_to_end(tmp_path):
     assert out["predictions"][0]["token"] == "mat"
     bad = run_cli("predict", "-m", "missing", "x", check=False)
     assert bad.returncode != 0 and bad.stderr.strip().startswith("Error: no model named") and "Traceback" not in bad.stderr
+
+
+def test_discount_fallback_is_said_aloud_and_can_be_refused(tmp_path):
+    """Text with no n-gram seen once gives no modified Kneser-Ney discounts: training says which
+    orders took lmplz's fallback ones (so does `models info`), or stops when told to refuse."""
+    folder = tmp_path / "repeated"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The cat sat on the mat. " * 30)
+    trained = run("train", "--name", "r", "--order", "3", str(folder))
+    assert "note: orders 1, 2, 3: the counts of counts give no modified Kneser-Ney discounts" in trained.output
+    details = json.loads(run("models", "info", "r", "--json").output)["details"]
+    assert details["discount_fallback"] == {"orders": [1, 2, 3], "discounts": [0.5, 1.0, 1.5]}
+    assert details["discounts"][2] == [0.5, 1.0, 1.5]
+
+    refused = run("train", "--name", "r", "--order", "4", "--no-discount-fallback", str(folder), ok=False)
+    assert refused.exit_code == 1 and "order 4: n1-n4" in refused.output and "--discount-fallback" in refused.output
+    assert json.loads(run("models", "info", "r", "--json").output)["details"]["order"] == 3  # the saved model is untouched
+    rng = np.random.default_rng(0)  # text with words seen once, twice, three times...
+    (folder / "b.txt").write_text(" ".join(f"w{int(i)}" for i in rng.zipf(1.5, 5000) if i < 2000) + ".\n")
+    varied = run("train", "--name", "v", "--order", "2", "--no-discount-fallback", str(folder))
+    assert "note:" not in varied.output and "discount_fallback" not in json.loads(run("models", "info", "v", "--json").output)["details"]

@@ -155,6 +155,8 @@ def train(paths, backend, name, min_count, max_vocab, extra, pretokenized, exclu
         f"Trained {name!r} ({backend}): {s['documents']:,} document{'' if s['documents'] == 1 else 's'}, {s['tokens']:,} tokens, "
         f"vocabulary {len(model.vocab):,}{per_order}, {time.perf_counter() - started:.1f} s"
     )
+    for note in described.get("notes", []):
+        click.echo(f"note: {note}")
 
 
 class _NoBar:

@@ -14,7 +14,7 @@ from engine.model import LanguageModel, option
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
 from plugins.ngram.counts import accumulate, count_ngrams, from_tables, lookup
-from plugins.ngram.smoothing import kneser_ney, stupid_backoff
+from plugins.ngram.smoothing import fallback_note, kneser_ney, stupid_backoff
 from plugins.ngram.stats import backoff_token_stats
 
 LN10 = math.log(10.0)
@@ -32,6 +32,7 @@ class NgramOptions:
     smoothing: str = option("kneser-ney", "kneser-ney (KenLM's), add-k or stupid-backoff")
     k: float = option(0.1, "add-k's delta")
     alpha: float = option(0.4, "stupid backoff's factor")
+    discount_fallback: bool = option(True, "Kneser-Ney: where the text gives no discounts for an order, use lmplz's fallback ones (and say so) instead of stopping")
 
     def __post_init__(self):
         if not 1 <= self.order <= 9:
@@ -88,7 +89,7 @@ class NgramModel(LanguageModel):
         if counts.last is not None:
             facts["last_ngram"] = [int(i) for i in counts.last]  # to add counts later exactly
         if options.smoothing == "kneser-ney":
-            tables = kneser_ney(counts)
+            tables = kneser_ney(counts, options.discount_fallback)
         elif options.smoothing == "stupid-backoff":
             tables = stupid_backoff(counts, options.alpha)
         else:
@@ -174,6 +175,8 @@ class NgramModel(LanguageModel):
         for key in ("discounts", "discount_fallback", "alpha", "source"):
             if key in self.facts:
                 info[key] = self.facts[key]
+        if "discount_fallback" in self.facts:
+            info["notes"] = [fallback_note(self.facts["discount_fallback"])]
         if self.options.smoothing == "add-k":
             info["k"] = self.options.k
         return info

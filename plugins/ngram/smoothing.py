@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.errors import ForetellError
 from engine.vocab import BOS_ID
 from plugins.ngram.counts import NgramCounts
 
@@ -70,17 +71,24 @@ def discounts_from(n: list[int]) -> np.ndarray | None:
     return np.array(d, dtype=F32)
 
 
-def kneser_ney(counts: NgramCounts) -> BackoffTables:
-    """Interpolated modified Kneser-Ney, number for number as lmplz (float32 throughout)."""
+def kneser_ney(counts: NgramCounts, allow_fallback: bool = True) -> BackoffTables:
+    """Interpolated modified Kneser-Ney, number for number as lmplz (float32 throughout). An
+    order whose counts of counts give no valid discounts takes lmplz's fallback ones (recorded
+    in the facts), or, when ``allow_fallback`` is off, the training stops saying so."""
     V = counts.vocab_size
     adjusted = adjusted_counts(counts)
     stats = count_of_counts(counts, adjusted)
-    discounts, fallback = [], False
-    for n in stats:
-        d = discounts_from(n)
-        if d is None:
-            d, fallback = np.array((0.0,) + FALLBACK_DISCOUNTS, dtype=F32), True
-        discounts.append(d)
+    estimated = [discounts_from(n) for n in stats]
+    fell_back = [k for k, d in enumerate(estimated, start=1) if d is None]
+    if fell_back and not allow_fallback:
+        which = "; ".join(f"order {k}: n1-n4 {'/'.join(map(str, stats[k - 1]))}" for k in fell_back)
+        raise ForetellError(
+            f"modified Kneser-Ney discounts cannot be estimated from this text ({which}: too little text, or no n-gram "
+            f"seen once); train on more text or a lower --order, or allow lmplz's fallback discounts "
+            f"{', '.join(f'{x:g}' for x in FALLBACK_DISCOUNTS)} (--discount-fallback)"
+        )
+    fallback = np.array((0.0,) + FALLBACK_DISCOUNTS, dtype=F32)
+    discounts = [fallback if d is None else d for d in estimated]
     uniform = F32(1.0 / F32(V - 1))  # over the vocabulary without <s>
     logp, backoff = [], []
     lower = None
@@ -106,8 +114,8 @@ def kneser_ney(counts: NgramCounts) -> BackoffTables:
     logp[0][BOS_ID] = 0.0  # KenLM's convention: <s> is context only
     backoff.append(np.zeros(len(logp[-1]), dtype=F32))
     facts = {"discounts": [[float(x) for x in d[1:]] for d in discounts], "counts_of_counts": stats}
-    if fallback:
-        facts["discount_fallback"] = list(FALLBACK_DISCOUNTS)
+    if fell_back:
+        facts["discount_fallback"] = {"orders": fell_back, "discounts": list(FALLBACK_DISCOUNTS)}
     return BackoffTables(logp, backoff, facts)
 
 
@@ -115,6 +123,16 @@ def _log10_backoff(weights: np.ndarray, is_context: np.ndarray) -> np.ndarray:
     out = np.zeros(len(weights), dtype=F32)
     out[is_context] = np.log10(weights[is_context].astype(np.float64)).astype(F32)
     return out
+
+
+def fallback_note(fallback) -> str:
+    """The sentence that says which orders took the fallback discounts (models saved before the
+    orders were recorded hold only the discounts)."""
+    values = fallback.get("discounts", FALLBACK_DISCOUNTS) if isinstance(fallback, dict) else fallback
+    orders = fallback.get("orders") if isinstance(fallback, dict) else None
+    which = f"order{'s' if len(orders) > 1 else ''} {', '.join(map(str, orders))}" if orders else "some orders"
+    return (f"{which}: the counts of counts give no modified Kneser-Ney discounts (too little text, or no n-gram seen once), "
+            f"so lmplz's fallback discounts {', '.join(f'{x:g}' for x in values)} were used (--no-discount-fallback refuses instead)")
 
 
 def stupid_backoff(counts: NgramCounts, alpha: float = 0.4) -> BackoffTables:

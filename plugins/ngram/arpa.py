@@ -26,26 +26,52 @@ def _open(path: Path, mode: str):
     return open(path, mode, encoding="utf-8", newline="\n")
 
 
+ARPA_CHUNK = 1 << 16  # n-grams formatted at a time: memory follows this, not the model
+
+
 def write_arpa(path: Path, vocab: Vocabulary, keys: list[np.ndarray], logp: list[np.ndarray], backoff: list[np.ndarray]) -> None:
-    """Write the model; every n-gram below the top order carries its backoff, as lmplz does."""
-    V = np.uint64(len(vocab))
+    """Write the model a chunk of n-grams at a time (each one's words recovered from its
+    prefixes, so nothing the size of the model is built); values are the shortest decimals that
+    read back as the same float32, and every n-gram below the top order carries its backoff, as
+    lmplz writes them."""
     words = np.array(vocab.tokens, dtype=object)
     with _open(path, "wt") as f:
         f.write("\\data\\\n")
         for k, key in enumerate(keys, start=1):
             f.write(f"ngram {k}={len(key)}\n")
-        strings = None
         for k, key in enumerate(keys, start=1):
             f.write(f"\n\\{k}-grams:\n")
-            last = words[(key % V).astype(np.int64)] if k > 1 else words[key.astype(np.int64)]
-            strings = last if k == 1 else strings[(key // V).astype(np.int64)] + " " + last
-            probs = [repr(float(x)) for x in logp[k - 1].astype(np.float64)]
-            if k < len(keys):
-                backs = [repr(float(x)) for x in backoff[k - 1].astype(np.float64)]
-                f.writelines(f"{p}\t{s}\t{b}\n" for p, s, b in zip(probs, strings, backs))
-            else:
-                f.writelines(f"{p}\t{s}\n" for p, s in zip(probs, strings))
+            for lo in range(0, len(key), ARPA_CHUNK):
+                hi = min(lo + ARPA_CHUNK, len(key))
+                ids = _word_ids(keys, k, lo, hi, len(vocab))
+                text = words[ids[0]]
+                for column in ids[1:]:
+                    text = text + " " + words[column]
+                probs = _shortest(logp[k - 1][lo:hi])
+                if k < len(keys):
+                    f.writelines(f"{p}\t{s}\t{b}\n" for p, s, b in zip(probs, text, _shortest(backoff[k - 1][lo:hi])))
+                else:
+                    f.writelines(f"{p}\t{s}\n" for p, s in zip(probs, text))
         f.write("\n\\end\\\n")
+
+
+def _word_ids(keys: list[np.ndarray], k: int, lo: int, hi: int, vocab_size: int) -> np.ndarray:
+    """The words of order-k n-grams lo..hi, first word first: a k x n array of ids. A key is
+    its prefix's index times V plus its last word, so the words come from walking the prefixes."""
+    V = np.uint64(vocab_size)
+    out = np.empty((k, hi - lo), dtype=np.int64)
+    key = np.asarray(keys[k - 1][lo:hi], dtype=np.uint64)
+    for j in range(k - 1, 0, -1):
+        out[j] = (key % V).astype(np.int64)
+        key = np.asarray(keys[j - 1], dtype=np.uint64)[(key // V).astype(np.int64)]
+    out[0] = key.astype(np.int64)
+    return out
+
+
+def _shortest(values: np.ndarray) -> list[str]:
+    """Each float32 as the shortest decimal that reads back to it (numpy's unique repr), with
+    no ".0" on whole numbers, as lmplz prints them."""
+    return [s[:-2] if s.endswith(".0") else s for s in np.asarray(values, dtype=np.float32).astype(str).tolist()]
 
 
 _COUNT = re.compile(r"^ngram\s+(\d+)\s*=\s*(\d+)\s*$")

@@ -51,15 +51,19 @@ class AdaptationLayer:
     def _read(self) -> dict:
         """The layer as written, every field checked: file names are plain names of this
         folder, counts are counts. Anything else is refused with the remedy that works."""
-        try:
-            layer = read_json(self.folder / LAYER_FILE, self._what)
-            words = read_json(self.folder / WORDS_FILE, self._what)
-        except FileNotFoundError:
-            if os.path.lexists(self.folder / LAYER_FILE):
-                raise self._damaged("a file of it is missing") from None
-            return {"documents": [], "next": 1, "words": list(SPECIALS)}
-        except ModelFormatError as exc:
-            raise self._damaged(str(exc).split(": ", 1)[-1]) from None
+        for attempt in range(3):
+            try:
+                layer = read_json(self.folder / LAYER_FILE, self._what)
+                words = read_json(self.folder / WORDS_FILE, self._what)
+                break
+            except FileNotFoundError:
+                if not os.path.lexists(self.folder / LAYER_FILE):
+                    return {"documents": [], "next": 1, "words": list(SPECIALS)}
+                if attempt == 2:
+                    raise self._damaged("a file of it is missing") from None
+                # Reading races a writer (unlocked): the layer appeared, or went, meanwhile.
+            except ModelFormatError as exc:
+                raise self._damaged(str(exc).split(": ", 1)[-1]) from None
         if not isinstance(layer, dict) or not isinstance(layer.get("documents"), list) or not isinstance(words, list) \
                 or not all(isinstance(w, str) for w in words) or words[: len(SPECIALS)] != list(SPECIALS):
             raise self._damaged("it is not one foretell wrote")

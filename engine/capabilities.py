@@ -38,6 +38,17 @@ class Quantizable(Protocol):
 
 
 @runtime_checkable
+class Prunable(Protocol):
+    """Has smaller copies with fewer n-grams (``foretell models prune``): to at least ``ngrams``
+    entries by relative entropy, or without those seen at most ``min_counts[k]`` times (order
+    k + 2, the last value repeating). ``bytes_per_ngram`` is what one costs in a pruned copy."""
+
+    bytes_per_ngram: int
+
+    def pruned(self, ngrams: int | None = None, min_counts: list[int] | None = None): ...
+
+
+@runtime_checkable
 class HasTrainingCurves(Protocol):
     """Recorded one row of figures per training epoch (``models plot``, ``score --html``)."""
 

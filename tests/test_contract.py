@@ -226,11 +226,27 @@ def _combines(model, tmp_path):
     assert type(model).part_names(model.options) == model.options.names
 
 
+def _prunable(model, tmp_path):
+    from engine.errors import ForetellError
+
+    total = sum(len(k) for k in model.keys)
+    try:
+        smaller = model.pruned(ngrams=total // 2)
+    except ForetellError as exc:  # add-k has no backoffs to renormalise, unigrams nothing to drop
+        assert "add-k" in str(exc) or "unigram" in str(exc)
+        return
+    assert total // 2 <= sum(len(k) for k in smaller.keys) < total
+    state = smaller.initial_state()
+    for token_id in encode(smaller, tokenize(HELD_OUT))[1:40]:
+        assert np.exp(smaller.next_logprobs(state)).sum() == pytest.approx(1.0, abs=1e-5)
+        state = smaller.advance(state, int(token_id))
+
+
 def _ability_checks():
     from engine import capabilities as c
 
     return {c.ExportsArpa: _exports_arpa, c.Quantizable: _quantizable, c.HasTrainingCurves: _training_curves,
-            c.DiagnosesGradients: _gradients, c.Learnable: _learnable}
+            c.DiagnosesGradients: _gradients, c.Learnable: _learnable, c.Prunable: _prunable}
 
 
 def test_every_ability_has_a_check():

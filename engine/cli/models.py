@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.capabilities import ExportsArpa, ImportsArpa, Quantizable, backend_with, has_training_curves
+from engine.capabilities import ExportsArpa, ImportsArpa, Prunable, Quantizable, backend_with, has_training_curves
 from engine.cli.common import echo_json, json_option, load_model, pretokenized_option, store
 from engine.corpus import read_text
 from engine.errors import ForetellError
@@ -145,6 +145,77 @@ def optimize(name, new_name, check_file, tolerance, pretokenized):
     manifest = s.manifest(name)
     s.save(new_name, optimized, corpus=manifest.get("corpus"), vocabulary=manifest.get("vocabulary"))
     click.echo(f"Saved {new_name!r}: {_human(_folder_size(s.path(new_name)))} (was {_human(_folder_size(s.path(name)))}).")
+
+
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+
+
+def _size_target(value: str) -> tuple[int, bool]:
+    """'500000', '500k', '2M' (n-grams) or '20MB', '1.5GB' (bytes on disk): (amount, is_bytes)."""
+    text = value.strip().upper().replace(" ", "")
+    number = text.rstrip("KMGB")
+    unit = text[len(number):]
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1
+    if unit not in _UNITS or amount <= 0:
+        raise click.BadParameter(f"{value!r} is not a size: a number of n-grams (500000, 500k, 2M) or bytes on disk (20MB, 1.5GB)")
+    return int(amount * _UNITS[unit]), unit.endswith("B")
+
+
+def _drop_counts(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        counts = [int(v) for v in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or counts[0] != 0 or any(c < 0 for c in counts) or counts != sorted(counts):
+        raise click.BadParameter(f"{value!r}: give one count per order from unigrams, comma-separated and non-decreasing, "
+                                 "the first 0 (unigrams are the vocabulary), e.g. 0,0,1 (as lmplz --prune)")
+    return counts
+
+
+@models.command()
+@click.argument("name")
+@click.option("--to", "size", metavar="SIZE", help="Target size: n-grams (500000, 500k, 2M) or bytes on disk (20MB); relative-entropy pruning (Stolcke 1998).")
+@click.option("--drop-counts", "counts", metavar="T1,T2,...", help="Instead: drop n-grams seen at most Tk times, one value per order from unigrams, the last repeating (as lmplz --prune: 0,0,1).")
+@click.option("--name", "new_name", metavar="NEW", help="Name of the pruned copy (default: NAME-pruned).")
+@click.option("--check", "check_file", type=click.Path(exists=True, dir_okay=False), help="Held-out text: print perplexity before and after.")
+@pretokenized_option
+def prune(name, size, counts, new_name, check_file, pretokenized):
+    """Save a smaller copy of n-gram model NAME with fewer n-grams, its backoffs renormalised.
+
+    Either --to a size (the n-grams that change the model least go first, as SRILM's -prune)
+    or --drop-counts (rare n-grams go, as lmplz --prune). An n-gram that a kept longer one
+    starts or ends with is kept. The original model is never changed."""
+    if (size is None) == (counts is None):
+        raise click.UsageError("give one of --to SIZE or --drop-counts T1,T2,...")
+    target, min_counts = (_size_target(size) if size else None), _drop_counts(counts)
+    s = store()
+    model = load_model(validate_name(name))
+    if not isinstance(model, Prunable):
+        raise ForetellError(f"the {model.name!r} backend has no n-grams to prune (n-gram models do)")
+    new_name = validate_name(new_name or f"{name}-pruned")
+    if new_name == name:
+        raise ForetellError("the pruned copy needs a name of its own; the original is never overwritten")
+    if target is not None:
+        amount, is_bytes = target
+        pruned = model.pruned(ngrams=amount // model.bytes_per_ngram if is_bytes else amount)
+    else:
+        pruned = model.pruned(min_counts=min_counts[1:] or [0])
+    if check_file:
+        sentences = tokenize(read_text(check_file), pretokenized)
+        before, after = corpus_perplexity(model, sentences).perplexity, corpus_perplexity(pruned, sentences).perplexity
+        click.echo(f"perplexity on {check_file}: {before:.4f} before, {after:.4f} after ({100 * (after / before - 1):+.2f} %)")
+    manifest = s.manifest(name)
+    s.save(new_name, pruned, corpus=manifest.get("corpus"), vocabulary=manifest.get("vocabulary"))
+    was, now = pruned.facts["pruned"]["from_ngrams"], pruned.facts["ngrams"]
+    if target is not None and sum(now) > (target[0] // model.bytes_per_ngram if target[1] else target[0]) * 1.05:
+        click.echo(f"As small as it gets: every word of the vocabulary stays, and the n-grams the rest are built on ({sum(now):,}).")
+    click.echo(f"Saved {new_name!r}: {sum(now):,} n-grams ({', '.join(f'{n:,}' for n in now)} by order; was {sum(was):,}), "
+               f"{_human(_folder_size(s.path(new_name)))} (was {_human(_folder_size(s.path(name)))}).")
 
 
 @models.command()

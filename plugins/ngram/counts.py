@@ -66,7 +66,7 @@ def accumulate(vocab_size: int, order: int, parts) -> NgramCounts:
     last = None
     for local in parts:
         unigrams[: local.vocab_size] += local.orders[0].counts
-        tables = [(_tuples(local, k), local.orders[k - 1].counts) for k in range(2, order + 1)]
+        tables = [(ngram_rows([o.keys for o in local.orders], local.vocab_size, k), local.orders[k - 1].counts) for k in range(2, order + 1)]
         merged = tables if merged is None else [_merge(a, b) for a, b in zip(merged, tables)]
         candidate = local.last
         if candidate is not None and (last is None or candidate[::-1] > last[::-1]):
@@ -91,12 +91,12 @@ def _sentence_chunks(ids: np.ndarray, chunk: int):
         start = cut
 
 
-def _tuples(counts: "NgramCounts", k: int) -> np.ndarray:
+def ngram_rows(keys: list[np.ndarray], V: int, k: int) -> np.ndarray:
     """The order-k n-grams as rows of k word ids (from their prefix-keyed form)."""
-    V = np.uint64(counts.vocab_size)
-    rows = counts.orders[0].keys.astype(np.int64)[:, None]
+    V = np.uint64(V)
+    rows = keys[0].astype(np.int64)[:, None]
     for j in range(2, k + 1):
-        key = counts.orders[j - 1].keys
+        key = keys[j - 1]
         rows = np.hstack([rows[(key // V).astype(np.int64)], (key % V).astype(np.int64)[:, None]])
     return rows.astype(np.int32)
 
@@ -110,7 +110,7 @@ def _merge(a, b):
     return unique.view(rows.dtype).reshape(-1, rows.shape[1]), np.bincount(inverse.ravel(), weights=counts).astype(np.int64)
 
 
-def _index_of(rows: np.ndarray, keys: list[np.ndarray], V: int) -> np.ndarray:
+def index_of(rows: np.ndarray, keys: list[np.ndarray], V: int) -> np.ndarray:
     """Index of each row's n-gram in its order's table (-1 where absent)."""
     index = rows[:, 0].astype(np.int64)
     for m in range(1, rows.shape[1]):
@@ -124,17 +124,17 @@ def _from_tuples(V: int, unigrams: np.ndarray, merged: list, last) -> "NgramCoun
     orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, starts_bos)]
     keys = [orders[0].keys]
     for k, (rows, counts) in enumerate(merged, start=2):
-        prefix = _index_of(rows[:, :-1], keys, V)
+        prefix = index_of(rows[:, :-1], keys, V)
         key = prefix.astype(np.uint64) * np.uint64(V) + rows[:, -1].astype(np.uint64)
         order = np.argsort(key, kind="stable")
         rows, key = rows[order], key[order]
         keys.append(key)
-        orders.append(OrderCounts(key, counts[order], _index_of(rows[:, 1:], keys, V), rows[:, 0] == BOS_ID))
+        orders.append(OrderCounts(key, counts[order], index_of(rows[:, 1:], keys, V), rows[:, 0] == BOS_ID))
     last_suffixes = []
     for length in range(1, len(merged) + 1):
         tail = np.array([last[len(last) - length :]]) if last is not None else None
         padded = tail is not None and length > 1 and tail[0, 0] == BOS_ID and tail[0, 1] == BOS_ID
-        last_suffixes.append(-1 if tail is None or padded else int(_index_of(tail, keys, V)[0]))
+        last_suffixes.append(-1 if tail is None or padded else int(index_of(tail, keys, V)[0]))
     return NgramCounts(V, orders, last_suffixes, last)
 
 

@@ -13,6 +13,7 @@ from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel, option
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
+from plugins.ngram import prune
 from plugins.ngram.counts import accumulate, count_ngrams, from_tables, lookup
 from plugins.ngram.smoothing import fallback_note, kneser_ney, stupid_backoff
 from plugins.ngram.stats import backoff_token_stats
@@ -98,8 +99,37 @@ class NgramModel(LanguageModel):
         return cls(vocab, options, keys, tables.logp, tables.backoff, raw, facts)
 
     def check_can_learn(self) -> None:
+        if self.counts is None and "pruned" in self.facts:
+            raise ForetellError("this model is a pruned copy and has no counts to add to; let the model it was pruned from learn, then prune again")
         if self.counts is None:
             raise ForetellError("this model was imported from ARPA and has no counts to add to; train it with foretell to let it learn")
+
+    # -- pruning ---------------------------------------------------------------------------
+    bytes_per_ngram = 16  # a pruned copy keeps keys (8 bytes), log10 p and backoff (4 each)
+
+    def pruned(self, ngrams: int | None = None, min_counts: list[int] | None = None) -> "NgramModel":
+        """A copy with at least ``ngrams`` n-grams left by relative entropy (Stolcke 1998), or
+        without those seen at most ``min_counts[k]`` times (order k + 2; the last repeats);
+        backoffs renormalised. See plugins.ngram.prune."""
+        if self.logp is None:
+            raise ForetellError("an add-k model has no backoff weights to renormalise; prune a Kneser-Ney or stupid-backoff model")
+        if self.order == 1:
+            raise ForetellError("a unigram model has nothing to prune: its n-grams are its vocabulary")
+        structure = prune.Structure.of(self.keys, self.V)
+        info: dict = {"from_ngrams": [int(len(k)) for k in self.keys]}
+        if min_counts is not None:
+            if self.counts is None:
+                raise ForetellError("this model has no counts (imported from ARPA or pruned already): prune it to a size instead")
+            keep = prune.by_counts(self.counts, min_counts, structure)
+            info.update(method="count", min_counts=[int(t) for t in min_counts])
+        else:
+            costs = prune.relative_entropy(self.logp, self.backoff, structure)
+            keep, threshold = prune.to_size(costs, int(ngrams), structure, self.V)
+            info.update(method="relative-entropy", threshold_nats=threshold)
+        keys, logp, backoff = prune.apply(self.keys, self.logp, self.backoff, self.V, keep, structure)
+        facts = {k: v for k, v in self.facts.items() if k not in ("last_ngram", "pruned")}
+        facts.update(ngrams=[int(len(k)) for k in keys], pruned=info)
+        return type(self)(self.vocab, self.options, keys, logp, backoff, None, facts)
 
     def with_documents(self, words: list[str], streams: list[np.ndarray]) -> "NgramModel":
         """This model with the n-grams of ``streams`` added to its counts (online adaptation):
@@ -172,7 +202,7 @@ class NgramModel(LanguageModel):
 
     def describe(self) -> dict:
         info = {"order": self.order, "smoothing": self.options.smoothing, "ngrams": [int(len(k)) for k in self.keys]}
-        for key in ("discounts", "discount_fallback", "alpha", "source"):
+        for key in ("discounts", "discount_fallback", "alpha", "source", "pruned"):
             if key in self.facts:
                 info[key] = self.facts[key]
         if "discount_fallback" in self.facts:

@@ -59,7 +59,7 @@ def test_a_time_budget_given_alone_is_the_budget_used():
     """`-O max_minutes=M` without `epochs` trains until the minutes are spent (not ten epochs
     and stop), with the linear schedule decayed over those minutes; without either, ten epochs."""
     corpus = corpus_from_text(SMALL_TEXT * 2)
-    cls, options = rnn(max_minutes="0.05", patience="1000", anneal_below="0", schedule="linear", lr="1")
+    cls, options = rnn(max_minutes="0.05", patience="1000000", anneal_below="0", schedule="linear", lr="1")
     metrics = cls.fit(corpus, options).metrics
     assert len(metrics) > 10 and 0.04 < metrics[-1]["minutes"] < 0.08
     assert metrics[-1]["lr"] < 0.2 < metrics[0]["lr"]  # decayed over the minutes, not over ten epochs

@@ -123,7 +123,8 @@ class _Block:
         self.z, self.size = z, z.shape[1]
         self.max = z.amax(1, keepdim=True)
         self.exp = z.sub(self.max).exp_()
-        self.offset = (base[:, None] if base is not None else 0) - self.max - self.exp.sum(1, keepdim=True).log()  # log p = z + offset
+        self.total = self.exp.sum(1, keepdim=True)
+        self.offset = (base[:, None] if base is not None else 0) - self.max - self.total.log()  # log p = z + offset
 
     def words(self, count: int | None) -> "_Block":
         """The first ``count`` entries as a block of their own (the head's words; its cluster
@@ -132,6 +133,7 @@ class _Block:
             return self
         part = object.__new__(_Block)
         part.z, part.size, part.max, part.exp, part.offset = self.z[:, :count], count, self.max, self.exp[:, :count], self.offset
+        part.total = part.exp.sum(1, keepdim=True)
         return part
 
     def logp(self, rows, columns) -> torch.Tensor:
@@ -144,4 +146,4 @@ class _Block:
     def sum_p_logp(self) -> torch.Tensor:
         """Per row, the sum over these words of p log p."""
         scale = (self.max + self.offset).squeeze(1)  # p = exp * exp(max + offset)
-        return scale.exp() * (torch.linalg.vecdot(self.exp, self.z) + self.offset[:, 0] * self.exp.sum(1))
+        return scale.exp() * (torch.linalg.vecdot(self.exp, self.z) + self.offset[:, 0] * self.total[:, 0])

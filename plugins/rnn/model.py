@@ -283,7 +283,7 @@ def _features_by_sentence(net: RNNNet, ids: np.ndarray, starts: np.ndarray, hidd
         words = ids[start + 1 : end]  # w1 ... wn </s>
         y, hidden = net.features(torch.as_tensor(np.append(words, BOS_ID))[None], hidden)
         features += [top[None], y[0, : len(words) - 1]]  # what predicts w1, then w2 ... </s>
-        top = y[0, -1]  # after the next sentence's <s>
+        top = y[0, -1].clone()  # after the next sentence's <s> (a copy: a view keeps all of y)
         after.append(RNNState(hidden, top))
     return (torch.cat(features) if features else torch.zeros(0)), after
 
@@ -303,7 +303,9 @@ def _features_by_layer(layers: list[nn.Module], net: RNNNet, ids: np.ndarray, st
         x, _ = layer(x, hidden[l : l + 1])
         outputs.append(x[0])  # (T, H)
     states = torch.stack([o[torch.as_tensor(boundaries)] for o in outputs], dim=1)  # (sentences, layers, H)
-    after = [RNNState(states[j][:, None, :], outputs[-1][boundaries[j]]) for j in range(len(starts))]
+    # Views of ``states`` only (a layer's output is its state): a view of ``outputs`` would keep
+    # every position's output alive as long as the analysis.
+    after = [RNNState(states[j][:, None, :], states[j, -1]) for j in range(len(starts))]
     candidates = torch.cat([top[None], outputs[-1]])  # row 0: the state given; row 1 + t: after step t
     first = np.concatenate([[0], 1 + boundaries[:-1]])
     rows = np.concatenate([np.concatenate([[f], 1 + o + np.arange(n - 1)]) for f, o, n in zip(first, offsets, lengths)])

@@ -127,24 +127,40 @@ def optimize(name, new_name, check_file, tolerance, pretokenized):
 
     With --check, the copy is saved only if its perplexity on that text is within --tolerance
     percent of the original's. The original model is never changed."""
-    s = store()
     model = load_model(validate_name(name))
     if not isinstance(model, Quantizable):
         raise ForetellError(f"the {model.name!r} backend has no quantized form (only neural backends do)")
-    new_name = validate_name(new_name or f"{name}-int8")
-    if new_name == name:
-        raise ForetellError("the optimized copy needs a name of its own; the original is never overwritten")
+    new_name = _copy_name(name, new_name, "int8", "optimized")
     optimized = model.quantized()
-    if check_file:
-        sentences = tokenize(read_text(check_file), pretokenized)
-        before, after = corpus_perplexity(model, sentences).perplexity, corpus_perplexity(optimized, sentences).perplexity
-        change = 100 * (after / before - 1)
-        click.echo(f"perplexity on {check_file}: {before:.4f} before, {after:.4f} after ({change:+.2f} %)")
-        if change > tolerance:
-            raise ForetellError(f"quantization raised perplexity by {change:.2f} % (more than {tolerance:g} %); nothing saved")
-    manifest = s.manifest(name)
-    s.save(new_name, optimized, corpus=manifest.get("corpus"), vocabulary=manifest.get("vocabulary"))
-    click.echo(f"Saved {new_name!r}: {_human(_folder_size(s.path(new_name)))} (was {_human(_folder_size(s.path(name)))}).")
+    change = _perplexity_change(model, optimized, check_file, pretokenized)
+    if change is not None and change > tolerance:
+        raise ForetellError(f"quantization raised perplexity by {change:.2f} % (more than {tolerance:g} %); nothing saved")
+    _save_copy(name, new_name, optimized)
+    click.echo(f"Saved {new_name!r}: {_human(_folder_size(store().path(new_name)))} (was {_human(_folder_size(store().path(name)))}).")
+
+
+def _copy_name(name: str, new_name: str | None, suffix: str, what: str) -> str:
+    new_name = validate_name(new_name or f"{name}-{suffix}")
+    if new_name == name:
+        raise ForetellError(f"the {what} copy needs a name of its own; the original is never overwritten")
+    return new_name
+
+
+def _perplexity_change(model, copy, check_file, pretokenized) -> float | None:
+    """With a held-out file, print both perplexities on it and return the change in percent."""
+    if not check_file:
+        return None
+    sentences = tokenize(read_text(check_file), pretokenized)
+    before, after = corpus_perplexity(model, sentences).perplexity, corpus_perplexity(copy, sentences).perplexity
+    change = 100 * (after / before - 1)
+    click.echo(f"perplexity on {check_file}: {before:.4f} before, {after:.4f} after ({change:+.2f} %)")
+    return change
+
+
+def _save_copy(name: str, new_name: str, copy) -> None:
+    """Save a smaller copy of model ``name`` with its manifest's corpus and vocabulary facts."""
+    manifest = store().manifest(name)
+    store().save(new_name, copy, corpus=manifest.get("corpus"), vocabulary=manifest.get("vocabulary"))
 
 
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
@@ -193,29 +209,23 @@ def prune(name, size, counts, new_name, check_file, pretokenized):
     if (size is None) == (counts is None):
         raise click.UsageError("give one of --to SIZE or --drop-counts T1,T2,...")
     target, min_counts = (_size_target(size) if size else None), _drop_counts(counts)
-    s = store()
     model = load_model(validate_name(name))
     if not isinstance(model, Prunable):
         raise ForetellError(f"the {model.name!r} backend has no n-grams to prune (n-gram models do)")
-    new_name = validate_name(new_name or f"{name}-pruned")
-    if new_name == name:
-        raise ForetellError("the pruned copy needs a name of its own; the original is never overwritten")
+    new_name = _copy_name(name, new_name, "pruned", "pruned")
     if target is not None:
         amount, is_bytes = target
-        pruned = model.pruned(ngrams=amount // model.bytes_per_ngram if is_bytes else amount)
+        wanted = amount // model.bytes_per_ngram if is_bytes else amount
+        pruned = model.pruned(ngrams=wanted)
     else:
         pruned = model.pruned(min_counts=min_counts[1:] or [0])
-    if check_file:
-        sentences = tokenize(read_text(check_file), pretokenized)
-        before, after = corpus_perplexity(model, sentences).perplexity, corpus_perplexity(pruned, sentences).perplexity
-        click.echo(f"perplexity on {check_file}: {before:.4f} before, {after:.4f} after ({100 * (after / before - 1):+.2f} %)")
-    manifest = s.manifest(name)
-    s.save(new_name, pruned, corpus=manifest.get("corpus"), vocabulary=manifest.get("vocabulary"))
+    _perplexity_change(model, pruned, check_file, pretokenized)
+    _save_copy(name, new_name, pruned)
     was, now = pruned.facts["pruned"]["from_ngrams"], pruned.facts["ngrams"]
-    if target is not None and sum(now) > (target[0] // model.bytes_per_ngram if target[1] else target[0]) * 1.05:
+    if target is not None and sum(now) > wanted * 1.05:
         click.echo(f"As small as it gets: every word of the vocabulary stays, and the n-grams the rest are built on ({sum(now):,}).")
     click.echo(f"Saved {new_name!r}: {sum(now):,} n-grams ({', '.join(f'{n:,}' for n in now)} by order; was {sum(was):,}), "
-               f"{_human(_folder_size(s.path(new_name)))} (was {_human(_folder_size(s.path(name)))}).")
+               f"{_human(_folder_size(store().path(new_name)))} (was {_human(_folder_size(store().path(name)))}).")
 
 
 @models.command()

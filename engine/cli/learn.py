@@ -66,7 +66,8 @@ def learn(model_name, pretokenized, exclude, paths):
             click.echo(f"{path}: already learned, unchanged")
             continue
         verb = "relearned" if entry["replaced"] else "learned"
-        click.echo(f"{path}: {verb} {entry['sentences']:,} sentences, {entry['tokens']:,} tokens, {entry['new_words']:,} new words")
+        counts = ", ".join(_counted(entry[key], noun) for key, noun in (("sentences", "sentence"), ("tokens", "token"), ("new_words", "new word")))
+        click.echo(f"{path}: {verb} {counts}")
     if failed == len(files):
         raise ForetellError("nothing was learned: no readable text among the paths given")
     model = s.load(name)
@@ -122,3 +123,8 @@ def register(cli):
     cli.add_command(learn)
     cli.add_command(forget)
     models.add_command(history)
+
+
+def _counted(n: int, noun: str) -> str:
+    """'1 sentence', '2 sentences', '1,000 tokens'."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

@@ -18,14 +18,15 @@ sums to 1 again: bo(h) = (1 - sum_{hv kept} p(v|h)) / (1 - sum_{hv kept} p(v|h')
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from plugins.ngram.counts import index_of, ngram_rows
+from plugins.ngram.counts import lookup
 
 F32 = np.float32
-LN10 = np.log(10.0)
+LN10 = math.log(10.0)
 TINY = 1e-12  # the smallest leftover mass a context's backoff is computed from
 
 
@@ -39,10 +40,13 @@ class Structure:
 
     @classmethod
     def of(cls, keys: list[np.ndarray], V: int) -> "Structure":
+        """One lookup per order: the lower estimate of hw is (the lower estimate of h, w)."""
         prefix, suffix = [None], [None]
         for k in range(2, len(keys) + 1):
-            prefix.append((keys[k - 1] // np.uint64(V)).astype(np.int64))
-            suffix.append(index_of(ngram_rows(keys, V, k)[:, 1:], keys, V))
+            h = (keys[k - 1] // np.uint64(V)).astype(np.int64)
+            w = (keys[k - 1] % np.uint64(V)).astype(np.int64)
+            prefix.append(h)
+            suffix.append(w if k == 2 else lookup(keys[k - 2], suffix[-1][h], w, V))
         return cls(prefix, suffix)
 
 
@@ -91,7 +95,7 @@ def by_counts(counts: list[np.ndarray], thresholds: list[int], s: Structure) -> 
 def to_size(costs: list[np.ndarray | None], target: int, s: Structure, unigrams: int) -> tuple[list[np.ndarray], float | None]:
     """Keep masks for the largest threshold on D that leaves at least ``target`` n-grams (all
     orders, unigrams included), found by bisection; and that threshold (None: nothing goes)."""
-    values = np.sort(np.concatenate([c for c in costs[1:]]))
+    values = np.sort(np.concatenate(costs[1:]))
 
     def masks(threshold: float) -> list[np.ndarray]:
         return kept([None] + [c < threshold for c in costs[1:]], s, unigrams)

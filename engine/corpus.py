@@ -199,17 +199,31 @@ def read_text(path: str) -> str:
 
 def iter_lines(f: io.TextIOBase) -> Iterator[str]:
     """Lines ending in '\\n' only, as KenLM splits them; long lines arrive whole."""
-    pending = ""
-    while True:
-        chunk = f.read(READ_CHUNK)
-        if not chunk:
-            break
-        parts = (pending + chunk).split("\n")
-        pending = parts.pop()
+    for block in iter_line_blocks(f):
+        parts = block.split("\n")
+        last = parts.pop()
         for part in parts:
             yield part + "\n"
-    if pending:
-        yield pending
+        if last:
+            yield last
+
+
+def iter_line_blocks(f: io.TextIOBase, size: int = READ_CHUNK) -> Iterator[str]:
+    """The text in pieces of about ``size`` characters that end at a line's end (or the
+    text's): whole lines in bulk, for readers that split them at C speed."""
+    pending: list[str] = []
+    while True:
+        chunk = f.read(size)
+        if not chunk:
+            break
+        cut = chunk.rfind("\n") + 1
+        if cut == 0:  # no line ends here: a long line keeps arriving
+            pending.append(chunk)
+            continue
+        yield "".join(pending) + chunk[:cut]
+        pending = [chunk[cut:]]
+    if "".join(pending):
+        yield "".join(pending)
 
 
 class IdStream:

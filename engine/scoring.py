@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
-from engine.tokenizer import Token
-from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID
+from engine.tokenizer import Token, iter_sentences, split_lines
+from engine.vocab import BOS_ID, EOS, EOS_ID, NEWLINE, UNK_ID, Vocabulary
+
+BATCH_TOKENS = 100_000  # tokens scored at once: memory follows this, not the text
 
 
 @dataclass
@@ -71,38 +74,84 @@ class Perplexity:
 
 def encode(model: LanguageModel, sentences: Iterable[list[Token]]) -> np.ndarray:
     """Sentences as one id stream ``<s> w1 ... wn </s> <s> ...``."""
+    return encode_words(model.vocab, ([t.text for t in sentence] for sentence in sentences))
+
+
+def encode_lines(vocab: Vocabulary, block: str) -> tuple[np.ndarray, np.ndarray]:
+    """Whole lines of pretokenized text (one sentence a line, tokens between runs of spaces or
+    tabs, as KenLM reads them) as the id stream ``encode`` gives, and where each sentence ends
+    in it; split and looked up in bulk, with no token objects (the perplexity fast path)."""
+    if "\r" in block:  # a line may end in \r\n: the line-by-line reader strips exactly that
+        sentences = list(iter_sentences(split_lines(block), pretokenized=True))
+        ids = encode_words(vocab, ([t.text for t in sentence] for sentence in sentences))
+        return ids, np.cumsum([len(sentence) + 2 for sentence in sentences], dtype=np.int64)
+    if not block.endswith("\n"):
+        block += "\n"
+    words = list(filter(None, block.replace("\t", " ").replace("\n", " \n ").split(" ")))
+    ids = np.fromiter(map(vocab.line_ids.get, words, repeat(UNK_ID)), dtype=np.int64, count=len(words))
+    line_ends = np.flatnonzero(ids == NEWLINE)
+    ids[line_ends] = EOS_ID
+    ids = np.insert(ids, np.concatenate(([0], line_ends[:-1] + 1)), BOS_ID)
+    return ids, line_ends + np.arange(2, len(line_ends) + 2)
+
+
+def encode_words(vocab: Vocabulary, sentences: Iterable[list[str]]) -> np.ndarray:
+    """``encode`` for sentences given as lists of strings."""
     ids: list[int] = []
-    get = model.vocab.ids.get
+    get = vocab.ids.get
     for sentence in sentences:
         ids.append(BOS_ID)
-        ids.extend(get(t.text, UNK_ID) for t in sentence)
+        ids.extend(get(t, UNK_ID) for t in sentence)
         ids.append(EOS_ID)
     return np.array(ids, dtype=np.int64)
 
 
+def id_batches(blocks: Iterable[tuple[np.ndarray, np.ndarray]], max_tokens: int = BATCH_TOKENS) -> Iterator[tuple[np.ndarray, int]]:
+    """Id streams of whole sentences (with where each ends, as ``encode_lines`` gives them)
+    regrouped into exactly the batches ``sentence_batches`` makes of the same sentences, so a
+    model with state scores them alike; each batch with its number of sentences."""
+    carry: list[np.ndarray] = []
+    carry_size = carry_sentences = 0
+    for ids, ends in blocks:
+        cumulative = carry_size + np.cumsum(np.diff(ends, prepend=0) - 1)  # words and </s> counted
+        start = base = first = 0
+        while (i := int(np.searchsorted(cumulative, base + max_tokens))) < len(cumulative):
+            yield np.concatenate(carry + [ids[start : ends[i]]]), carry_sentences + i + 1 - first
+            carry, carry_sentences = [], 0
+            start, base, first = int(ends[i]), int(cumulative[i]), i + 1
+        if start < len(ids):
+            carry.append(ids[start:])
+            carry_size, carry_sentences = int(cumulative[-1] - base), carry_sentences + len(ends) - first
+        else:
+            carry_size = 0
+    if carry:
+        yield np.concatenate(carry), carry_sentences
+
+
 def perplexity(model: LanguageModel, sentences: Iterable[list[Token]]) -> Perplexity:
     """Corpus perplexity via the backend's one-pass sequence scorer, in bounded batches."""
+    return perplexity_of_ids(model, ((encode(model, batch), len(batch)) for batch in sentence_batches(sentences)))
+
+
+def perplexity_of_ids(model: LanguageModel, batches: Iterable[tuple[np.ndarray, int]]) -> Perplexity:
+    """``perplexity`` of id streams already made, each with its number of sentences."""
     total = Perplexity()
-    for batch in sentence_batches(sentences):
-        total.add(_perplexity_batch(model, batch))
+    for ids, sentences in batches:
+        total.add(_perplexity_batch(model, ids, sentences))
     return total
 
 
-def _perplexity_batch(model: LanguageModel, sentences: list[list[Token]]) -> Perplexity:
-    ids = encode(model, sentences)
+def _perplexity_batch(model: LanguageModel, ids: np.ndarray, sentences: int) -> Perplexity:
     scored = ids != BOS_ID
     log10 = model.score_ids(ids)[scored] / math.log(10)
     oov = ids[scored] == UNK_ID
     return Perplexity(
-        sentences=len(sentences),
+        sentences=sentences,
         tokens=int(scored.sum()),
         oov=int(oov.sum()),
         log10_prob=float(log10.sum()),
         log10_prob_oov=float(log10[oov].sum()),
     )
-
-
-BATCH_TOKENS = 100_000  # tokens scored at once: memory follows this, not the text
 
 
 def sentence_batches(sentences: Iterable[list[Token]], max_tokens: int = BATCH_TOKENS) -> Iterator[list[list[Token]]]:

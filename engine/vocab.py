@@ -6,6 +6,7 @@ the order KenLM's ``lmplz`` uses (it decides one of lmplz's tie-breaks, see plug
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from engine.files import read_json
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 SPECIALS = (UNK, BOS, EOS)
+NEWLINE = -1  # Vocabulary.line_ids' id for a line's end, which no token holds
 VOCAB_FILE = "vocab.json"
 
 
@@ -30,6 +32,11 @@ class Vocabulary:
         self.ids = {t: i for i, t in enumerate(self.tokens)}
         if len(self.ids) != len(self.tokens):
             raise ModelFormatError("vocabulary has duplicate tokens")
+
+    @functools.cached_property
+    def line_ids(self) -> dict[str, int]:
+        """``ids`` with "\\n" as NEWLINE: lines split in bulk keep their ends in the same lookup."""
+        return self.ids | {"\n": NEWLINE}
 
     def __len__(self) -> int:
         return len(self.tokens)

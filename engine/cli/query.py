@@ -11,16 +11,17 @@ import click
 from engine.capabilities import has_training_curves
 from engine.cli.common import bucket_colour, echo_json, json_text, json_option, load_model, model_option, pretokenized_option, use_colour
 from engine.complete import predict as predict_words
-from engine.corpus import clean_argument, iter_lines, open_input, read_text
+from engine.corpus import clean_argument, iter_line_blocks, iter_lines, open_input, read_text
 from engine.distribution import LOG2E
 from engine.errors import ForetellError
 from engine.files import write_atomic
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
-from engine.scoring import Perplexity, perplexity as corpus_perplexity, perplexity_of_bits, stream_scores
+from engine.scoring import Perplexity, encode_lines, id_batches, perplexity as corpus_perplexity, perplexity_of_bits, perplexity_of_ids, stream_scores
 from engine.tokenizer import iter_sentences, tokenize
 
 HTML_LIMIT = 20_000_000  # characters for --html: its page holds every token (and the text) at once
+LINES_READ = 1 << 19  # characters of pretokenized text split and looked up at once (about 100,000 tokens)
 
 
 def _model_name(model) -> str:
@@ -189,7 +190,10 @@ def perplexity(model_name, as_json, pretokenized, files):
     per_file = []
     for path in files:
         with open_input(path) as f:
-            result = corpus_perplexity(model, iter_sentences(iter_lines(f), pretokenized))
+            if pretokenized:
+                result = perplexity_of_ids(model, id_batches(encode_lines(model.vocab, block) for block in iter_line_blocks(f, LINES_READ)))
+            else:
+                result = corpus_perplexity(model, iter_sentences(iter_lines(f)))
         total.add(result)
         per_file.append((path, result))
     if as_json:

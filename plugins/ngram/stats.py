@@ -17,6 +17,7 @@ import numpy as np
 
 from engine.distribution import TIE
 from engine.vocab import BOS_ID
+from plugins.ngram.counts import sorted_search
 
 LOG2_10 = math.log2(10)
 
@@ -75,8 +76,8 @@ def count_greater(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, x: np.ndar
 
 
 def _runs(keys: np.ndarray, context: np.ndarray, V: int):
-    lo = np.searchsorted(keys, context.astype(np.uint64) * np.uint64(V))
-    hi = np.searchsorted(keys, (context + 1).astype(np.uint64) * np.uint64(V))
+    lo = sorted_search(keys, context.astype(np.uint64) * np.uint64(V))
+    hi = sorted_search(keys, (context + 1).astype(np.uint64) * np.uint64(V))
     return lo.astype(np.int64), hi.astype(np.int64)
 
 
@@ -143,7 +144,7 @@ def backoff_token_stats(model, ids: np.ndarray, scored_log10: np.ndarray):
         q, w, val = q[last], w[last], val[last]
         # Their level-1 value: the bigram (previous word, w) if it exists, else backoff to unigram.
         key = c1[q].astype(np.uint64) * np.uint64(V) + w.astype(np.uint64)
-        at = np.minimum(np.searchsorted(model.keys[1], key), len(model.keys[1]) - 1)
+        at = np.minimum(sorted_search(model.keys[1], key), len(model.keys[1]) - 1)
         found = model.keys[1][at] == key
         d1 = np.where(found, model.logp[1][at].astype(np.float64), model.logp[0][w].astype(np.float64) + bo1[q])
         n = len(pos)

@@ -232,17 +232,21 @@ class IdStream:
 
     SPILL = 4_000_000
 
-    def __init__(self):
+    def __init__(self, spill: bool = True):
         self.buffer = array("i")
         self.file = None
         self.spilled = 0
+        self.spill = spill  # off for one document read apart, whose ids are handed on whole
 
     def append(self, value: int) -> None:
         self.buffer.append(value)
 
     def extend(self, values) -> None:
-        self.buffer.extend(values)
-        if len(self.buffer) >= self.SPILL:
+        if isinstance(values, np.ndarray):
+            self.buffer.frombytes(values.astype(np.int32).tobytes())
+        else:
+            self.buffer.extend(values)
+        if self.spill and len(self.buffer) >= self.SPILL:
             self._spill()
 
     def _spill(self) -> None:
@@ -268,12 +272,21 @@ def chunks(ids: np.ndarray, size: int = IdStream.SPILL):
 class CorpusBuilder:
     """Accumulates sentences as ids while documents stream past."""
 
-    def __init__(self, pretokenized: bool = False, known: list[str] | None = None):
+    def __init__(self, pretokenized: bool = False, known: list[str] | None = None, spill: bool = True):
         self.pretokenized = pretokenized
         self.vocab = VocabularyBuilder(known)
-        self.ids = IdStream()
+        self.ids = IdStream(spill)
         self.documents = 0
         self.sentences = 0
+
+    def add_document(self, words: list[str], ids: array, sentences: int) -> int:
+        """Add a document that ``read_document`` read: its ids mapped onto this corpus's."""
+        if sentences:
+            mapping = np.array(self.vocab.add(words), dtype=np.int32)
+            self.ids.extend(mapping[np.frombuffer(ids, dtype=np.int32)])
+            self.documents += 1
+            self.sentences += sentences
+        return sentences
 
     def add_lines(self, lines) -> int:
         """Add one document's lines; returns how many sentences it held."""
@@ -334,22 +347,21 @@ def build_corpus(
     exclude=(),
 ) -> Corpus:
     """Tokenize every readable file under ``paths`` (but those ``exclude`` names) into one id
-    stream and its vocabulary."""
+    stream and its vocabulary. Many files are read by two processes (see ``_read_documents``)."""
     started = time.perf_counter()
     files, skipped = find_files(paths, exclude)
     sizes = [_size(f) for f in files]
     total, done = sum(sizes), 0
     builder = CorpusBuilder(pretokenized)
-    for path, size in zip(files, sizes):
-        try:
-            f, _ = open_text(path)
-            with f:
-                if not builder.add_lines(iter_lines(f)):
-                    skipped.append(Skipped(str(path), "no text"))
-        except NotText as exc:
-            skipped.append(Skipped(str(path), str(exc)))
-        except OSError as exc:
-            skipped.append(Skipped(str(path), f"read error: {exc.strerror or exc}"))
+    for path, size, document in _read_documents(files, sizes, pretokenized):
+        if document is None:  # read here, into the corpus itself
+            added = _read_into(builder, path)
+        else:
+            added = document if isinstance(document, Skipped) else builder.add_document(*document)
+        if isinstance(added, Skipped):
+            skipped.append(added)
+        elif not added:
+            skipped.append(Skipped(str(path), "no text"))
         done += size
         if progress:
             progress(done, total)
@@ -364,6 +376,55 @@ def build_corpus(
         where = ", ".join(paths) if len(paths) <= 3 else f"{len(paths)} paths"
         note = f" ({len(skipped)} skipped: {skipped[0].path}: {skipped[0].reason}{', ...' if len(skipped) > 1 else ''})" if skipped else ""
         raise ForetellError(f"no usable text found in {where}{note}") from None
+
+
+PARALLEL_BYTES = 4 << 20  # below this much text in two files or more, starting a worker costs more than it saves
+PARALLEL_FILE_BYTES = 64 << 20  # a file read apart is held whole (not spilled to disk) until merged
+
+
+def _read_documents(files: list[Path], sizes: list[int], pretokenized: bool):
+    """(path, size, document) for each file in order, ``document`` as ``read_document`` gives
+    it, or None for a file to read in this process. Tokenizing is most of a training's reading
+    time, so with two cores and enough text in files of moderate size, they are read by a pool
+    of two processes (forked, so nothing is imported again)."""
+    import multiprocessing
+    import os
+    import sys
+
+    workers = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    forkable = "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules  # torch's threads do not survive a fork
+    if workers < 2 or len(files) < 2 or sum(sizes) < PARALLEL_BYTES or max(sizes) > PARALLEL_FILE_BYTES or not forkable:
+        for path, size in zip(files, sizes):
+            yield path, size, None
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        documents = pool.imap(_read_document_of, ((path, pretokenized) for path in files), chunksize=1)
+        yield from zip(files, sizes, documents)
+
+
+def _read_document_of(job: tuple[Path, bool]):
+    return read_document(*job)
+
+
+def read_document(path: Path, pretokenized: bool):
+    """One file as (its words in order of first appearance, its id stream over them, its
+    number of sentences), or Skipped with the reason. Ids are the document's own: merging
+    documents in order (``CorpusBuilder.add_document``) gives the ids of reading them in turn."""
+    local = CorpusBuilder(pretokenized, spill=False)
+    sentences = _read_into(local, path)
+    return sentences if isinstance(sentences, Skipped) else (local.vocab.tokens, local.ids.buffer, sentences)
+
+
+def _read_into(builder: "CorpusBuilder", path: Path):
+    """Add the file's sentences to ``builder``: their number, or Skipped with the reason."""
+    try:
+        f, _ = open_text(path)
+        with f:
+            return builder.add_lines(iter_lines(f))
+    except NotText as exc:
+        return Skipped(str(path), str(exc))
+    except OSError as exc:
+        return Skipped(str(path), f"read error: {exc.strerror or exc}")
 
 
 def _size(path: Path) -> int:

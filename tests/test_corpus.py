@@ -67,3 +67,31 @@ def test_structure_tokens_in_the_text_are_not_structure(tmp_path):
     corpus = build_corpus([str(tmp_path / "t.txt")], pretokenized=True)
     assert list(corpus.ids) == [BOS_ID, corpus.vocab.id("a"), corpus.vocab.id("b"), EOS_ID]
     assert np.count_nonzero(corpus.ids == BOS_ID) == 1
+
+
+def test_files_read_by_two_processes_give_the_corpus_of_reading_them_in_turn(tmp_path, monkeypatch):
+    # Word ids follow first appearance across the whole corpus (lmplz's tie-break depends on
+    # it), and skipped files, secrets and sentence counts come out as when read one by one.
+    import engine.corpus as corpus
+
+    texts = ["Alpha beta gamma. Beta delta!\n\nGamma alpha.", "", "Zeta eta. Alpha theta.\nAPI_KEY=s3cr3tValue9\n", "Iota beta zeta kappa.", "\x00\x01binary"]
+    for n, text in enumerate(texts):
+        (tmp_path / f"doc{n}.txt").write_text(text)
+    (tmp_path / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\nabc\n")
+    at_once = corpus.build_corpus([str(tmp_path)])
+    monkeypatch.setattr(corpus, "PARALLEL_BYTES", 0)
+    read_apart = []
+
+    def spy(*args, real=corpus._read_documents):
+        for item in real(*args):
+            read_apart.append(item[2] is not None)
+            yield item
+
+    monkeypatch.setattr(corpus, "_read_documents", spy)
+    in_two = corpus.build_corpus([str(tmp_path)])
+    assert read_apart and all(read_apart)
+    assert in_two.vocab.tokens == at_once.vocab.tokens
+    assert in_two.ids.tolist() == at_once.ids.tolist()
+    drop = lambda summary: {k: v for k, v in summary.items() if k != "seconds"}
+    assert drop(in_two.summary) == drop(at_once.summary)
+    assert "s3cr3tValue9" not in in_two.vocab.tokens

@@ -208,12 +208,12 @@ def iter_lines(f: io.TextIOBase) -> Iterator[str]:
             yield last
 
 
-def iter_line_blocks(f: io.TextIOBase, size: int = READ_CHUNK) -> Iterator[str]:
+def iter_line_blocks(f: io.TextIOBase, size: int | None = None) -> Iterator[str]:
     """The text in pieces of about ``size`` characters that end at a line's end (or the
     text's): whole lines in bulk, for readers that split them at C speed."""
     pending: list[str] = []
     while True:
-        chunk = f.read(size)
+        chunk = f.read(size or READ_CHUNK)
         if not chunk:
             break
         cut = chunk.rfind("\n") + 1

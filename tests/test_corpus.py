@@ -1,6 +1,9 @@
 """Reading the user's documents: encodings, binary files, links, globs and vocabulary limits."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +11,8 @@ import pytest
 from engine.corpus import build_corpus
 from engine.errors import ForetellError
 from engine.vocab import BOS_ID, EOS_ID, UNK_ID
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_mixed_folder_learns_good_files_and_skips_bad_ones_with_reasons(tmp_path):
@@ -69,29 +74,38 @@ def test_structure_tokens_in_the_text_are_not_structure(tmp_path):
     assert np.count_nonzero(corpus.ids == BOS_ID) == 1
 
 
-def test_files_read_by_two_processes_give_the_corpus_of_reading_them_in_turn(tmp_path, monkeypatch):
+def test_files_read_by_two_processes_give_the_corpus_of_reading_them_in_turn(tmp_path):
     # Word ids follow first appearance across the whole corpus (lmplz's tie-break depends on
     # it), and skipped files, secrets and sentence counts come out as when read one by one.
-    import engine.corpus as corpus
-
+    # In a fresh interpreter: this one may have loaded torch, after which nothing is forked.
     texts = ["Alpha beta gamma. Beta delta!\n\nGamma alpha.", "", "Zeta eta. Alpha theta.\nAPI_KEY=s3cr3tValue9\n", "Iota beta zeta kappa.", "\x00\x01binary"]
     for n, text in enumerate(texts):
         (tmp_path / f"doc{n}.txt").write_text(text)
     (tmp_path / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\nabc\n")
-    at_once = corpus.build_corpus([str(tmp_path)])
-    monkeypatch.setattr(corpus, "PARALLEL_BYTES", 0)
-    read_apart = []
+    script = """
+import sys
+import engine.corpus as corpus
 
-    def spy(*args, real=corpus._read_documents):
-        for item in real(*args):
-            read_apart.append(item[2] is not None)
-            yield item
+at_once = corpus.build_corpus([sys.argv[1]])
+corpus.PARALLEL_BYTES = 0
+read_apart = []
+real = corpus._read_documents
 
-    monkeypatch.setattr(corpus, "_read_documents", spy)
-    in_two = corpus.build_corpus([str(tmp_path)])
-    assert read_apart and all(read_apart)
-    assert in_two.vocab.tokens == at_once.vocab.tokens
-    assert in_two.ids.tolist() == at_once.ids.tolist()
-    drop = lambda summary: {k: v for k, v in summary.items() if k != "seconds"}
-    assert drop(in_two.summary) == drop(at_once.summary)
-    assert "s3cr3tValue9" not in in_two.vocab.tokens
+
+def spy(*args):
+    for item in real(*args):
+        read_apart.append(item[2] is not None)
+        yield item
+
+
+corpus._read_documents = spy
+in_two = corpus.build_corpus([sys.argv[1]])
+assert read_apart and all(read_apart), read_apart
+assert in_two.vocab.tokens == at_once.vocab.tokens
+assert in_two.ids.tolist() == at_once.ids.tolist()
+drop = lambda summary: {k: v for k, v in summary.items() if k != "seconds"}
+assert drop(in_two.summary) == drop(at_once.summary), (in_two.summary, at_once.summary)
+assert "s3cr3tValue9" not in in_two.vocab.tokens
+"""
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr

@@ -18,27 +18,30 @@ from typing import Iterable, Iterator
 from engine.scripts import UNIT, UNSPACED_CLASS
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: a frozen dataclass is 3x slower to make,
+class Token:  # and tokens are made by the million; nothing changes one once made
     text: str
     start: int
     end: int
 
 
+# Alternatives that start with a word character come first: most tokens are words, and no
+# other alternative can start where they do (markup and punctuation never start with a letter,
+# digit or unspaced unit), so trying them first changes no match and saves the failed tries.
 _TOKEN = re.compile(
     r"""
-    (?P<skip>
+    (?P<url>(?:https?://|www\.)[^\s<>()\[\]`"']*[^\s<>()\[\]`"'.,;:!?])
+  | (?P<abbr>(?:[^\W\d_UNSPACED]\.){2,}) # e.g. U.S.
+  | (?P<number>\d+(?:[.,:]\d+)+)        # 3.14  1,000  10:30
+  | (?P<word>[^\W_UNSPACED]+(?:['’\-][^\W_UNSPACED]+)*)
+  | (?P<unit>UNIT)                     # a character or cluster of a script without spaces
+  | (?P<skip>
         :[\w-]+:(?=`)                  # reST role  :ref:`...`
       | \]\([^)\s]*\)                  # Markdown link target  ](url)
       | <(?:https?://|mailto:)[^>\s]*>  # reST/Markdown autolink target  <https://...>
       | [*_`#~=^|\\\[\]{}<>+]           # emphasis, code, table and link markup
       | [\x00-\x08\x0e-\x1f\x7f\ufeff]    # control characters
     )
-  | (?P<url>(?:https?://|www\.)[^\s<>()\[\]`"']*[^\s<>()\[\]`"'.,;:!?])
-  | (?P<abbr>(?:[^\W\d_UNSPACED]\.){2,}) # e.g. U.S.
-  | (?P<number>\d+(?:[.,:]\d+)+)        # 3.14  1,000  10:30
-  | (?P<word>[^\W_UNSPACED]+(?:['’\-][^\W_UNSPACED]+)*)
-  | (?P<unit>UNIT)                     # a character or cluster of a script without spaces
   | (?P<punct>\.\.\.|--+|[^\s\w])
     """.replace("UNSPACED", UNSPACED_CLASS).replace("UNIT", UNIT),
     re.VERBOSE,
@@ -79,6 +82,7 @@ class ProseTokenizer:
         # Inside a code fence; inside a reST literal block (its paragraph's indent); after a
         # paragraph ending in "::"; the current paragraph's indent.
         self._in_fence, self._literal_indent, self._expect_literal, self._paragraph_indent = state
+        self._scanned = 0  # pending tokens already looked at for sentence ends
 
     @property
     def state(self) -> tuple:
@@ -131,7 +135,8 @@ class ProseTokenizer:
         for m in _TOKEN.finditer(body, start):
             if m.lastgroup == "skip":
                 continue
-            tokens.append(Token(m.group(), offset + m.start(), offset + m.end()))
+            begin, end = m.span()
+            tokens.append(Token(m.group(), offset + begin, offset + end))
             if pause:
                 countdown -= 1
                 if countdown == 0:
@@ -151,27 +156,34 @@ class ProseTokenizer:
         return i >= 0 and tokens[i].text in _TERMINAL and not self._is_abbreviation(tokens, i)
 
     def finish(self) -> Iterator[list[Token]]:
+        self._scanned = 0
         if self._pending:
             sentence, self._pending = self._pending, []
             yield sentence
 
     def _split_sentences(self) -> Iterator[list[Token]]:
-        """Cut the pending tokens after each sentence end that has a sentence start after it."""
+        """Cut the pending tokens after each sentence end that has a sentence start after it.
+        Tokens already looked at are not looked at again (a paragraph's lines would be read
+        over and over), except a sentence end still waiting for the token after it."""
         tokens = self._pending
+        n = len(tokens)
         cut = 0
-        i = 0
-        while i < len(tokens):
+        i = self._scanned
+        while i < n:
             if tokens[i].text in _TERMINAL and not self._is_abbreviation(tokens, i):
                 end = i + 1
-                while end < len(tokens) and tokens[end].text in _CLOSERS:
+                while end < n and tokens[end].text in _CLOSERS:
                     end += 1
-                if end < len(tokens) and (_starts_sentence(tokens[end]) or tokens[i].text in _UNCASED_TERMINAL):
+                if end == n:  # decided by the next line's first token
+                    break
+                if _starts_sentence(tokens[end]) or tokens[i].text in _UNCASED_TERMINAL:
                     yield tokens[cut:end]
                     cut = end
                 i = end
             else:
                 i += 1
         self._pending = tokens[cut:]
+        self._scanned = i - cut
 
     @staticmethod
     def _is_abbreviation(tokens: list[Token], i: int) -> bool:

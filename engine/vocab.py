@@ -74,13 +74,16 @@ class VocabularyBuilder:
         self.ids: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
 
     def add(self, tokens) -> list[int]:
-        ids, out = self.ids, []
-        for t in tokens:
-            i = ids.get(t)
-            if i is None:
-                i = ids[t] = len(self.tokens)
-                self.tokens.append(t)
-            out.append(i)
+        ids = self.ids
+        out = list(map(ids.get, tokens))  # in bulk: after the first pages most words are known
+        if None in out:
+            for j, t in enumerate(tokens):
+                if out[j] is None:
+                    i = ids.get(t)
+                    if i is None:
+                        i = ids[t] = len(self.tokens)
+                        self.tokens.append(t)
+                    out[j] = i
         return out
 
     def finish(self, counts: np.ndarray, min_count: int = 1, max_size: int | None = None):

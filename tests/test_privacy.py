@@ -125,3 +125,13 @@ def test_incognito_stops_learning_until_switched_off(tmp_path):
     assert "Incognito is off" in run("incognito", "off").output
     assert run("learn", "-m", "d", str(doc)).exit_code == 0
     assert "Ouagadougou" in ModelStore().load("d").vocab.tokens
+
+
+def test_redaction_blanks_overlapping_secrets_and_keeps_everything_else_in_place():
+    from engine.secrets import redact
+
+    text = "db_password=AKIAABCDEFGHIJKLMNOP rest\nkey: ghp_" + "aB3" * 12 + "\n" + "Through the night.\n"
+    clean = redact(text)
+    assert len(clean) == len(text) and clean.count("\n") == text.count("\n")
+    assert "AKIA" not in clean and "ghp_" not in clean and "aB3" not in clean
+    assert clean.startswith("db_password=") and " rest\n" in clean and clean.endswith("Through the night.\n")

@@ -32,7 +32,8 @@ class ImportsArpa(Protocol):
 
 @runtime_checkable
 class Quantizable(Protocol):
-    """Has a smaller, faster copy with int8 weights (``foretell models optimize``)."""
+    """Has a smaller copy with 8-bit numbers (``foretell models optimize``): a network's int8
+    weights, an n-gram model's 8-bit probabilities and backoffs."""
 
     def quantized(self): ...
 

@@ -192,9 +192,15 @@ def _exports_arpa(model, tmp_path):
 
 
 def _quantizable(model, tmp_path):
+    from engine.errors import ForetellError
+
     if model.score_tolerance > 1e-9:  # quantized already
         return
-    small = model.quantized()
+    try:
+        small = model.quantized()
+    except ForetellError as exc:  # a model with nothing to quantize says so (add-k)
+        assert "no backoff tables" in str(exc)
+        return
     ids = encode(model, tokenize(HELD_OUT))
     assert np.allclose(small.score_ids(ids), model.score_ids(ids), atol=0.5, equal_nan=True)
 

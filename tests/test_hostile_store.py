@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from engine.store import ModelStore
+from plugins.ngram.packed import PackedKeys
 from tests.conftest import SMALL_TEXT
 
 
@@ -51,8 +52,8 @@ def edit_layer(store, change):
 def test_layer_file_names_are_never_used_as_paths(base, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
-    array = base.path("base") / "keys2.npy"
-    for name in (str(victim), "../../models/base/keys2.npy", "sub/doc-1.npy", ".hidden"):
+    array = base.path("base") / "keys2.low.npy"
+    for name in (str(victim), "../../models/base/keys2.low.npy", "sub/doc-1.npy", ".hidden"):
         edit_layer(base, lambda layer: layer["documents"][0].update(file=name))
         refused("predict", "-m", "base", "The ", says="its adaptation layer is damaged")
         refused("learn", "-m", "base", str(tmp_path / "doc.txt"), says="forget -m base --all")
@@ -119,9 +120,11 @@ def test_arrays_and_options_that_disagree_with_each_other_are_refused(base):
     np.save(folder / "logp1.npy", logp)
     refused("predict", "-m", "base", "The ", says="a log-probability is not a finite number at most 0")
     np.save(folder / "logp1.npy", np.nan_to_num(logp, nan=-1.0))
-    keys = np.load(folder / "keys2.npy")
-    keys[-1] = np.iinfo(np.uint64).max
-    np.save(folder / "keys2.npy", keys)
+    keys = PackedKeys(np.load(folder / "keys2.low.npy"), np.load(folder / "keys2.blocks.npy"))
+    vocabulary = len(json.loads((folder / "vocab.json").read_text()))
+    beyond = PackedKeys.of(np.append(np.asarray(keys)[:-1], np.uint64(vocabulary * vocabulary)))  # context index V: none
+    np.save(folder / "keys2.low.npy", beyond.low)
+    np.save(folder / "keys2.blocks.npy", beyond.blocks)
     refused("learn", "-m", "base", str(folder / "vocab.json"), says="a key names a context that does not exist")
 
 

@@ -74,7 +74,7 @@ def corrupt(store, name, filename, content):
         ("manifest.json", '{"format": "foretell-model", "format_version": 1', "corrupt"),
         ("manifest.json", '{"format": "foretell-model", "format_version": 99, "backend": "ngram"}', "newer foretell"),
         ("manifest.json", '{"model_type": "llama"}', "another tool"),
-        ("keys1.npy", b"\x93NUMPY truncated", "corrupt"),
+        ("logp1.npy", b"\x93NUMPY truncated", "corrupt"),
         ("vocab.json", "[1, 2", "corrupt"),
     ],
 )
@@ -107,7 +107,7 @@ def test_a_planted_pickle_is_refused_and_never_executed(model, tmp_path):
     marker = tmp_path / "pwned"
     Exploit.marker = str(marker)
     payload = np.array([Exploit()], dtype=object)
-    with open(store.path("notes") / "keys1.npy", "wb") as f:
+    with open(store.path("notes") / "logp1.npy", "wb") as f:
         np.save(f, payload, allow_pickle=True)
     (store.path("notes") / "vocab.pkl").write_bytes(pickle.dumps(Exploit()))
     with pytest.raises(ModelFormatError):

@@ -123,13 +123,14 @@ def export(name, fmt, file):
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Largest perplexity increase allowed, in percent.")
 @pretokenized_option
 def optimize(name, new_name, check_file, tolerance, pretokenized):
-    """Save an int8-quantized copy of neural model NAME (smaller, faster on CPU).
+    """Save an 8-bit copy of model NAME: a network's int8 weights (smaller, faster on CPU), an
+    n-gram model's probabilities and backoffs as 8-bit codes (about 6 bytes an n-gram).
 
     With --check, the copy is saved only if its perplexity on that text is within --tolerance
     percent of the original's. The original model is never changed."""
     model = load_model(validate_name(name))
     if not isinstance(model, Quantizable):
-        raise ForetellError(f"the {model.name!r} backend has no quantized form (only neural backends do)")
+        raise ForetellError(f"the {model.name!r} backend has no quantized form (the neural and n-gram backends do)")
     new_name = _copy_name(name, new_name, "int8", "optimized")
     optimized = model.quantized()
     change = _perplexity_change(model, optimized, check_file, pretokenized)

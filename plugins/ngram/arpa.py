@@ -63,7 +63,7 @@ def _word_ids(keys: list[np.ndarray], k: int, lo: int, hi: int, vocab_size: int)
     key = np.asarray(keys[k - 1][lo:hi], dtype=np.uint64)
     for j in range(k - 1, 0, -1):
         out[j] = (key % V).astype(np.int64)
-        key = np.asarray(keys[j - 1], dtype=np.uint64)[(key // V).astype(np.int64)]
+        key = np.asarray(keys[j - 1][(key // V).astype(np.int64)], dtype=np.uint64)  # (packed keys unpack only these)
     out[0] = key.astype(np.int64)
     return out
 

@@ -13,7 +13,7 @@ from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel, option
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
-from plugins.ngram import prune
+from plugins.ngram import packed, prune
 from plugins.ngram.counts import accumulate, count_ngrams, from_tables, lookup
 from plugins.ngram.smoothing import fallback_note, kneser_ney, stupid_backoff
 from plugins.ngram.stats import backoff_token_stats
@@ -99,6 +99,8 @@ class NgramModel(LanguageModel):
         return cls(vocab, options, keys, tables.logp, tables.backoff, raw, facts)
 
     def check_can_learn(self) -> None:
+        if self.counts is None and "quantization" in self.facts:
+            raise ForetellError("this model is a quantized copy and has no counts to add to; let the model it was made from learn, then optimize again")
         if self.counts is None and "pruned" in self.facts:
             raise ForetellError("this model is a pruned copy and has no counts to add to; let the model it was pruned from learn, then prune again")
         if self.counts is None:
@@ -115,7 +117,8 @@ class NgramModel(LanguageModel):
             raise ForetellError("an add-k model has no backoff weights to renormalise; prune a Kneser-Ney or stupid-backoff model")
         if self.order == 1:
             raise ForetellError("a unigram model has nothing to prune: its n-grams are its vocabulary")
-        structure = prune.Structure.of(self.keys, self.V)
+        keys, logp, backoff = self._plain()
+        structure = prune.Structure.of(keys, self.V)
         info: dict = {"from_ngrams": [int(len(k)) for k in self.keys]}
         if min_counts is not None:
             if self.counts is None:
@@ -123,11 +126,11 @@ class NgramModel(LanguageModel):
             keep = prune.by_counts(self.counts, min_counts, structure)
             info.update(method="count", min_counts=[int(t) for t in min_counts])
         else:
-            costs = prune.relative_entropy(self.logp, self.backoff, structure)
+            costs = prune.relative_entropy(logp, backoff, structure)
             keep, threshold = prune.to_size(costs, int(ngrams), structure, self.V)
             info.update(method="relative-entropy", threshold_nats=threshold)
-        keys, logp, backoff = prune.apply(self.keys, self.logp, self.backoff, self.V, keep, structure)
-        facts = {k: v for k, v in self.facts.items() if k not in ("last_ngram", "pruned")}
+        keys, logp, backoff = prune.apply(keys, logp, backoff, self.V, keep, structure)
+        facts = {k: v for k, v in self.facts.items() if k not in ("last_ngram", "pruned", "quantization")}
         facts.update(ngrams=[int(len(k)) for k in keys], pruned=info)
         return type(self)(self.vocab, self.options, keys, logp, backoff, None, facts)
 
@@ -138,7 +141,7 @@ class NgramModel(LanguageModel):
         self.check_can_learn()
         vocab = Vocabulary(self.vocab.tokens + list(words))
         V = len(vocab)
-        base = from_tables(self.V, self.keys, self.counts, self.facts.get("last_ngram"))
+        base = from_tables(self.V, self._plain()[0], list(self.counts), self.facts.get("last_ngram"))
         parts = [base] + [count_ngrams(np.asarray(s, dtype=np.int64), self.order, V) for s in streams if len(s)]
         return self._from_counts(vocab, self.options, accumulate(V, self.order, parts))
 
@@ -155,7 +158,10 @@ class NgramModel(LanguageModel):
 
     # -- storage ----------------------------------------------------------------------------
     def save(self, folder: Path) -> dict:
-        for k in range(self.order):
+        if self.logp is not None:  # Kneser-Ney, stupid backoff, ARPA: the packed layout
+            packed.save(folder, self.keys, self.logp, self.backoff, self.counts, "quantization" in self.facts)
+            return self.facts
+        for k in range(self.order):  # add-k scores from its counts: plain arrays
             np.save(folder / f"keys{k + 1}.npy", self.keys[k], allow_pickle=False)
             if self.logp is not None:
                 np.save(folder / f"logp{k + 1}.npy", self.logp[k], allow_pickle=False)
@@ -166,6 +172,9 @@ class NgramModel(LanguageModel):
 
     @classmethod
     def load(cls, folder: Path, vocab: Vocabulary, options: NgramOptions, facts: dict):
+        if packed.is_packed(folder):
+            return cls._load_packed(folder, vocab, options, facts)
+
         def arrays(stem, dtype, optional=False):
             out = []
             for k in range(1, options.order + 1):
@@ -200,9 +209,49 @@ class NgramModel(LanguageModel):
                 raise ModelFormatError(f"{folder.name}: order {k + 1}: {problem}")
         return cls(vocab, options, keys, logp, backoff, counts, facts)
 
+    @classmethod
+    def _load_packed(cls, folder: Path, vocab: Vocabulary, options: NgramOptions, facts: dict):
+        if options.smoothing == "add-k":
+            raise ModelFormatError(f"{folder.name}: an add-k model is stored with its counts, not packed")
+        keys, logp, backoff, counts = packed.load(folder, options.order, len(vocab))
+        if len(logp[0]) != len(vocab) or len(backoff[0]) != len(vocab):
+            raise ModelFormatError(f"{folder.name}: the arrays of order 1 disagree in length")
+        for k in range(options.order):
+            lengths = {len(keys[k]), len(logp[k]), len(backoff[k])}
+            problem = "the arrays disagree in length" if len(lengths) != 1 else None
+            if problem is None and k:
+                problem = keys[k].problem() or _packed_values_problem(logp[k], backoff[k])
+                if problem is None and len(keys[k]) and int(keys[k][len(keys[k]) - 1]) // len(vocab) >= len(keys[k - 1]):
+                    problem = "a key names a context that does not exist"
+            elif problem is None:
+                problem = _table_problem(0, keys[0], 1, len(vocab), logp[0], backoff[0])
+            if problem:
+                raise ModelFormatError(f"{folder.name}: order {k + 1}: {problem}")
+        return cls(vocab, options, keys, logp, backoff, counts, facts)
+
+    def quantized(self) -> "NgramModel":
+        """A copy whose log10 probabilities and backoffs above the unigrams are 8-bit codes into
+        256 values per order (``foretell models optimize``; plugins.ngram.packed): about 6
+        bytes an n-gram. It has no counts: learn on the original and optimize again."""
+        if self.logp is None:
+            raise ForetellError("an add-k model has no backoff tables to quantize; train with --smoothing kneser-ney")
+        if "quantization" in self.facts:
+            raise ForetellError("this model is quantized already")
+        logp = self.logp[:1] + [packed.CodedValues.quantized(lp) for lp in self.logp[1:]]
+        backoff = self.backoff[:1] + [packed.CodedValues.quantized(b) for b in self.backoff[1:-1]] + self.backoff[-1:] if self.order > 1 else self.backoff
+        facts = {k: v for k, v in self.facts.items() if k != "last_ngram"}
+        facts["quantization"] = f"{packed.QUANTIZED_LEVELS} levels per order (equal-count bins)"
+        return type(self)(self.vocab, self.options, self.keys, logp, backoff, None, facts)
+
+    def _plain(self):
+        """Keys, log10 probabilities and backoffs as numpy arrays (packed ones unpacked), for
+        the whole-model passes: pruning, adding counts."""
+        plain = lambda column: None if column is None else [np.asarray(a) for a in column]
+        return plain(self.keys), plain(self.logp), plain(self.backoff)
+
     def describe(self) -> dict:
         info = {"order": self.order, "smoothing": self.options.smoothing, "ngrams": [int(len(k)) for k in self.keys]}
-        for key in ("discounts", "discount_fallback", "alpha", "source", "pruned"):
+        for key in ("discounts", "discount_fallback", "alpha", "source", "pruned", "quantization"):
             if key in self.facts:
                 info[key] = self.facts[key]
         if "discount_fallback" in self.facts:
@@ -363,4 +412,16 @@ def _table_problem(k: int, keys, contexts: int, V: int, logp, backoff) -> str | 
         return "a log-probability is not a finite number at most 0"
     if backoff is not None and not bool(np.all(np.isfinite(backoff))):
         return "a backoff weight is not a finite number"
+    return None
+
+
+def _packed_values_problem(logp, backoff) -> str | None:
+    """``_table_problem``'s value checks for packed arrays: on each table of distinct values
+    (and its codes) rather than every n-gram's copy."""
+    for column, what in ((logp, "log-probability"), (backoff, "backoff weight")):
+        values = column.values if isinstance(column, packed.CodedValues) else column
+        if isinstance(column, packed.CodedValues) and column.problem():
+            return column.problem()
+        if not bool(np.all(np.isfinite(values))) or (what == "log-probability" and not bool(np.all(values <= 0))):
+            return f"a {what} is not a finite number{' at most 0' if what == 'log-probability' else ''}"
     return None

@@ -40,7 +40,7 @@ class BigramSummary:
 def summarise(model) -> BigramSummary:
     V = model.V
     u = model.logp[0].astype(np.float64)
-    keys = model.keys[1]
+    keys = np.asarray(model.keys[1])  # (packed keys unpacked: every bigram is read here)
     ctx = (keys // np.uint64(V)).astype(np.int64)
     words = (keys % np.uint64(V)).astype(np.int64)
     lp = model.logp[1].astype(np.float64)

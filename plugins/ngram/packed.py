@@ -1,0 +1,303 @@
+"""The n-gram model on disk in about 10 bytes an n-gram, memory-mapped, and read in place.
+
+Per order k >= 2 (order 1 is the vocabulary: its keys are the word ids):
+- keys: ``key = prefix_index * V + last_word`` is sorted, so its high 32 bits change only a few
+  hundred times; stored as the low 32 bits (``keysK.low.npy``, uint32) and where each value of
+  the high bits starts (``keysK.blocks.npy``). 4 bytes instead of 8, searched as fast.
+- log10 probabilities as float32 (``logpK.npy``), exact.
+- backoffs through a table: a context's backoff depends only on its counts of counts, so an
+  order has a few thousand distinct values; each n-gram stores its value's index (uint8 or
+  uint16, ``backoffK.codes.npy``) into ``backoffK.values.npy``. Exact. The top order has none.
+- raw counts (only ``learn`` and pruning by counts read them) deflated into ``counts.npz``.
+
+A quantized copy (``foretell models optimize``) stores log10 probabilities and backoffs as 8-bit
+indices into 256 values per order, equal-count bins of the sorted values, each the mean of its
+bin (as KenLM's ``build_binary -q 8 -b 8``): about 6 bytes an n-gram.
+
+The classes below stand in for the numpy arrays the model otherwise holds: indexing, slicing,
+``np.searchsorted`` and ``np.asarray`` behave the same, so scoring needs no second code path.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import ModelFormatError
+
+LOW_BITS = np.uint64(32)
+LOW_MASK = np.uint64(0xFFFFFFFF)
+QUANTIZED_LEVELS = 256
+
+
+class PackedKeys:
+    """A sorted uint64 key array held as its low 32 bits and the start of each high value."""
+
+    dtype = np.dtype(np.uint64)
+    ndim = 1
+
+    def __init__(self, low: np.ndarray, blocks: np.ndarray):
+        self.low = low  # uint32, ascending within each block
+        self.blocks = blocks  # int64: blocks[h] is the first index whose key >> 32 is h; last is len(low)
+
+    @classmethod
+    def of(cls, keys: np.ndarray) -> "PackedKeys":
+        keys = np.asarray(keys, dtype=np.uint64)
+        top = int(keys[-1] >> LOW_BITS) + 1 if len(keys) else 0
+        blocks = np.searchsorted(keys >> LOW_BITS, np.arange(top + 1, dtype=np.uint64)).astype(np.int64)
+        blocks[-1] = len(keys)
+        return cls((keys & LOW_MASK).astype(np.uint32), blocks)
+
+    def __len__(self) -> int:
+        return len(self.low)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self.low),)
+
+    def _high(self, positions: np.ndarray) -> np.ndarray:
+        return (np.searchsorted(self.blocks, positions, side="right") - 1).astype(np.uint64)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(len(self)))
+        elif isinstance(index, np.ndarray) and index.dtype == bool:
+            index = np.flatnonzero(index)
+        positions = np.asarray(index)
+        key = (self._high(positions) << LOW_BITS) | self.low[positions].astype(np.uint64)
+        return key if key.ndim else np.uint64(key)
+
+    def __array__(self, dtype=None, copy=None):
+        high = np.repeat(np.arange(len(self.blocks) - 1, dtype=np.uint64), np.diff(self.blocks))
+        keys = (high << LOW_BITS) | self.low.astype(np.uint64)
+        return keys if dtype is None else keys.astype(dtype)
+
+    def searchsorted(self, needles, side="left", sorter=None):
+        """``np.searchsorted`` on the full keys: each needle is searched within the block of
+        its high bits (needles in ascending order group into few blocks)."""
+        scalar = np.ndim(needles) == 0
+        needles = np.atleast_1d(np.asarray(needles, dtype=np.uint64))
+        high = (needles >> LOW_BITS).astype(np.int64)
+        low = (needles & LOW_MASK).astype(np.uint32)
+        order = None if len(high) < 2 or bool(np.all(high[1:] >= high[:-1])) else np.argsort(high, kind="stable")
+        if order is not None:
+            high, low = high[order], low[order]
+        found = np.empty(len(needles), dtype=np.intp)
+        last_block = len(self.blocks) - 1
+        bounds = np.concatenate(([0], np.flatnonzero(high[1:] != high[:-1]) + 1, [len(high)]))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            h = int(high[a])
+            if h >= last_block:
+                found[a:b] = len(self.low)
+                continue
+            start, end = int(self.blocks[h]), int(self.blocks[h + 1])
+            found[a:b] = start + np.searchsorted(self.low[start:end], low[a:b], side=side)
+        if order is not None:
+            unsorted = np.empty_like(found)
+            unsorted[order] = found
+            found = unsorted
+        return found[0] if scalar else found
+
+    def problem(self) -> str | None:
+        """What is wrong with arrays read from disk, if anything (checked once, on load)."""
+        blocks, low = self.blocks, self.low
+        if blocks.ndim != 1 or len(blocks) == 0 or blocks[0] != 0 or blocks[-1] != len(low) or bool(np.any(np.diff(blocks) < 0)):
+            return "the key blocks do not cover the keys in order"
+        rising = np.ones(len(low), dtype=bool)
+        rising[1:] = low[1:] > low[:-1]
+        rising[blocks[:-1][blocks[:-1] < len(low)]] = True  # a block starts afresh
+        if not bool(rising.all()):
+            return "the keys are not sorted"
+        return None
+
+
+class CodedValues:
+    """float32 values held as small integer codes into a table of distinct values."""
+
+    dtype = np.dtype(np.float32)
+    ndim = 1
+
+    def __init__(self, codes: np.ndarray, values: np.ndarray):
+        self.codes = codes
+        self.values = values
+
+    @classmethod
+    def exact(cls, values: np.ndarray) -> "CodedValues":
+        table, codes = np.unique(np.asarray(values, dtype=np.float32), return_inverse=True)
+        return cls(codes.astype(_code_type(len(table))), table)
+
+    @classmethod
+    def quantized(cls, values: np.ndarray, levels: int = QUANTIZED_LEVELS) -> "CodedValues":
+        """Equal-count bins of the sorted values, each the mean of its members."""
+        values = np.asarray(values, dtype=np.float64)
+        order = np.argsort(values, kind="stable")
+        bins = np.minimum(np.arange(len(values)) * levels // max(len(values), 1), levels - 1)
+        codes = np.empty(len(values), dtype=np.uint8)
+        codes[order] = bins
+        sums = np.bincount(bins, weights=values[order], minlength=levels)
+        sizes = np.bincount(bins, minlength=levels)
+        table = np.divide(sums, sizes, out=np.zeros(levels), where=sizes > 0).astype(np.float32)
+        return cls(codes, table)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self.codes),)
+
+    def __getitem__(self, index):
+        return self.values[self.codes[index]]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.values[self.codes]
+        return out if dtype is None else out.astype(dtype)
+
+    def astype(self, dtype):
+        return np.asarray(self, dtype=dtype)
+
+    def problem(self) -> str | None:
+        if len(self.codes) and int(self.codes.max()) >= len(self.values):
+            return "a value code points past its table"
+        return None
+
+
+class Zeros(CodedValues):
+    """The top order's backoffs: all zero, stored as nothing."""
+
+    def __init__(self, n: int):
+        super().__init__(np.broadcast_to(np.uint8(0), (n,)), np.zeros(1, dtype=np.float32))
+
+
+def _code_type(distinct: int):
+    return np.uint8 if distinct <= 1 << 8 else np.uint16 if distinct <= 1 << 16 else np.uint32
+
+
+# -- files ---------------------------------------------------------------------------------
+def is_packed(folder: Path) -> bool:
+    return (folder / "logp1.npy").exists() and not (folder / "keys1.npy").exists()
+
+
+def save(folder: Path, keys, logp, backoff, counts, quantized: bool) -> None:
+    """Write a model's tables (and its counts, if any) in the packed layout."""
+    order = len(keys)
+    np.save(folder / "logp1.npy", np.asarray(logp[0], dtype=np.float32), allow_pickle=False)
+    np.save(folder / "backoff1.npy", np.asarray(backoff[0], dtype=np.float32), allow_pickle=False)
+    for k in range(2, order + 1):
+        packed = keys[k - 1] if isinstance(keys[k - 1], PackedKeys) else PackedKeys.of(keys[k - 1])
+        np.save(folder / f"keys{k}.low.npy", packed.low, allow_pickle=False)
+        np.save(folder / f"keys{k}.blocks.npy", packed.blocks, allow_pickle=False)
+        if quantized:
+            _save_coded(folder, f"logp{k}", _as_coded(logp[k - 1], CodedValues.quantized))
+        else:
+            np.save(folder / f"logp{k}.npy", np.asarray(logp[k - 1], dtype=np.float32), allow_pickle=False)
+        if k < order:
+            _save_coded(folder, f"backoff{k}", _as_coded(backoff[k - 1], CodedValues.quantized if quantized else CodedValues.exact))
+    if counts is not None:
+        _save_counts(folder / "counts.npz", [np.asarray(c, dtype=np.uint32) for c in counts])
+
+
+def _as_coded(values, make) -> CodedValues:
+    return values if isinstance(values, CodedValues) and not isinstance(values, Zeros) else make(values)
+
+
+def _save_coded(folder: Path, stem: str, coded: CodedValues) -> None:
+    np.save(folder / f"{stem}.codes.npy", np.ascontiguousarray(coded.codes), allow_pickle=False)
+    np.save(folder / f"{stem}.values.npy", coded.values, allow_pickle=False)
+
+
+def _save_counts(path: Path, counts: list[np.ndarray]) -> None:
+    """Counts deflated at the fastest level (mostly ones and twos: about half a byte each)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for k, c in enumerate(counts, start=1):
+            with archive.open(f"counts{k}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, c, allow_pickle=False)
+
+
+def load(folder: Path, order: int, V: int):
+    """(keys, logp, backoff, counts loader) of a packed folder; ModelFormatError when a file is
+    missing, corrupt or inconsistent with the rest."""
+    keys = [np.arange(V, dtype=np.uint64)]
+    logp = [_array(folder, "logp1.npy", np.float32)]
+    backoff = [_array(folder, "backoff1.npy", np.float32)]
+    for k in range(2, order + 1):
+        keys.append(PackedKeys(_array(folder, f"keys{k}.low.npy", np.uint32), _array(folder, f"keys{k}.blocks.npy", np.int64)))
+        if (folder / f"logp{k}.npy").exists():
+            logp.append(_array(folder, f"logp{k}.npy", np.float32))
+        else:
+            logp.append(_coded(folder, f"logp{k}"))
+        backoff.append(_coded(folder, f"backoff{k}") if k < order else Zeros(len(keys[-1])))
+    if (folder / f"keys{order + 1}.low.npy").exists():
+        raise ModelFormatError(f"{folder.name}: the manifest says order {order} but the model has n-grams of order {order + 1}")
+    counts_path = folder / "counts.npz"
+    counts = LazyCounts(lambda: _load_counts(folder, counts_path, order, [len(k) for k in keys])) if counts_path.exists() else None
+    return keys, logp, backoff, counts
+
+
+class LazyCounts:
+    """The raw counts, read from counts.npz the first time something asks for them (learning,
+    pruning by counts): a query never pays for them."""
+
+    def __init__(self, loader):
+        self._loader = loader
+        self._counts: list[np.ndarray] | None = None
+
+    def _all(self) -> list[np.ndarray]:
+        if self._counts is None:
+            self._counts = self._loader()
+        return self._counts
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self._all()[k]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self):
+        return iter(self._all())
+
+
+def _array(folder: Path, name: str, dtype) -> np.ndarray:
+    path = folder / name
+    try:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise ModelFormatError(f"{folder.name}: {name} is missing") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ModelFormatError(f"{folder.name}: {name} is corrupt or not a numpy array ({exc})") from None
+    if a.dtype != dtype or a.ndim != 1:
+        raise ModelFormatError(f"{folder.name}: {name} has the wrong type ({a.dtype}, {a.ndim}-D)")
+    return a
+
+
+def _coded(folder: Path, stem: str) -> CodedValues:
+    codes = _array_of_codes(folder, f"{stem}.codes.npy")
+    return CodedValues(codes, _array(folder, f"{stem}.values.npy", np.float32))
+
+
+def _array_of_codes(folder: Path, name: str) -> np.ndarray:
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        try:
+            return _array(folder, name, dtype)
+        except ModelFormatError as exc:
+            if "wrong type" not in str(exc):
+                raise
+    raise ModelFormatError(f"{folder.name}: {name} is not an array of codes")
+
+
+def _load_counts(folder: Path, path: Path, order: int, lengths: list[int]) -> list[np.ndarray]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            counts = []
+            for k in range(1, order + 1):
+                with archive.open(f"counts{k}.npy") as f:
+                    counts.append(np.lib.format.read_array(io.BufferedReader(f), allow_pickle=False))
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFormatError(f"{folder.name}: counts.npz is corrupt ({exc})") from None
+    for k, (c, n) in enumerate(zip(counts, lengths), start=1):
+        if c.dtype != np.uint32 or c.ndim != 1 or len(c) != n:
+            raise ModelFormatError(f"{folder.name}: the counts of order {k} do not match its n-grams")
+    return counts

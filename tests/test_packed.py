@@ -1,0 +1,115 @@
+"""The packed n-gram layout (plugins.ngram.packed): exact, memory-mapped, and folders saved in
+the earlier layout keep loading; its 8-bit copy stays close and says what it cannot do."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from engine.errors import ForetellError, ModelFormatError
+from engine.plugins import get_backend
+from engine.scoring import encode, perplexity
+from engine.store import ModelStore
+from engine.tokenizer import tokenize
+from plugins.ngram.packed import CodedValues, PackedKeys
+from tests.conftest import SMALL_TEXT
+
+HELD_OUT = "The cat sat on the log. A fox and a dog ran over the warm mat. Cats sleep."
+
+
+@pytest.fixture
+def saved(small_corpus):
+    cls = get_backend("ngram").cls
+    model = cls.fit(small_corpus, cls.Options(order=3))
+    store = ModelStore()
+    store.save("kn", model)
+    return store, model
+
+
+def scores(model, text=HELD_OUT):
+    return model.score_ids(encode(model, tokenize(text)))
+
+
+def test_the_packed_folder_scores_exactly_as_the_model_trained_and_maps_its_files(saved):
+    store, model = saved
+    loaded = store.load("kn")
+    assert isinstance(loaded.keys[2], PackedKeys) and isinstance(loaded.backoff[1], CodedValues)
+    assert isinstance(loaded.keys[2].low, np.memmap) and isinstance(loaded.logp[2], np.memmap)
+    assert np.array_equal(scores(loaded), scores(model), equal_nan=True)
+    for k in range(model.order):
+        assert np.array_equal(np.asarray(loaded.keys[k]), model.keys[k])
+        assert np.array_equal(np.asarray(loaded.logp[k]), model.logp[k])
+    state = loaded.advance(loaded.initial_state(), loaded.vocab.id("The"))
+    assert np.array_equal(loaded.next_logprobs(state), model.next_logprobs(model.advance(model.initial_state(), model.vocab.id("The"))))
+
+
+def test_a_folder_in_the_earlier_layout_still_loads(saved):
+    store, model = saved
+    folder = store.path("kn")
+    for path in folder.glob("*.npy"):
+        path.unlink()
+    (folder / "counts.npz").unlink()
+    for k in range(model.order):  # how models were saved before the packed layout
+        np.save(folder / f"keys{k + 1}.npy", np.asarray(model.keys[k]), allow_pickle=False)
+        np.save(folder / f"logp{k + 1}.npy", model.logp[k], allow_pickle=False)
+        np.save(folder / f"backoff{k + 1}.npy", model.backoff[k], allow_pickle=False)
+        np.save(folder / f"counts{k + 1}.npy", model.counts[k].astype(np.uint32), allow_pickle=False)
+    old = store.load("kn")
+    assert not isinstance(old.keys[1], PackedKeys)
+    assert np.array_equal(scores(old), scores(model), equal_nan=True)
+    learned = old.with_documents([], [encode(old, tokenize("The cat sat on the mat."))])
+    assert learned.counts[0].sum() > model.counts[0].sum()
+
+
+def test_learning_reads_the_deflated_counts_only_when_it_needs_them(saved):
+    store, model = saved
+    loaded = store.load("kn")
+    assert loaded.counts._counts is None  # scoring never read them
+    scores(loaded)
+    assert loaded.counts._counts is None
+    ids = encode(loaded, tokenize("The cat sat on the mat."))
+    again = model.with_documents([], [ids])
+    assert np.array_equal(scores(loaded.with_documents([], [ids])), scores(again), equal_nan=True)
+
+
+def test_codes_past_their_table_and_unsorted_keys_are_refused(saved):
+    store, _ = saved
+    folder = store.path("kn")
+    codes = np.load(folder / "backoff2.codes.npy")
+    np.save(folder / "backoff2.codes.npy", np.full_like(codes, np.iinfo(codes.dtype).max))
+    with pytest.raises(ModelFormatError, match="past its table"):
+        store.load("kn")
+    np.save(folder / "backoff2.codes.npy", codes)
+    low = np.load(folder / "keys3.low.npy")
+    np.save(folder / "keys3.low.npy", low[::-1].copy())
+    with pytest.raises(ModelFormatError, match="not sorted"):
+        store.load("kn")
+
+
+def test_the_8_bit_copy_stays_close_saves_and_refuses_to_learn(saved):
+    store, model = saved
+    small = model.quantized()
+    sentences = tokenize(SMALL_TEXT + HELD_OUT)
+    before, after = perplexity(model, sentences).perplexity, perplexity(small, sentences).perplexity
+    assert abs(after / before - 1) < 0.02
+    store.save("kn-8bit", small)
+    loaded = store.load("kn-8bit")
+    assert np.array_equal(scores(loaded), scores(small), equal_nan=True)
+    assert isinstance(loaded.logp[2], CodedValues) and loaded.logp[2].codes.dtype == np.uint8
+    with pytest.raises(ForetellError, match="quantized copy"):
+        loaded.check_can_learn()
+    with pytest.raises(ForetellError, match="quantized already"):
+        loaded.quantized()
+
+
+def test_models_optimize_makes_the_8_bit_copy_of_an_ngram_model(saved, tmp_path):
+    store, _ = saved
+    held = tmp_path / "held.txt"
+    held.write_text(SMALL_TEXT)
+    result = CliRunner().invoke(cli, ["models", "optimize", "kn", "--check", str(held), "--tolerance", "5"])
+    assert result.exit_code == 0, result.output
+    assert "kn-int8" in result.output and "perplexity on" in result.output
+    info = json.loads(CliRunner().invoke(cli, ["models", "info", "kn-int8", "--json"]).output)
+    assert "quantization" in json.dumps(info)

@@ -41,6 +41,8 @@ def test_the_packed_folder_scores_exactly_as_the_model_trained_and_maps_its_file
     for k in range(model.order):
         assert np.array_equal(np.asarray(loaded.keys[k]), model.keys[k])
         assert np.array_equal(np.asarray(loaded.logp[k]), model.logp[k])
+    assert len(np.searchsorted(loaded.keys[2], np.zeros(0, dtype=np.uint64))) == 0
+    assert np.array_equal(loaded.token_stats(encode(loaded, tokenize("Zebra."))), model.token_stats(encode(model, tokenize("Zebra."))), equal_nan=True)
     state = loaded.advance(loaded.initial_state(), loaded.vocab.id("The"))
     assert np.array_equal(loaded.next_logprobs(state), model.next_logprobs(model.advance(model.initial_state(), model.vocab.id("The"))))
 

@@ -107,7 +107,7 @@ class NgramModel(LanguageModel):
             raise ForetellError("this model was imported from ARPA and has no counts to add to; train it with foretell to let it learn")
 
     # -- pruning ---------------------------------------------------------------------------
-    bytes_per_ngram = 16  # a pruned copy keeps keys (8 bytes), log10 p and backoff (4 each)
+    bytes_per_ngram = 10  # packed: key 4 bytes, log10 p 4, a backoff code 2 (none at the top order)
 
     def pruned(self, ngrams: int | None = None, min_counts: list[int] | None = None) -> "NgramModel":
         """A copy with at least ``ngrams`` n-grams left by relative entropy (Stolcke 1998), or

@@ -80,6 +80,8 @@ class PackedKeys:
         its high bits (needles in ascending order group into few blocks)."""
         scalar = np.ndim(needles) == 0
         needles = np.atleast_1d(np.asarray(needles, dtype=np.uint64))
+        if len(needles) == 0:
+            return np.zeros(0, dtype=np.intp)
         high = (needles >> LOW_BITS).astype(np.int64)
         low = (needles & LOW_MASK).astype(np.uint32)
         order = None if len(high) < 2 or bool(np.all(high[1:] >= high[:-1])) else np.argsort(high, kind="stable")

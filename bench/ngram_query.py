@@ -10,8 +10,10 @@ shuffled, 2 % held out. Both build order 5 from the rest (``foretell train --pre
 repeated ten times is scored by ``foretell perplexity --pretokenized`` and by ``query -v summary``
 on each binary: seconds from process start, less the same command on a one-line file (load and
 start-up), gives tokens per second. Also: in-process scoring (``score_ids`` on batches already
-encoded), ``foretell predict`` from process start (beside ``python -c 'import numpy'``), and the
-prose tokenizer's reading rate when training on the documentation (one process, then two).
+encoded), ``foretell predict`` from process start (beside ``python -c 'import numpy'``), the
+prose tokenizer's reading rate when training on the documentation (one process, then two), bytes
+an n-gram on disk (ours packed and its 8-bit copy; KenLM probing, trie, ``-q 8 -b 8`` trie) and
+what the 8-bit copies do to perplexity.
 """
 
 from __future__ import annotations
@@ -100,6 +102,29 @@ def reading_rate(workers: int) -> tuple[float, int]:
     return built.summary["tokens"] / best, built.summary["tokens"]
 
 
+def sizes(work: Path, env: dict, foretell: list[str], kenlm: Path, ngrams: int, test: Path) -> None:
+    """Bytes an n-gram on disk and the perplexity of the 8-bit copies, both sides."""
+    subprocess.run([*foretell, "models", "optimize", "big", "--name", "big-8bit"], env=env, check=True, capture_output=True, cwd=ROOT)
+    folder = work / "home" / "models"
+    tables = lambda name: sum(f.stat().st_size for f in (folder / name).glob("*.npy"))
+    counts = (folder / "big" / "counts.npz").stat().st_size
+    rows = [("foretell packed (tables; + counts)", f"{tables('big') / ngrams:.2f} (+{counts / ngrams:.2f})"),
+            ("foretell 8-bit copy", f"{tables('big-8bit') / ngrams:.2f}")]
+    rows += [(f"KenLM {kind}", f"{(work / f'big.{kind}').stat().st_size / ngrams:.2f}") for kind in ("probing", "trie", "q8trie")]
+    print("| model | bytes an n-gram |\n|---|---|")
+    for name, size in rows:
+        print(f"| {name} | {size} |")
+    ours = [float(re.search(r"perplexity ([\d.]+)", subprocess.run([*foretell, "perplexity", "-m", m, "--pretokenized", str(test)], env=env, check=True,
+                                                                   capture_output=True, text=True, cwd=ROOT).stdout).group(1)) for m in ("big", "big-8bit")]
+    theirs = []
+    for kind in ("trie", "q8trie"):
+        with test.open() as source:
+            out = subprocess.run([str(kenlm / "query"), "-v", "summary", str(work / f"big.{kind}")], stdin=source, capture_output=True, text=True, check=True).stdout
+        theirs.append(float(re.search(r"Perplexity including OOVs:\s*([\d.]+)", out).group(1)))
+    print(f"8-bit perplexity change: foretell {ours[0]:.4f} -> {ours[1]:.4f} ({100 * (ours[1] / ours[0] - 1):+.2f} %); "
+          f"KenLM -q 8 -b 8 {theirs[0]:.4f} -> {theirs[1]:.4f} ({100 * (theirs[1] / theirs[0] - 1):+.2f} %)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kenlm-bin", type=Path, required=True)
@@ -118,10 +143,12 @@ def main():
     with train.open() as source, arpa.open("w") as out:
         subprocess.run([str(kenlm / "lmplz"), "-o", str(args.order), "-S", "64M", "-T", str(work), "--discount_fallback"], stdin=source, stdout=out,
                        stderr=subprocess.DEVNULL, check=True)
-    for kind, extra in (("probing", []), ("trie", [])):
-        subprocess.run([str(kenlm / "build_binary"), *extra, kind, str(arpa), str(work / f"big.{kind}")], capture_output=True, check=True)
-    ngrams = sum(int(n) for n in re.findall(r"ngram \d+=(\d+)", arpa.read_text(errors="replace")[:2000]))
+    for kind, extra in (("probing", []), ("trie", []), ("q8trie", ["-q", "8", "-b", "8"])):
+        subprocess.run([str(kenlm / "build_binary"), *extra, kind.replace("q8", ""), str(arpa), str(work / f"big.{kind}")], capture_output=True, check=True)
+    with arpa.open() as f:
+        ngrams = sum(int(n) for n in re.findall(r"ngram \d+=(\d+)", f.read(4000)))
     print(f"model: order {args.order}, {ngrams:,} n-grams (lmplz); held-out text: {test_tokens:,} tokens (2 % of the lines, ten times)")
+    sizes(work, env, foretell, kenlm, ngrams, test)
     rows = []
     ours_cmd = [*foretell, "perplexity", "-m", "big", "--pretokenized"]
     full, out = best_of(3, [*ours_cmd, str(test)], env)

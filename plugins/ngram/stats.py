@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.distribution import TIE
 from engine.vocab import BOS_ID
-from plugins.ngram.counts import sorted_search
+from plugins.ngram.counts import lookup, sorted_search
 
 LOG2_10 = math.log2(10)
 
@@ -90,67 +90,93 @@ def _expand(lo: np.ndarray, hi: np.ndarray):
 
 
 def backoff_token_stats(model, ids: np.ndarray, scored_log10: np.ndarray):
-    """(rank, entropy in bits) at every position ``pos`` of ``ids`` not equal to <s>."""
+    """(rank, entropy in bits) at every position ``pos`` of ``ids`` not equal to <s>.
+
+    Level by level: D_j, the distribution given the contexts up to length j, is the explicit
+    continuations of the length-j context and, for every other word, that context's backoff
+    plus D_{j-1}. So #{v: D_j(v) > x} = #{continuations above x} + #{v: D_{j-1}(v) > x - b}
+    - #{continuations whose D_{j-1} is above x - b}, and the sums that give the entropy follow
+    the same way. Level 1 comes from the model's bigram summary; each longer context is worked
+    out once per batch however often it recurs ("of the" has thousands of continuations)."""
     summary = model._bigram_summary
     if summary is None:
         summary = model._bigram_summary = summarise(model)
     V, N = model.V, model.order
     ending = model._ending_at(ids)
     pos = np.flatnonzero(ids != BOS_ID)
-    d_w = scored_log10[pos]
-    contexts = [ending[j - 1][pos - 1] for j in range(1, N)]  # context of length j
-    # T[j]: sum of the backoffs of the contexts of length >= j that exist.
-    T = [np.zeros(len(pos)) for _ in range(N + 1)]
-    for j in range(N - 1, 0, -1):
-        c = contexts[j - 1]
-        T[j] = T[j + 1] + np.where(c >= 0, model.backoff[j - 1][np.maximum(c, 0)].astype(np.float64), 0.0)
-    c1 = contexts[0]
-    bo1 = model.backoff[0][c1].astype(np.float64)
+    contexts = [ending[j - 1][pos - 1] for j in range(1, N)]  # contexts[j - 1]: of length j, -1 where unknown
+    backoffs = [np.where(c >= 0, model.backoff[j][np.maximum(c, 0)].astype(np.float64), 0.0) for j, c in enumerate(contexts)]
+    c1, bo1 = contexts[0], backoffs[0]
     lo1, hi1 = _runs(model.keys[1], c1, V)
-
-    def greater_in_level1(x):
-        """#{v: D1(v) > x} for the previous word's bigram-level distribution D1."""
-        unigram_part = len(summary.unigram_sorted) - np.searchsorted(summary.unigram_sorted, x - bo1, side="right")
-        return count_greater(summary.lp_sorted, lo1, hi1, x) + unigram_part - count_greater(summary.u_sorted, lo1, hi1, x - bo1)
-
     scale = 10**bo1
-    E0 = summary.p_sum[c1] + scale * (summary.U0 - summary.u_sum[c1])
-    E1 = summary.pl_sum[c1] + scale * ((summary.U1 - summary.ul_sum[c1]) + bo1 * (summary.U0 - summary.u_sum[c1]))
-
-    # Explicit continuations of the longer contexts: the deepest one wins for each word.
-    q_parts, w_parts, lvl_parts, val_parts = [], [], [], []
+    E0 = summary.p_sum[c1] + scale * (summary.U0 - summary.u_sum[c1])  # sum of 10^D1
+    E1 = summary.pl_sum[c1] + scale * ((summary.U1 - summary.ul_sum[c1]) + bo1 * (summary.U0 - summary.u_sum[c1]))  # of 10^D1 D1
+    # Thresholds, top level first: x_j for level j is the word's value less the backoffs above j.
+    x = [None] * N
+    x[N - 1] = scored_log10[pos] + TIE
+    for j in range(N - 1, 1, -1):
+        x[j - 1] = x[j] - backoffs[j - 1]
+    unigram_part = len(summary.unigram_sorted) - np.searchsorted(summary.unigram_sorted, x[1] - bo1, side="right")
+    rank = 1 + count_greater(summary.lp_sorted, lo1, hi1, x[1]) + unigram_part - count_greater(summary.u_sorted, lo1, hi1, x[1] - bo1)
     for j in range(2, N):
+        level = _Level(model, j, contexts)
+        if level.empty:
+            continue
+        at, bo = level.position_index, backoffs[j - 1][level.positions]
+        lo, hi = level.lo[at], level.hi[at]
+        rank[level.positions] += count_greater(level.p_sorted, lo, hi, x[j][level.positions])
+        rank[level.positions] -= count_greater(level.low_sorted, lo, hi, x[j - 1][level.positions])
+        e0, e1 = E0[level.positions], E1[level.positions]
+        s = level.sums[:, at]
+        E0[level.positions] = s[0] + 10**bo * (e0 - s[2])
+        E1[level.positions] = s[1] + 10**bo * (e1 + bo * e0 - s[3] - bo * s[2])
+    return pos, rank, -LOG2_10 * E1
+
+
+class _Level:
+    """The distinct contexts of length j in a batch, each with its continuations' values (p,
+    and D_{j-1} of the same words) sorted within its run, and their sums
+    (10^p, 10^p p, 10^low, 10^low low)."""
+
+    def __init__(self, model, j: int, contexts: list[np.ndarray]):
+        V = model.V
         c = contexts[j - 1]
-        have = np.flatnonzero(c >= 0)
-        lo, hi = _runs(model.keys[j], c[have], V)
+        self.positions = np.flatnonzero(c >= 0)
+        self.empty = len(self.positions) == 0
+        if self.empty:
+            return
+        unique, first, self.position_index = np.unique(c[self.positions], return_index=True, return_inverse=True)
+        self.position_index = self.position_index.ravel()
+        lo, hi = _runs(model.keys[j], unique, V)
         q, idx = _expand(lo, hi)
-        q = have[q]
-        q_parts.append(q)
-        w_parts.append((model.keys[j][idx] % np.uint64(V)).astype(np.int64))
-        lvl_parts.append(np.full(len(q), j))
-        val_parts.append(model.logp[j][idx].astype(np.float64) + T[j + 1][q])
-    T2 = T[2]
-    above = T2 if N > 2 else np.zeros(len(pos))
-    x = d_w - above + TIE
-    rank = 1 + greater_in_level1(x)
-    plogp = E1 + above * E0
-    plogp = 10**above * plogp
-    if q_parts:
-        q, w, lvl, val = (np.concatenate(p) for p in (q_parts, w_parts, lvl_parts, val_parts))
-        order = np.lexsort((lvl, q * V + w))
-        q, w, val = q[order], w[order], val[order]
-        last = np.ones(len(q), dtype=bool)
-        last[:-1] = (q[1:] != q[:-1]) | (w[1:] != w[:-1])
-        q, w, val = q[last], w[last], val[last]
-        # Their level-1 value: the bigram (previous word, w) if it exists, else backoff to unigram.
-        key = c1[q].astype(np.uint64) * np.uint64(V) + w.astype(np.uint64)
-        at = np.minimum(sorted_search(model.keys[1], key), len(model.keys[1]) - 1)
-        found = model.keys[1][at] == key
-        d1 = np.where(found, model.logp[1][at].astype(np.float64), model.logp[0][w].astype(np.float64) + bo1[q])
-        n = len(pos)
-        rank += np.bincount(q, weights=val > d_w[q] + TIE, minlength=n).astype(np.int64)
-        rank -= np.bincount(q, weights=d1 > x[q], minlength=n).astype(np.int64)
-        explicit = np.bincount(q, weights=10**val * val, minlength=n)
-        replaced = 10 ** above * (np.bincount(q, weights=10**d1 * d1, minlength=n) + above * np.bincount(q, weights=10**d1, minlength=n))
-        plogp = plogp + explicit - replaced
-    return pos, rank, -LOG2_10 * plogp
+        words = (model.keys[j][idx] % np.uint64(V)).astype(np.int64)
+        p = model.logp[j][idx].astype(np.float64)
+        # The shorter contexts of each distinct one (its suffixes): those of its first position.
+        lower = [contexts[i - 1][self.positions[first]][q] for i in range(1, j)]
+        low = _lower_values(model, words, lower)
+        n = len(unique)
+        self.sums = np.vstack([np.bincount(q, weights=w, minlength=n) for w in (10**p, 10**p * p, 10**low, 10**low * low)])
+        self.p_sorted = p[np.lexsort((p, q))]
+        self.low_sorted = low[np.lexsort((low, q))]
+        ends = np.cumsum(hi - lo)
+        self.lo, self.hi = ends - (hi - lo), ends
+
+
+def _lower_values(model, words: np.ndarray, lower: list[np.ndarray]) -> np.ndarray:
+    """D_{j-1}(w) for each word given its contexts ``lower[i - 1]`` of length i = 1..j-1: the
+    deepest explicit n-gram's log10 p plus the backoffs of the longer contexts, or the
+    unigram's plus all of them."""
+    V = model.V
+    value = np.zeros(len(words))
+    found = np.zeros(len(words), dtype=bool)
+    shift = np.zeros(len(words))
+    for i in range(len(lower), 0, -1):
+        c = lower[i - 1]
+        idx = lookup(model.keys[i], c, words, V)
+        hit = ~found & (idx >= 0)
+        value[hit] = model.logp[i][idx[hit]].astype(np.float64) + shift[hit]
+        found |= hit
+        shift += np.where(c >= 0, model.backoff[i - 1][np.maximum(c, 0)].astype(np.float64), 0.0)
+    rest = ~found
+    value[rest] = model.logp[0][words[rest]].astype(np.float64) + shift[rest]
+    return value

@@ -174,25 +174,48 @@ def score_tokens(model: LanguageModel, sentences: Iterable[list[Token]]) -> list
     return list(stream_scores(model, sentences))
 
 
-def stream_scores(model: LanguageModel, sentences: Iterable[list[Token]]) -> Iterator[TokenScore]:
-    """``score_tokens`` a batch of sentences at a time, so a stream of any length is scored in
-    bounded memory. A model with state starts each batch afresh, as ``perplexity`` does, so the
-    two agree token for token."""
+@dataclass
+class ScoredBatch:
+    """A batch of sentences scored: one entry per token and per ``</s>`` (which has no offsets)."""
+
+    tokens: list[str]
+    starts: list[int | None]
+    ends: list[int | None]
+    logprob: np.ndarray
+    rank: np.ndarray
+    entropy_bits: np.ndarray
+    oov: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def surprisal_bits(self) -> np.ndarray:
+        return -self.logprob * LOG2E
+
+
+def scored_batches(model: LanguageModel, sentences: Iterable[list[Token]]) -> Iterator[ScoredBatch]:
+    """Every token scored, a batch of sentences at a time (bounded memory for a stream of any
+    length). A model with state starts each batch afresh, as ``perplexity`` does, so the two
+    agree token for token."""
     for batch in sentence_batches(sentences):
         ids = encode(model, batch)
         logprob, rank, entropy = model.token_stats(ids)
+        scored = ids != BOS_ID
         tokens = [t for sentence in batch for t in (*sentence, None)]
-        for i, token in zip(np.flatnonzero(ids != BOS_ID), tokens):
-            yield TokenScore(
-                token=EOS if token is None else token.text,
-                start=None if token is None else token.start,
-                end=None if token is None else token.end,
-                logprob=float(logprob[i]),
-                surprisal_bits=float(-logprob[i] * LOG2E),
-                rank=int(rank[i]),
-                entropy_bits=float(entropy[i]),
-                oov=bool(ids[i] == UNK_ID),
-            )
+        yield ScoredBatch(
+            [EOS if t is None else t.text for t in tokens],
+            [None if t is None else t.start for t in tokens],
+            [None if t is None else t.end for t in tokens],
+            logprob[scored], rank[scored], entropy[scored], ids[scored] == UNK_ID,
+        )
+
+
+def stream_scores(model: LanguageModel, sentences: Iterable[list[Token]]) -> Iterator[TokenScore]:
+    """``score_tokens`` one token at a time, in bounded memory."""
+    for b in scored_batches(model, sentences):
+        for token, start, end, logprob, rank, entropy, oov in zip(b.tokens, b.starts, b.ends, b.logprob.tolist(), b.rank.tolist(), b.entropy_bits.tolist(), b.oov.tolist()):
+            yield TokenScore(token, start, end, logprob, -logprob * LOG2E, rank, entropy, oov)
 
 
 def perplexity_of_scores(scores: list[TokenScore]) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from engine.errors import ForetellError
 from engine.files import write_atomic
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
-from engine.scoring import Perplexity, encode_lines, id_batches, perplexity as corpus_perplexity, perplexity_of_bits, perplexity_of_ids, stream_scores
+from engine.scoring import Perplexity, encode_lines, id_batches, perplexity as corpus_perplexity, perplexity_of_bits, perplexity_of_ids, scored_batches
 from engine.tokenizer import iter_sentences, tokenize
 
 HTML_LIMIT = 20_000_000  # characters for --html: its page holds every token (and the text) at once
@@ -74,47 +73,60 @@ def score(model_names, as_json, pretokenized, colour, html_file, file):
     with open_input(file) as f:
         colour = use_colour(colour) and not as_json
         lines = RecordedLines(iter_lines(f)) if colour else iter_lines(f)  # colour prints the text around tokens
-        scores = Totals(stream_scores(model, iter_sentences(lines, pretokenized)))
+        scores = Totals(scored_batches(model, iter_sentences(lines, pretokenized)))
         if as_json:
             click.echo(f'{{"model": {json_text(_model_name(model))}, "tokens": [', nl=False)
-            for n, chunk in enumerate(_chunks(scores, 1000)):
-                click.echo((", " if n else "") + ", ".join(json_text(s.as_dict()) for s in chunk), nl=False)
+            for n, batch in enumerate(scores):
+                click.echo((", " if n else "") + ", ".join(_json_rows(batch)), nl=False)
             click.echo(f'], "perplexity": {json_text(scores.perplexity)}}}')
             return
         if colour:
-            for s in scores:
-                if s.start is not None:
-                    click.echo(lines.take(s.start) + click.style(lines.take(s.end), fg=bucket_colour(s.rank), underline=s.oov), nl=False, color=True)
+            for batch in scores:
+                for start, end, rank, oov in zip(batch.starts, batch.ends, batch.rank.tolist(), batch.oov.tolist()):
+                    if start is not None:
+                        click.echo(lines.take(start) + click.style(lines.take(end), fg=bucket_colour(rank), underline=oov), nl=False, color=True)
             click.echo(lines.rest().rstrip("\n"), color=True)
             legend = "  ".join(click.style(label, fg=c) for label, c in (("top 10", "green"), ("top 100", "yellow"), ("top 1000", "red"), ("beyond", "magenta")))
             click.echo(f"\nrank: {legend}  (underlined: out of vocabulary)", color=True)
         else:
             click.echo("token\tstart\tend\tsurprisal_bits\trank\tentropy_bits\toov")
-            for s in scores:
-                click.echo(f"{s.token}\t{'' if s.start is None else s.start}\t{'' if s.end is None else s.end}\t{s.surprisal_bits:.3f}\t{s.rank}\t{s.entropy_bits:.3f}\t{int(s.oov)}")
+            for batch in scores:
+                click.echo("\n".join(_tsv_rows(batch)))
     click.echo(f"{scores.tokens:,} tokens ({scores.oov} OOV), {scores.bits:.1f} bits, perplexity {scores.perplexity:.2f}, model {_model_name(model)}")
 
 
-def _chunks(items, n: int):
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, n)):
-        yield chunk
+def _tsv_rows(batch):
+    """A batch's lines of the table, formatted in one pass (not one echo a token)."""
+    blank = lambda offset: "" if offset is None else offset
+    return [f"{token}\t{blank(start)}\t{blank(end)}\t{bits:.3f}\t{rank}\t{entropy:.3f}\t{int(oov)}" for token, start, end, bits, rank, entropy, oov
+            in zip(batch.tokens, batch.starts, batch.ends, batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
+
+
+def _json_rows(batch):
+    """A batch's token objects as JSON text, as ``json_text`` writes them (non-finite numbers
+    as null), without building a dict a token."""
+    number = lambda x: repr(x) if math.isfinite(x) else "null"
+    offset = lambda x: "null" if x is None else str(x)
+    return [f'{{"token": {json_text(token)}, "start": {offset(start)}, "end": {offset(end)}, "logprob": {number(logprob)}, '
+            f'"surprisal_bits": {number(bits)}, "rank": {rank}, "entropy_bits": {number(entropy)}, "oov": {"true" if oov else "false"}}}'
+            for token, start, end, logprob, bits, rank, entropy, oov
+            in zip(batch.tokens, batch.starts, batch.ends, batch.logprob.tolist(), batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
 
 
 class Totals:
-    """Token scores passed through, counted on the way: the summary line needs no list."""
+    """Scored batches passed through, counted on the way: the summary line needs no list."""
 
-    def __init__(self, scores):
-        self._scores = scores
+    def __init__(self, batches):
+        self._batches = batches
         self.tokens = self.oov = 0
         self.bits = 0.0
 
     def __iter__(self):
-        for s in self._scores:
-            self.tokens += 1
-            self.oov += s.oov
-            self.bits += s.surprisal_bits
-            yield s
+        for batch in self._batches:
+            self.tokens += len(batch)
+            self.oov += int(batch.oov.sum())
+            self.bits += float(batch.surprisal_bits.sum())
+            yield batch
 
     @property
     def perplexity(self) -> float:

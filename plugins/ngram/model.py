@@ -240,7 +240,7 @@ class NgramModel(LanguageModel):
         if "quantization" in self.facts:
             raise ForetellError("this model is quantized already")
         logp = self.logp[:1] + [packed.CodedValues.quantized(lp) for lp in self.logp[1:]]
-        backoff = self.backoff[:1] + [packed.CodedValues.quantized(b) for b in self.backoff[1:-1]] + self.backoff[-1:] if self.order > 1 else self.backoff
+        backoff = self.backoff[:1] + [packed.CodedValues.quantized(b, exact_zero=True) for b in self.backoff[1:-1]] + self.backoff[-1:] if self.order > 1 else self.backoff
         facts = {k: v for k, v in self.facts.items() if k != "last_ngram"}
         facts["quantization"] = f"{packed.QUANTIZED_LEVELS} levels per order (equal-count bins)"
         return type(self)(self.vocab, self.options, self.keys, logp, backoff, None, facts)

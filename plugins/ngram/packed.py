@@ -132,16 +132,28 @@ class CodedValues:
         return cls(codes.astype(_code_type(len(table))), table)
 
     @classmethod
-    def quantized(cls, values: np.ndarray, levels: int = QUANTIZED_LEVELS) -> "CodedValues":
-        """Equal-count bins of the sorted values, each the mean of its members."""
+    def quantized(cls, values: np.ndarray, levels: int = QUANTIZED_LEVELS, exact_zero: bool = False) -> "CodedValues":
+        """Equal-count bins of the sorted values, each the mean of its members. With
+        ``exact_zero``, code 0 is 0.0 itself (as KenLM keeps it for backoffs): a context with no
+        continuations backs off with weight 1, and a bin's mean would move every word after it."""
         values = np.asarray(values, dtype=np.float64)
-        order = np.argsort(values, kind="stable")
-        bins = np.minimum(np.arange(len(values)) * levels // max(len(values), 1), levels - 1)
-        codes = np.empty(len(values), dtype=np.uint8)
+        codes = np.zeros(len(values), dtype=np.uint8)
+        binned = np.flatnonzero(values != 0) if exact_zero else np.arange(len(values))
+        first = int(exact_zero)
+        order = binned[np.argsort(values[binned], kind="stable")]
+        bins = np.minimum(np.arange(len(order)) * (levels - first) // max(len(order), 1), levels - first - 1) + first
         codes[order] = bins
         sums = np.bincount(bins, weights=values[order], minlength=levels)
         sizes = np.bincount(bins, minlength=levels)
-        table = np.divide(sums, sizes, out=np.zeros(levels), where=sizes > 0).astype(np.float32)
+        table = np.divide(sums, sizes, out=np.zeros(levels), where=sizes > 0)
+        for empty in np.flatnonzero(sizes[first:] == 0) + first:  # (fewer distinct values than bins)
+            table[empty] = table[empty - 1] if empty > first else table[first:][sizes[first:] > 0][0]
+        table = table.astype(np.float32)
+        # Each value to the nearest mean, as KenLM encodes (not always its own bin's mean).
+        centers = table[first:].astype(np.float64)
+        above = np.clip(np.searchsorted(centers, values[binned]), 1, len(centers) - 1)
+        nearer_below = values[binned] - centers[above - 1] < centers[above] - values[binned]
+        codes[binned] = (above - nearer_below + first).astype(np.uint8)
         return cls(codes, table)
 
     def __len__(self) -> int:
@@ -197,7 +209,7 @@ def save(folder: Path, keys, logp, backoff, counts, quantized: bool) -> None:
         else:
             np.save(folder / f"logp{k}.npy", np.asarray(logp[k - 1], dtype=np.float32), allow_pickle=False)
         if k < order:
-            _save_coded(folder, f"backoff{k}", _as_coded(backoff[k - 1], CodedValues.quantized if quantized else CodedValues.exact))
+            _save_coded(folder, f"backoff{k}", _as_coded(backoff[k - 1], CodedValues.exact))
     if counts is not None:
         _save_counts(folder / "counts.npz", [np.asarray(c, dtype=np.uint32) for c in counts])
 

@@ -390,9 +390,12 @@ def _read_documents(files: list[Path], sizes: list[int], pretokenized: bool):
     import multiprocessing
     import os
     import sys
+    import threading
 
     workers = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    forkable = "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules  # torch's threads do not survive a fork
+    # Fork only a process with one thread (a lock another thread holds would stay held in the
+    # child: the language server reads in turn) and without torch (whose threads do not survive).
+    forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules
     if workers < 2 or len(files) < 2 or sum(sizes) < PARALLEL_BYTES or max(sizes) > PARALLEL_FILE_BYTES or not forkable:
         for path, size in zip(files, sizes):
             yield path, size, None

@@ -163,13 +163,9 @@ class NgramModel(LanguageModel):
         if self.logp is not None:  # Kneser-Ney, stupid backoff, ARPA: the packed layout
             packed.save(folder, self.keys, self.logp, self.backoff, self.counts, "quantization" in self.facts)
             return self.facts
-        for k in range(self.order):  # add-k scores from its counts: plain arrays
-            np.save(folder / f"keys{k + 1}.npy", self.keys[k], allow_pickle=False)
-            if self.logp is not None:
-                np.save(folder / f"logp{k + 1}.npy", self.logp[k], allow_pickle=False)
-                np.save(folder / f"backoff{k + 1}.npy", self.backoff[k], allow_pickle=False)
-            if self.counts is not None:
-                np.save(folder / f"counts{k + 1}.npy", self.counts[k].astype(np.uint32), allow_pickle=False)
+        for k in range(self.order):  # add-k scores from its counts: keys and counts, mapped as they are
+            np.save(folder / f"keys{k + 1}.npy", np.asarray(self.keys[k]), allow_pickle=False)
+            np.save(folder / f"counts{k + 1}.npy", np.asarray(self.counts[k]).astype(np.uint32), allow_pickle=False)
         return self.facts
 
     @classmethod
@@ -242,7 +238,7 @@ class NgramModel(LanguageModel):
         logp = self.logp[:1] + [packed.CodedValues.quantized(lp) for lp in self.logp[1:]]
         backoff = self.backoff[:1] + [packed.CodedValues.quantized(b, exact_zero=True) for b in self.backoff[1:-1]] + self.backoff[-1:] if self.order > 1 else self.backoff
         facts = {k: v for k, v in self.facts.items() if k != "last_ngram"}
-        facts["quantization"] = f"{packed.QUANTIZED_LEVELS} levels per order (equal-count bins)"
+        facts["quantization"] = f"{packed.QUANTIZED_LEVELS} levels per order (equal-count bins, each value to the nearest mean)"
         return type(self)(self.vocab, self.options, self.keys, logp, backoff, None, facts)
 
     def _plain(self):

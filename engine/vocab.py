@@ -60,9 +60,22 @@ class Vocabulary:
             tokens = read_json(folder / VOCAB_FILE, folder.name)
         except FileNotFoundError:
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is missing") from None
-        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or tokens[: len(SPECIALS)] != list(SPECIALS) or len(set(tokens)) != len(tokens):
+        if not isinstance(tokens, list) or not _all_strings(tokens) or tokens[: len(SPECIALS)] != list(SPECIALS):
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens")
-        return cls(tokens)
+        try:
+            return cls(tokens)
+        except ModelFormatError:  # duplicates
+            raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens") from None
+
+
+def _all_strings(items: list) -> bool:
+    """Whether every item is a string (``str.join`` checks them in C: a 90,000-word vocabulary
+    is read at every start)."""
+    try:
+        "".join(items)
+    except TypeError:
+        return False
+    return True
 
 
 class VocabularyBuilder:

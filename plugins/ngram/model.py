@@ -420,6 +420,7 @@ def _packed_values_problem(logp, backoff) -> str | None:
         values = column.values if isinstance(column, packed.CodedValues) else column
         if isinstance(column, packed.CodedValues) and column.problem():
             return column.problem()
-        if not bool(np.all(np.isfinite(values))) or (what == "log-probability" and not bool(np.all(values <= 0))):
+        lowest, highest = (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)  # NaN spreads to both
+        if not (math.isfinite(lowest) and math.isfinite(highest)) or (what == "log-probability" and not highest <= 0):
             return f"a {what} is not a finite number{' at most 0' if what == 'log-probability' else ''}"
     return None

@@ -60,18 +60,90 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None
 def accumulate(vocab_size: int, order: int, parts) -> NgramCounts:
     """The counts of several parts (``NgramCounts`` over ids below ``vocab_size``) added up, as
     if one stream held them all: chunks of a long corpus, or a model's counts and documents
-    learned later."""
-    merged: list | None = None
-    unigrams = np.zeros(vocab_size, dtype=np.int64)
+    learned later. Merged an order at a time in key space: every table is sorted in the
+    lexicographic order of its words, so a part's indices map onto the merged table's in order,
+    and each merge is a search and an insertion, not a sort."""
+    V = vocab_size
+    unigrams = np.zeros(V, dtype=np.int64)
+    starts_bos = np.zeros(V, dtype=bool)
+    starts_bos[BOS_ID] = True
+    merged: list[_Table] | None = None
     last = None
-    for local in parts:
-        unigrams[: local.vocab_size] += local.orders[0].counts
-        tables = [(ngram_rows([o.keys for o in local.orders], local.vocab_size, k), local.orders[k - 1].counts) for k in range(2, order + 1)]
-        merged = tables if merged is None else [_merge(a, b) for a, b in zip(merged, tables)]
-        candidate = local.last
+    for part in parts:
+        unigrams[: part.vocab_size] += part.orders[0].counts
+        tables = _tables_of(part, order, V)
+        if merged is None:
+            merged = tables
+        else:
+            place = np.arange(V, dtype=np.int64)  # where the part's (k-1)-grams are in the merged table
+            moved = place  # where the merged table's (k-1)-grams went
+            for k in range(order - 1):
+                merged[k], place, moved = merged[k].merged_with(tables[k], place, moved, V)
+        candidate = part.last
         if candidate is not None and (last is None or candidate[::-1] > last[::-1]):
             last = candidate
-    return _from_tuples(vocab_size, unigrams, merged, last)
+    orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, starts_bos)]
+    orders += [OrderCounts(t.keys, t.counts, t.suffix, t.bos) for t in merged or []]
+    keys = [o.keys for o in orders]
+    last_suffixes = []
+    for length in range(1, order):
+        tail = np.array([last[len(last) - length :]]) if last is not None else None
+        padded = tail is not None and length > 1 and tail[0, 0] == BOS_ID and tail[0, 1] == BOS_ID
+        last_suffixes.append(-1 if tail is None or padded else int(index_of(tail, keys, V)[0]))
+    return NgramCounts(V, orders, last_suffixes, last)
+
+
+@dataclass
+class _Table:
+    """One order's n-grams while parts are merged: global keys (prefix index times V plus last
+    word), raw counts, the index of each one's suffix in the order below, and whether it starts
+    with <s>."""
+
+    keys: np.ndarray
+    counts: np.ndarray
+    suffix: np.ndarray
+    bos: np.ndarray
+
+    def merged_with(self, part: "_Table", place: np.ndarray, moved: np.ndarray, V: int):
+        """This table with ``part`` added, the part's prefixes and suffixes given by ``place``
+        (part index -> merged index in the order below) and this table's by ``moved`` (old ->
+        new index in the order below). Returns the table, and ``place`` and ``moved`` for this
+        order."""
+        Vu = np.uint64(V)
+        keys = moved[(self.keys // Vu).astype(np.int64)].astype(np.uint64) * Vu + self.keys % Vu
+        suffix = moved[self.suffix]
+        theirs = place[(part.keys // Vu).astype(np.int64)].astype(np.uint64) * Vu + part.keys % Vu
+        at = np.searchsorted(keys, theirs)
+        found = at < len(keys)
+        found[found] = keys[at[found]] == theirs[found]
+        counts = self.counts.copy()
+        counts[at[found]] += part.counts[found]  # (no position twice: both tables are unique)
+        new = ~found
+        old_moved = np.arange(len(keys)) + np.searchsorted(theirs[new], keys)  # new entries before each old one
+        new_place = np.empty(len(theirs), dtype=np.int64)
+        new_place[found] = old_moved[at[found]]
+        new_place[new] = at[new] + np.arange(int(new.sum()))
+        where = at[new]
+        table = _Table(np.insert(keys, where, theirs[new]), np.insert(counts, where, part.counts[new]),
+                       np.insert(suffix, where, place[part.suffix[new]]), np.insert(self.bos, where, part.bos[new]))
+        return table, new_place, old_moved
+
+
+def _tables_of(part: NgramCounts, order: int, V: int) -> list[_Table]:
+    """A part's orders 2..``order`` as ``_Table``s, keys over the full vocabulary of ``V`` words
+    (a trained model's stored tables have no suffixes: they are looked up)."""
+    Vp = np.uint64(part.vocab_size)
+    tables = []
+    keys = [o.keys for o in part.orders]
+    for k in range(2, order + 1):
+        o = part.orders[k - 1]
+        suffix, bos = o.suffix, o.starts_bos
+        if suffix is None:
+            rows = ngram_rows(keys, part.vocab_size, k)
+            suffix, bos = index_of(rows[:, 1:], keys, part.vocab_size), rows[:, 0] == BOS_ID
+        keys_over_v = (o.keys // Vp) * np.uint64(V) + o.keys % Vp
+        tables.append(_Table(keys_over_v, np.asarray(o.counts, dtype=np.int64), np.asarray(suffix, dtype=np.int64), bos))
+    return tables
 
 
 def from_tables(vocab_size: int, keys: list[np.ndarray], counts: list[np.ndarray], last) -> NgramCounts:
@@ -101,41 +173,12 @@ def ngram_rows(keys: list[np.ndarray], V: int, k: int) -> np.ndarray:
     return rows.astype(np.int32)
 
 
-def _merge(a, b):
-    """Union of two (rows, counts) tables, counts of equal rows added."""
-    rows = np.concatenate([a[0], b[0]])
-    counts = np.concatenate([a[1], b[1]])
-    as_bytes = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    unique, inverse = np.unique(as_bytes, return_inverse=True)
-    return unique.view(rows.dtype).reshape(-1, rows.shape[1]), np.bincount(inverse.ravel(), weights=counts).astype(np.int64)
-
-
 def index_of(rows: np.ndarray, keys: list[np.ndarray], V: int) -> np.ndarray:
     """Index of each row's n-gram in its order's table (-1 where absent)."""
     index = rows[:, 0].astype(np.int64)
     for m in range(1, rows.shape[1]):
         index = lookup(keys[m], index, rows[:, m].astype(np.int64), V)
     return index
-
-
-def _from_tuples(V: int, unigrams: np.ndarray, merged: list, last) -> "NgramCounts":
-    starts_bos = np.zeros(V, dtype=bool)
-    starts_bos[BOS_ID] = True
-    orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, starts_bos)]
-    keys = [orders[0].keys]
-    for k, (rows, counts) in enumerate(merged, start=2):
-        prefix = index_of(rows[:, :-1], keys, V)
-        key = prefix.astype(np.uint64) * np.uint64(V) + rows[:, -1].astype(np.uint64)
-        order = np.argsort(key, kind="stable")
-        rows, key = rows[order], key[order]
-        keys.append(key)
-        orders.append(OrderCounts(key, counts[order], index_of(rows[:, 1:], keys, V), rows[:, 0] == BOS_ID))
-    last_suffixes = []
-    for length in range(1, len(merged) + 1):
-        tail = np.array([last[len(last) - length :]]) if last is not None else None
-        padded = tail is not None and length > 1 and tail[0, 0] == BOS_ID and tail[0, 1] == BOS_ID
-        last_suffixes.append(-1 if tail is None or padded else int(index_of(tail, keys, V)[0]))
-    return NgramCounts(V, orders, last_suffixes, last)
 
 
 def _count_chunk(ids: np.ndarray, order: int, vocab_size: int) -> NgramCounts:

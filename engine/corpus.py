@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from engine.errors import ForetellError
+from engine.parallel import can_fork, cores, ordered_map
 from engine.privacy import excluded_by
 from engine.secrets import redact_lines, secret_file
 from engine.tokenizer import iter_words, split_lines
@@ -385,28 +386,16 @@ PARALLEL_FILE_BYTES = 64 << 20  # a file read apart is held whole (not spilled t
 def _read_documents(files: list[Path], sizes: list[int], pretokenized: bool):
     """(path, size, document) for each file in order, ``document`` as ``read_document`` gives
     it, or None for a file to read in this process. Tokenizing is most of a training's reading
-    time, so with two cores and enough text in files of moderate size, they are read by a pool
-    of two processes (forked, so nothing is imported again)."""
-    import multiprocessing
-    import os
-    import sys
-    import threading
-
-    workers = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    # Fork only a process with one thread (a lock another thread holds would stay held in the
-    # child: the language server reads in turn) and without torch (whose threads do not survive).
-    forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules
-    if workers < 2 or len(files) < 2 or sum(sizes) < PARALLEL_BYTES or max(sizes) > PARALLEL_FILE_BYTES or not forkable:
+    time, so with enough text in files of moderate size they are read on both cores."""
+    if len(files) < 2 or sum(sizes) < PARALLEL_BYTES or max(sizes) > PARALLEL_FILE_BYTES or not (cores() >= 2 and can_fork()):
         for path, size in zip(files, sizes):
             yield path, size, None
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        documents = pool.imap(_read_document_of, ((path, pretokenized) for path in files), chunksize=1)
-        yield from zip(files, sizes, documents)
+    yield from zip(files, sizes, ordered_map(_read_document_of, files, pretokenized))
 
 
-def _read_document_of(job: tuple[Path, bool]):
-    return read_document(*job)
+def _read_document_of(pretokenized: bool, path: Path):
+    return read_document(path, pretokenized)
 
 
 def read_document(path: Path, pretokenized: bool):

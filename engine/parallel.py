@@ -1,0 +1,47 @@
+"""Both cores for the slow, independent parts of training (reading files, counting chunks):
+a pool of two forked processes where that is safe, the work in this process otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Callable, Iterable, Iterator
+
+_shared: object = None  # what the jobs read, handed to the forked workers without pickling
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Fork only a process with one thread (a lock another thread holds would stay held in the
+    child: the language server works in turn) and without torch (whose threads do not survive)."""
+    import multiprocessing  # (here: most commands never fork, and it costs every start-up 10 ms)
+
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules
+
+
+def ordered_map(function: Callable, jobs: Iterable, shared: object = None, parallel: bool = True) -> Iterator:
+    """``function(shared, job)`` for each job, results in the jobs' order: on two forked
+    processes when ``parallel`` and it is safe (``function`` must be a module-level function),
+    else here, one after another."""
+    global _shared
+    if not (parallel and cores() >= 2 and can_fork()):
+        for job in jobs:
+            yield function(shared, job)
+        return
+    import multiprocessing
+
+    _shared = shared
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            yield from pool.imap(_run, ((function, job) for job in jobs), chunksize=1)
+    finally:
+        _shared = None
+
+
+def _run(task):
+    function, job = task
+    return function(_shared, job)

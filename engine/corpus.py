@@ -280,12 +280,13 @@ class CorpusBuilder:
         self.documents = 0
         self.sentences = 0
 
-    def add_document(self, words: list[str], ids: array, sentences: int) -> int:
-        """Add a document that ``read_document`` read: its ids mapped onto this corpus's."""
+    def add_document(self, words: list[str], ids: array, sentences: int, same_document: bool = False) -> int:
+        """Add a document (or, ``same_document``, the next piece of one) that was read apart:
+        its ids mapped onto this corpus's."""
         if sentences:
             mapping = np.array(self.vocab.add(words), dtype=np.int32)
             self.ids.extend(mapping[np.frombuffer(ids, dtype=np.int32)])
-            self.documents += 1
+            self.documents += not same_document
             self.sentences += sentences
         return sentences
 
@@ -348,24 +349,28 @@ def build_corpus(
     exclude=(),
 ) -> Corpus:
     """Tokenize every readable file under ``paths`` (but those ``exclude`` names) into one id
-    stream and its vocabulary. Many files are read by two processes (see ``_read_documents``)."""
+    stream and its vocabulary. Enough text is read on both cores (see ``_read_pieces``)."""
     started = time.perf_counter()
     files, skipped = find_files(paths, exclude)
     sizes = [_size(f) for f in files]
     total, done = sum(sizes), 0
     builder = CorpusBuilder(pretokenized)
-    for path, size, document in _read_documents(files, sizes, pretokenized):
-        if document is None:  # read here, into the corpus itself
-            added = _read_into(builder, path)
-        else:
-            added = document if isinstance(document, Skipped) else builder.add_document(*document)
-        if isinstance(added, Skipped):
-            skipped.append(added)
-        elif not added:
-            skipped.append(Skipped(str(path), "no text"))
+    added: list[int | Skipped] = [0] * len(files)  # sentences of each file, or why it was skipped
+    for i, size, piece in _read_pieces(files, sizes, pretokenized):
+        if piece is None:  # read here, into the corpus itself
+            added[i] = _read_into(builder, files[i])
+        elif isinstance(piece, Skipped):
+            added[i] = added[i] or piece  # (sentences of earlier pieces stay learned)
+        elif not isinstance(added[i], Skipped):
+            added[i] += builder.add_document(*piece, same_document=added[i] > 0)
         done += size
         if progress:
             progress(done, total)
+    for path, result in zip(files, added):
+        if isinstance(result, Skipped):
+            skipped.append(result)
+        elif not result:
+            skipped.append(Skipped(str(path), "no text"))
     try:
         return builder.finish(
             min_count,
@@ -379,23 +384,65 @@ def build_corpus(
         raise ForetellError(f"no usable text found in {where}{note}") from None
 
 
-PARALLEL_BYTES = 4 << 20  # below this much text in two files or more, starting a worker costs more than it saves
-PARALLEL_FILE_BYTES = 64 << 20  # a file read apart is held whole (not spilled to disk) until merged
+PARALLEL_BYTES = 4 << 20  # below this much text, starting a worker costs more than it saves
+PARALLEL_FILE_BYTES = 64 << 20  # a file read apart whole is held whole (not spilled to disk) until merged
+PIECE_BYTES = 16 << 20  # a larger pretokenized file is read in pieces of about this many bytes
 
 
-def _read_documents(files: list[Path], sizes: list[int], pretokenized: bool):
-    """(path, size, document) for each file in order, ``document`` as ``read_document`` gives
-    it, or None for a file to read in this process. Tokenizing is most of a training's reading
-    time, so with enough text in files of moderate size they are read on both cores."""
-    if len(files) < 2 or sum(sizes) < PARALLEL_BYTES or max(sizes) > PARALLEL_FILE_BYTES or not (cores() >= 2 and can_fork()):
-        for path, size in zip(files, sizes):
-            yield path, size, None
+def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool):
+    """(file index, share of its size, piece) in order: a piece is what ``read_document`` gives for a
+    file or for a range of whole lines of a large pretokenized one (its lines are independent
+    sentences), or None for a file to read in this process. Tokenizing is most of a training's
+    reading time, so with enough text the pieces are read on both cores."""
+    jobs = []
+    for i, (path, size) in enumerate(zip(files, sizes)):
+        ranges = _line_ranges(path, size) if pretokenized and size > PIECE_BYTES else None
+        if ranges is None and size > PARALLEL_FILE_BYTES:
+            jobs = None  # a file read whole must not be held whole
+            break
+        jobs += [(i, (end - start), path, start, end) for start, end in ranges] if ranges else [(i, size, path, 0, None)]
+    if jobs is None or sum(sizes) < PARALLEL_BYTES or len(jobs) < 2 or not (cores() >= 2 and can_fork()):
+        for i, size in enumerate(sizes):
+            yield i, size, None
         return
-    yield from zip(files, sizes, ordered_map(_read_document_of, files, pretokenized))
+    pieces = ordered_map(_read_piece, [job[2:] for job in jobs], pretokenized)
+    yield from ((i, share, piece) for (i, share, *_), piece in zip(jobs, pieces))
 
 
-def _read_document_of(pretokenized: bool, path: Path):
-    return read_document(path, pretokenized)
+def _line_ranges(path: Path, size: int) -> list[tuple[int, int]] | None:
+    """Byte ranges of about PIECE_BYTES that end at a line's end, or None for a file whose
+    encoding cannot be cut at a newline byte (UTF-16, UTF-32) or that cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            if detect_encoding(f.read(SNIFF_BYTES)) not in ("utf-8", "utf-8-sig", "cp1252"):
+                return None
+            ranges, start = [], 0
+            while start < size:
+                f.seek(min(start + PIECE_BYTES, size))
+                tail = f.readline() if start + PIECE_BYTES < size else b""
+                end = min(start + PIECE_BYTES, size) + len(tail)
+                ranges.append((start, end))
+                start = end
+            return ranges
+    except (OSError, NotText):
+        return None
+
+
+def _read_piece(pretokenized: bool, job: tuple[Path, int, int | None]):
+    path, start, end = job
+    if end is None:
+        return read_document(path, pretokenized)
+    try:
+        with open(path, "rb") as f:
+            encoding = detect_encoding(f.read(SNIFF_BYTES))
+            f.seek(start)
+            data = f.read(end - start)
+    except OSError as exc:
+        return Skipped(str(path), f"read error: {exc.strerror or exc}")
+    text = data.decode(encoding if start == 0 else encoding.replace("-sig", ""), errors="replace")
+    local = CorpusBuilder(pretokenized, spill=False)
+    sentences = local.add_lines(split_lines(text))
+    return local.vocab.tokens, local.ids.buffer, sentences
 
 
 def read_document(path: Path, pretokenized: bool):

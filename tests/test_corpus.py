@@ -89,7 +89,7 @@ import engine.corpus as corpus
 at_once = corpus.build_corpus([sys.argv[1]])
 corpus.PARALLEL_BYTES = 0
 read_apart = []
-real = corpus._read_documents
+real = corpus._read_pieces
 
 
 def spy(*args):
@@ -98,7 +98,7 @@ def spy(*args):
         yield item
 
 
-corpus._read_documents = spy
+corpus._read_pieces = spy
 in_two = corpus.build_corpus([sys.argv[1]])
 assert read_apart and all(read_apart), read_apart
 assert in_two.vocab.tokens == at_once.vocab.tokens
@@ -106,6 +106,41 @@ assert in_two.ids.tolist() == at_once.ids.tolist()
 drop = lambda summary: {k: v for k, v in summary.items() if k != "seconds"}
 assert drop(in_two.summary) == drop(at_once.summary), (in_two.summary, at_once.summary)
 assert "s3cr3tValue9" not in in_two.vocab.tokens
+"""
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_large_pretokenized_file_read_in_pieces_gives_the_corpus_of_reading_it_whole(tmp_path):
+    # Its lines are independent sentences, so pieces of whole lines read on both cores and
+    # merged in order give the same ids, vocabulary and counts (one document, empty lines too).
+    lines = [" ".join(f"w{(i * 7 + j * 13) % 97}" for j in range(i % 9)) for i in range(3000)]
+    (tmp_path / "big.txt").write_text("\n".join(lines) + "\n<s> x </s>\n\tcafé  bar \n")
+    (tmp_path / "small.txt").write_text("w1 w2 new words here\n")
+    script = """
+import sys
+import engine.corpus as corpus
+
+at_once = corpus.build_corpus([sys.argv[1]], pretokenized=True)
+corpus.PARALLEL_BYTES, corpus.PIECE_BYTES = 0, 1000
+pieces = []
+real = corpus._read_pieces
+
+
+def spy(*args):
+    for item in real(*args):
+        pieces.append(item[2] is not None)
+        yield item
+
+
+corpus._read_pieces = spy
+in_pieces = corpus.build_corpus([sys.argv[1]], pretokenized=True)
+assert len(pieces) > 10 and all(pieces), pieces
+assert in_pieces.vocab.tokens == at_once.vocab.tokens
+assert in_pieces.ids.tolist() == at_once.ids.tolist()
+drop = lambda summary: {k: v for k, v in summary.items() if k != "seconds"}
+assert drop(in_pieces.summary) == drop(at_once.summary), (in_pieces.summary, at_once.summary)
+assert in_pieces.summary["documents"] == 2
 """
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr

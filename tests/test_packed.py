@@ -115,3 +115,18 @@ def test_models_optimize_makes_the_8_bit_copy_of_an_ngram_model(saved, tmp_path)
     assert "kn-int8" in result.output and "perplexity on" in result.output
     info = json.loads(CliRunner().invoke(cli, ["models", "info", "kn-int8", "--json"]).output)
     assert "quantization" in json.dumps(info)
+
+
+def test_counts_that_claim_another_size_are_refused_before_they_are_read(saved):
+    import io
+    import zipfile
+
+    store, _ = saved
+    folder = store.path("kn")
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<u4", "fortran_order": False, "shape": (10**12,)})
+    with zipfile.ZipFile(folder / "counts.npz", "w") as archive:
+        archive.writestr("counts1.npy", buffer.getvalue())
+    loaded = store.load("kn")  # the counts are read only to learn
+    with pytest.raises(ModelFormatError, match="do not match its n-grams"):
+        loaded.with_documents([], [encode(loaded, tokenize("The cat."))])

@@ -303,15 +303,22 @@ def _array_of_codes(folder: Path, name: str) -> np.ndarray:
 
 
 def _load_counts(folder: Path, path: Path, order: int, lengths: list[int]) -> list[np.ndarray]:
+    counts = []
     try:
         with zipfile.ZipFile(path) as archive:
-            counts = []
-            for k in range(1, order + 1):
+            for k, n in enumerate(lengths, start=1):
                 with archive.open(f"counts{k}.npy") as f:
-                    counts.append(np.lib.format.read_array(io.BufferedReader(f), allow_pickle=False))
+                    stream = io.BufferedReader(f)
+                    version = np.lib.format.read_magic(stream)
+                    if version not in ((1, 0), (2, 0)):
+                        raise ValueError(f"numpy format version {version}")
+                    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = header(stream)
+                    if dtype != np.uint32 or shape != (n,):  # checked before anything that size is made
+                        raise ModelFormatError(f"{folder.name}: the counts of order {k} do not match its n-grams")
+                    counts.append(np.frombuffer(stream.read(4 * n), dtype=np.uint32))
+                    if len(counts[-1]) != n:
+                        raise ModelFormatError(f"{folder.name}: counts.npz is cut short")
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelFormatError(f"{folder.name}: counts.npz is corrupt ({exc})") from None
-    for k, (c, n) in enumerate(zip(counts, lengths), start=1):
-        if c.dtype != np.uint32 or c.ndim != 1 or len(c) != n:
-            raise ModelFormatError(f"{folder.name}: the counts of order {k} do not match its n-grams")
     return counts

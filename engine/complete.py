@@ -43,6 +43,12 @@ class PrefixIndex:
         folded = sorted(self.word_ids.tolist(), key=lowered.__getitem__)
         return [lowered[i] for i in folded], np.array(folded, dtype=np.int64)
 
+    def warm(self) -> "PrefixIndex":
+        """Sort both views now (a language server does this before the first key, so no
+        completion pays for it)."""
+        self._exact, self._folded
+        return self
+
     def candidates(self, prefix: str) -> np.ndarray:
         """Ids of the words that start with ``prefix`` (all words for an empty prefix)."""
         if not prefix:

@@ -151,8 +151,8 @@ class ForetellServer(LanguageServer):
             return self._model
 
     def warm_model(self) -> None:
-        """Load the model and build what the first completion needs (its prefix index)."""
-        prefix_index(self.model())
+        """Load the model and build what the first completions need (its prefix index)."""
+        prefix_index(self.model()).warm()
 
     def reload_model(self) -> None:
         """Load the model again on next use (it learned or forgot something)."""

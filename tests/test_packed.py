@@ -130,3 +130,15 @@ def test_counts_that_claim_another_size_are_refused_before_they_are_read(saved):
     loaded = store.load("kn")  # the counts are read only to learn
     with pytest.raises(ModelFormatError, match="do not match its n-grams"):
         loaded.with_documents([], [encode(loaded, tokenize("The cat."))])
+
+
+def test_export_and_pruning_of_a_loaded_packed_model_equal_those_of_the_model_trained(saved, tmp_path):
+    store, model = saved
+    loaded = store.load("kn")
+    model.export_arpa(tmp_path / "trained.arpa")
+    loaded.export_arpa(tmp_path / "loaded.arpa")
+    assert (tmp_path / "loaded.arpa").read_bytes() == (tmp_path / "trained.arpa").read_bytes()
+    for small, big in ((loaded.pruned(ngrams=40), model.pruned(ngrams=40)), (loaded.pruned(min_counts=[0, 1]), model.pruned(min_counts=[0, 1]))):
+        assert np.array_equal(scores(small), scores(big), equal_nan=True)
+    quantized = loaded.quantized()
+    assert np.array_equal(scores(quantized), scores(model.quantized()), equal_nan=True)

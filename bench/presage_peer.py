@@ -10,7 +10,9 @@ Presage: a database built by `text2ngram` from the training text, once per order
 predictor alone, 5 suggestions, no online learning; `presage_simulator` types the held-out text
 (accepting a suggestion costs one key and inserts the word and a space). Ours: `foretell train`
 with its defaults on the same text, `foretell evaluate` on the same held-out file, reported under
-both conventions (ours, and Presage's autospace). The simulator types about 60 words a second
+both conventions (ours, and Presage's autospace), word completions alone and with the inline
+phrase an editor shows (accepted with one key when all of it is right; the space after its last
+word is typed). The simulator types about 60 words a second
 here, so the held-out text is the first --words words of the held-out files.
 """
 
@@ -99,6 +101,8 @@ def main():
     print(f"| Presage 0.9.1, smoothed trigram | {theirs['savings']:.1%} | | {theirs['characters']:,} | {theirs['keystrokes']:,} |")
     print(f"| foretell, {mine['backend']} (defaults) | {mine['keystroke_savings_autospace']:.1%} | {mine['keystroke_savings']:.1%} | "
           f"{mine['autospace_characters']:,} | {mine['autospace_keystrokes']:,} |")
+    print(f"| foretell, {mine['backend']} (defaults), with phrases | {mine['keystroke_savings_phrases_autospace']:.1%} | {mine['keystroke_savings_phrases']:.1%} | "
+          f"{mine['autospace_characters']:,} | {mine['autospace_phrase_keystrokes']:,} |")
 
 
 if __name__ == "__main__":

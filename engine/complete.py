@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 import weakref
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from engine.distribution import top_k
 from engine.model import LanguageModel
 from engine.scripts import is_whole_unit
 from engine.tokenizer import Token, tokenize
-from engine.vocab import EOS_ID, SPECIALS, UNK_ID, Vocabulary
+from engine.vocab import BOS_ID, EOS_ID, SPECIALS, UNK_ID, Vocabulary
 
 _END = "\U0010ffff"
 
@@ -120,6 +121,35 @@ def predict(model: LanguageModel, text: str, k: int = 10) -> Prediction:
     ranked = top_completions(model, dist, prefix, k)
     context = sentences[-1] if sentences and open_sentence else []
     return Prediction(context, prefix, [(model.vocab.tokens[i], lp) for i, lp in ranked])
+
+
+PHRASE_WORDS = 4  # words an inline continuation adds after the one being typed
+PHRASE_MIN_PROBABILITY = 0.05  # it stops before a word the model is less sure of than this
+
+
+def greedy_phrase(model: LanguageModel, state, prefix: str, max_words: int = PHRASE_WORDS,
+                  min_probability: float = PHRASE_MIN_PROBABILITY, expected: list[int] | None = None) -> list[int]:
+    """The inline (ghost-text) continuation as word ids: the most probable completion of the
+    half-typed ``prefix`` (if any), then the most probable next words until one is less likely
+    than ``min_probability`` or the sentence ends. Empty when the completion is too unsure or is
+    the prefix itself. With ``expected`` (the words that really follow), it stops at the first
+    word that differs from them: such a phrase is wrong, and the caller need not see the rest."""
+    ids: list[int] = []
+    if prefix:
+        best = top_completions(model, model.next_logprobs(state), prefix, 1)
+        if not best or math.exp(best[0][1]) < min_probability or model.vocab.tokens[best[0][0]] == prefix:
+            return []
+        ids.append(best[0][0])
+        state = model.advance(state, best[0][0])
+    while len(ids) < max_words + bool(prefix) and (expected is None or ids == expected[: len(ids)]):
+        dist = model.next_logprobs(state).copy()
+        dist[[UNK_ID, BOS_ID]] = -np.inf
+        best = int(np.argmax(dist))
+        if best == EOS_ID or math.exp(dist[best]) < min_probability:
+            break
+        ids.append(best)
+        state = model.advance(state, best)
+    return ids
 
 
 SENTENCE_ENDS = {".", "!", "?", "...", "…"}

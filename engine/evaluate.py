@@ -1,7 +1,9 @@
 """How well a model would serve someone typing: perplexity, next-word top-1/top-5 accuracy and
 keystroke savings from a simulated typist who accepts a correct completion with one keystroke.
 
-Keystroke savings come under two conventions. Ours counts the characters of the words only.
+Keystroke savings come under two conventions. Ours counts the characters of the words only;
+with phrases, the inline continuation an editor shows (engine.complete.greedy_phrase) is offered
+too, and one keystroke accepts it when all of it is right.
 Presage's (its simulator's, and most published figures'; "autospace") also counts the space after
 each word: accepting a completion inserts the word and its space, so the space is saved too,
 while a word typed out costs its letters and the space."""
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.complete import top_completions
+from engine.complete import greedy_phrase, top_completions
 from engine.model import LanguageModel
 from engine.distribution import rank_and_entropy
 from engine.tokenizer import Token
@@ -27,6 +29,8 @@ class Evaluation:
     keystrokes: int = 0
     autospace_characters: int = 0
     autospace_keystrokes: int = 0
+    phrase_keystrokes: int = 0
+    autospace_phrase_keystrokes: int = 0
 
     def as_dict(self) -> dict:
         import math
@@ -37,11 +41,15 @@ class Evaluation:
             "top5_accuracy": self.top5 / self.tokens if self.tokens else 0.0,
             "keystroke_savings": 1 - self.keystrokes / self.characters if self.characters else 0.0,
             "keystroke_savings_autospace": 1 - self.autospace_keystrokes / self.autospace_characters if self.autospace_characters else 0.0,
+            "keystroke_savings_phrases": 1 - self.phrase_keystrokes / self.characters if self.characters else 0.0,
+            "keystroke_savings_phrases_autospace": 1 - self.autospace_phrase_keystrokes / self.autospace_characters if self.autospace_characters else 0.0,
             "tokens": self.tokens,
             "characters": self.characters,
             "keystrokes": self.keystrokes,
             "autospace_characters": self.autospace_characters,
             "autospace_keystrokes": self.autospace_keystrokes,
+            "phrase_keystrokes": self.phrase_keystrokes,
+            "autospace_phrase_keystrokes": self.autospace_phrase_keystrokes,
         }
 
 
@@ -55,14 +63,31 @@ def keystrokes_for(model: LanguageModel, dist, word: str, k: int) -> tuple[int, 
     return len(word), False
 
 
+def phrase_keystrokes_for(model: LanguageModel, state, dist, word: str, ids: list[int], k: int) -> tuple[int, int, bool]:
+    """Keystrokes to enter ``word`` (the first of ``ids``, the sentence's words from here) when
+    the inline continuation is offered as well, how many words they entered, and whether a
+    completion was accepted: before each character, if the continuation of what was typed is
+    exactly the words that follow (all of it), one keystroke accepts them all; else a correct
+    word completion costs one; else the character is typed."""
+    for typed in range(len(word)):
+        phrase = greedy_phrase(model, state, word[:typed], expected=ids)
+        if len(phrase) > 1 and phrase == ids[: len(phrase)]:
+            return typed + 1, len(phrase), True
+        if any(model.vocab.tokens[i] == word for i, _ in top_completions(model, dist, word[:typed], k)):
+            return typed + 1, 1, True
+    return len(word), 1, False
+
+
 def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> Evaluation:
     result = Evaluation()
     get = model.vocab.ids.get
     state = model.initial_state()
     spaced = _followed_by_space(sentences)
     for sentence in sentences:
-        for token in [*sentence, None]:
-            token_id = EOS_ID if token is None else get(token.text, UNK_ID)
+        ids = [get(t.text, UNK_ID) for t in sentence]
+        covered = 0  # words of this sentence entered by an accepted phrase
+        for n, token in enumerate([*sentence, None]):
+            token_id = EOS_ID if token is None else ids[n]
             dist = model.next_logprobs(state)
             rank, _ = rank_and_entropy(dist, token_id)
             result.tokens += 1
@@ -77,6 +102,12 @@ def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> 
                 result.keystrokes += keys
                 result.autospace_characters += len(token.text) + space
                 result.autospace_keystrokes += keys + (space and not accepted)
+                if n >= covered:  # (words an accepted phrase entered cost nothing)
+                    keys, entered, accepted = phrase_keystrokes_for(model, state, dist, token.text, ids[n:], k) if hit else (len(token.text), 1, False)
+                    covered = n + entered
+                    result.phrase_keystrokes += keys
+                    # A phrase is inserted without the space after its last word (as editors show it).
+                    result.autospace_phrase_keystrokes += keys + (int(id(sentence[covered - 1]) in spaced) if entered > 1 else space and not accepted)
             state = model.advance(state, token_id)
     return result
 

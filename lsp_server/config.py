@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+from engine.complete import PHRASE_MIN_PROBABILITY, PHRASE_WORDS
+
 # Language ids as editors send them: VS Code, Neovim and Emacs; "text" and "git-commit" are
 # Helix's and Kakoune's names.
 DEFAULT_LANGUAGES = ("plaintext", "text", "markdown", "rst", "restructuredtext", "tex", "latex", "org", "gitcommit", "git-commit", "asciidoc")
@@ -23,8 +25,8 @@ class SurprisalSettings:
 @dataclass(frozen=True)
 class InlineSettings:
     enabled: bool = True
-    maxWords: int = 4
-    minProbability: float = 0.05
+    maxWords: int = PHRASE_WORDS
+    minProbability: float = PHRASE_MIN_PROBABILITY
 
 
 @dataclass(frozen=True)

@@ -236,3 +236,23 @@ def test_keystroke_savings_under_both_conventions(tmp_path):
     assert (out["characters"], out["keystrokes"]) == (9, 5)
     assert (out["autospace_characters"], out["autospace_keystrokes"]) == (12, 6)
     assert out["keystroke_savings"] == pytest.approx(1 - 5 / 9) and out["keystroke_savings_autospace"] == pytest.approx(0.5)
+
+
+def test_keystroke_savings_with_phrases_accept_the_inline_continuation_in_one_key(tmp_path):
+    """The continuation offered at a sentence's start is its first four words: one key enters
+    them all when they are right. Word by word, each known word costs a key."""
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("the cat sat on the mat\n" * 20)
+    run("train", "--name", "tiny", "--order", "3", "--pretokenized", str(corpus))
+    held = tmp_path / "held.txt"
+    held.write_text("the cat sat on the mat\nthe cat sat on the dog\n")
+    out = json.loads(run("evaluate", "-m", "tiny", "--json", "--pretokenized", str(held)).output)
+    assert out["keystrokes"] == 6 + 5 + 3  # "dog" (unknown) is typed out
+    # "the cat sat on" (1 key) "the mat" (1); "the cat sat on" (1), the offer "the mat" is
+    # wrong, so "the" takes a word completion (1) and "dog" its three letters.
+    assert out["phrase_keystrokes"] == 2 + 2 + 3
+    assert out["keystroke_savings_phrases"] > out["keystroke_savings"]
+    # Presage's convention: the spaces count; a word completion inserts its space, a phrase all
+    # but the one after its last word (typed: a key more), "dog" costs its space too.
+    assert out["autospace_keystrokes"] == 6 + 5 + 4
+    assert out["autospace_phrase_keystrokes"] == (1 + 1) + (1 + 1) + (1 + 1) + 1 + (3 + 1)

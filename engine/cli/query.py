@@ -230,7 +230,9 @@ def evaluate(model_names, as_json, pretokenized, k, files):
     Keystroke savings: a simulated typist is offered the top K completions before each
     keystroke (the next word after a space, the rest of a word inside one) and accepts a correct
     one with a single keystroke; the figure is the share of characters not typed. "autospace"
-    is Presage's convention: the space after each word counts, and accepting inserts it."""
+    is Presage's convention: the space after each word counts, and accepting inserts it.
+    "phrases" also offers the inline continuation an editor shows (up to four more words), which
+    one keystroke accepts when all of it is right."""
     sentences = [s for path in files for s in tokenize(read_text(path), pretokenized)]
     rows = []
     for name in model_names or (None,):
@@ -239,15 +241,16 @@ def evaluate(model_names, as_json, pretokenized, k, files):
         rows.append({"model": _model_name(model), "backend": model.name, **figures})
     if as_json:
         keys = ("model", "backend", "perplexity", "top1_accuracy", "top5_accuracy", "keystroke_savings", "keystroke_savings_autospace",
-                "tokens", "characters", "keystrokes", "autospace_characters", "autospace_keystrokes")
+                "keystroke_savings_phrases", "keystroke_savings_phrases_autospace", "tokens", "characters", "keystrokes", "autospace_characters",
+                "autospace_keystrokes", "phrase_keystrokes", "autospace_phrase_keystrokes")
         objects = [{key: r[key] for key in keys} | {"k": k} for r in rows]
         echo_json(objects[0] if len(objects) == 1 else {"models": objects})
         return
     width = max(len(r["model"]) for r in rows) + 2
-    click.echo(f"{'model':<{width}}{'backend':<9}{'perplexity':>11}{'top-1':>8}{'top-5':>8}{'keystroke savings':>19}{'autospace':>11}")
+    click.echo(f"{'model':<{width}}{'backend':<9}{'perplexity':>11}{'top-1':>8}{'top-5':>8}{'keystroke savings':>19}{'autospace':>11}{'phrases':>9}")
     for r in rows:
         click.echo(f"{r['model']:<{width}}{r['backend']:<9}{r['perplexity']:>11.2f}{r['top1_accuracy']:>8.1%}{r['top5_accuracy']:>8.1%}"
-                   f"{r['keystroke_savings']:>19.1%}{r['keystroke_savings_autospace']:>11.1%}")
+                   f"{r['keystroke_savings']:>19.1%}{r['keystroke_savings_autospace']:>11.1%}{r['keystroke_savings_phrases']:>9.1%}")
     r = rows[-1]
     click.echo(f"{r['tokens']:,} tokens; {r['characters']:,} characters of words; k={k}")
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from lsprotocol import types
 
-from engine.complete import predict, split_prefix, state_after, top_completions
+from engine.complete import greedy_phrase, predict, split_prefix, state_after
 from engine.generate import NO_SPACE_BEFORE, detokenize
 from engine.model import LanguageModel
-from engine.vocab import BOS_ID, EOS_ID, UNK_ID
 
 WINDOW = 2000  # characters of context before the cursor: bounded work on huge lines
 EXTRA_PUNCTUATION = 2  # closing punctuation offered after the words
@@ -58,22 +56,9 @@ def continuation(model: LanguageModel, text_before: str, max_words: int, min_pro
     """The likely rest of the phrase: greedy words until confidence drops or the sentence ends."""
     window = context_window(text_before)
     sentences, prefix = split_prefix(window)
-    state = state_after(model, sentences)
-    words: list[str] = []
-    suffix = ""
-    if prefix:
-        best = top_completions(model, model.next_logprobs(state), prefix, 1)
-        if not best or math.exp(best[0][1]) < min_probability or model.vocab.tokens[best[0][0]] == prefix:
-            return ""
-        word = model.vocab.tokens[best[0][0]]
-        suffix = word[len(prefix) :]
-        state = model.advance(state, best[0][0])
-    while len(words) < max_words:
-        dist = model.next_logprobs(state).copy()
-        dist[[UNK_ID, BOS_ID]] = -np.inf
-        best = int(np.argmax(dist))
-        if best == EOS_ID or math.exp(dist[best]) < min_probability:
-            break
-        words.append(model.vocab.tokens[best])
-        state = model.advance(state, best)
+    ids = greedy_phrase(model, state_after(model, sentences), prefix, max_words, min_probability)
+    if not ids:
+        return ""
+    words = [model.vocab.tokens[i] for i in ids]
+    suffix = words.pop(0)[len(prefix) :] if prefix else ""
     return suffix + detokenize(words, after=window + suffix)

@@ -150,7 +150,7 @@ def main():
         best = min(_timed(lambda: model.score_ids(ids)) for _ in range(3))
         results["score_tokens_per_s"] = n_tokens / best
         results["test_tokens"] = n_tokens
-        arrays = sum(f.stat().st_size for f in folder.glob("*.npy"))
+        arrays = sum(f.stat().st_size for f in folder.glob("*.np[yz]"))  # the packed tables and counts.npz
         scoring_arrays = sum(f.stat().st_size for f in folder.glob("*.npy") if not f.name.startswith("counts"))
         n_ngrams = sum(build["ngrams"])
         results["bytes_per_ngram"] = arrays / n_ngrams

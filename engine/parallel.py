@@ -23,21 +23,29 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules
 
 
-def ordered_map(function: Callable, jobs: Iterable, shared: object = None, parallel: bool = True) -> Iterator:
+def ordered_map(function: Callable, jobs: Iterable, shared: object = None, parallel: bool = True, ahead: int = 2) -> Iterator:
     """``function(shared, job)`` for each job, results in the jobs' order: on two forked
     processes when ``parallel`` and it is safe (``function`` must be a module-level function),
-    else here, one after another."""
+    else here, one after another. At most ``ahead`` results wait for the caller, so memory
+    follows the caller's pace, not the number of jobs."""
     global _shared
     if not (parallel and cores() >= 2 and can_fork()):
         for job in jobs:
             yield function(shared, job)
         return
     import multiprocessing
+    from collections import deque
 
     _shared = shared
     try:
         with multiprocessing.get_context("fork").Pool(2) as pool:
-            yield from pool.imap(_run, ((function, job) for job in jobs), chunksize=1)
+            pending: deque = deque()
+            for job in jobs:
+                pending.append(pool.apply_async(_run, ((function, job),)))
+                if len(pending) > ahead:
+                    yield pending.popleft().get()
+            while pending:
+                yield pending.popleft().get()
     finally:
         _shared = None
 

@@ -130,19 +130,23 @@ class _Table:
 
 
 def _tables_of(part: NgramCounts, order: int, V: int) -> list[_Table]:
-    """A part's orders 2..``order`` as ``_Table``s, keys over the full vocabulary of ``V`` words
-    (a trained model's stored tables have no suffixes: they are looked up)."""
+    """A part's orders 2..``order`` as ``_Table``s, keys over the full vocabulary of ``V`` words.
+    A trained model's stored tables have no suffixes: each order's come from its prefixes'
+    (the suffix of w1..wk is the suffix of w1..wk-1 followed by wk), one lookup an n-gram."""
     Vp = np.uint64(part.vocab_size)
     tables = []
-    keys = [o.keys for o in part.orders]
+    suffix_below, bos_below = None, np.arange(part.vocab_size) == BOS_ID
     for k in range(2, order + 1):
         o = part.orders[k - 1]
+        prefix = (o.keys // Vp).astype(np.int64)
+        word = (o.keys % Vp).astype(np.int64)
         suffix, bos = o.suffix, o.starts_bos
         if suffix is None:
-            rows = ngram_rows(keys, part.vocab_size, k)
-            suffix, bos = index_of(rows[:, 1:], keys, part.vocab_size), rows[:, 0] == BOS_ID
-        keys_over_v = (o.keys // Vp) * np.uint64(V) + o.keys % Vp
-        tables.append(_Table(keys_over_v, np.asarray(o.counts, dtype=np.int64), np.asarray(suffix, dtype=np.int64), bos))
+            suffix = word if k == 2 else lookup(part.orders[k - 2].keys, suffix_below[prefix], word, part.vocab_size)
+            bos = bos_below[prefix]
+        tables.append(_Table(prefix.astype(np.uint64) * np.uint64(V) + word.astype(np.uint64), np.asarray(o.counts, dtype=np.int64),
+                             np.asarray(suffix, dtype=np.int64), bos))
+        suffix_below, bos_below = tables[-1].suffix, bos
     return tables
 
 

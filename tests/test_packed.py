@@ -58,6 +58,9 @@ def test_a_folder_in_the_earlier_layout_still_loads(saved):
         np.save(folder / f"logp{k + 1}.npy", model.logp[k], allow_pickle=False)
         np.save(folder / f"backoff{k + 1}.npy", model.backoff[k], allow_pickle=False)
         np.save(folder / f"counts{k + 1}.npy", model.counts[k].astype(np.uint32), allow_pickle=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["backend_format_version"] == 2  # an older foretell says to upgrade rather than miss keys1.npy
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "backend_format_version": 1}))
     old = store.load("kn")
     assert not isinstance(old.keys[1], PackedKeys)
     assert np.array_equal(scores(old), scores(model), equal_nan=True)

@@ -56,6 +56,7 @@ class NgramModel(LanguageModel):
 
     name = "ngram"
     Options = NgramOptions
+    format_version = 2  # 2: the packed layout (plugins.ngram.packed); folders of 1 still load
     sentence_independent = True  # every sentence starts afresh at <s>
 
     def __init__(self, vocab: Vocabulary, options: NgramOptions, keys, logp=None, backoff=None, counts=None, facts=None):

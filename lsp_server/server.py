@@ -155,8 +155,20 @@ class ForetellServer(LanguageServer):
         prefix_index(self.model()).warm()
 
     def reload_model(self) -> None:
-        """Load the model again on next use (it learned or forgot something)."""
+        """Load the model again on next use (another model was chosen)."""
         self._model = None
+
+    def refresh_model(self) -> None:
+        """Build the model again now, on the calling (background) lane, after it learned or
+        forgot something; requests meanwhile keep the model they had, so no completion waits
+        for the learned counts to be added and the model re-estimated."""
+        fresh = load_model(self.store, self.settings.model)
+        prefix_index(fresh).warm()
+        with self._model_lock:
+            if self._model_name == self.settings.model:
+                self._model = fresh
+            else:
+                self._model = None
 
     def tell(self, message: str, kind=types.MessageType.Warning) -> None:
         self.window_show_message(types.ShowMessageParams(type=kind, message=f"foretell: {message}"))

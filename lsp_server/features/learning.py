@@ -42,11 +42,11 @@ def learn_document(server, uri: str, text: str) -> dict | None:
     base = server.store.load(name, adapted=False)
     entry = server.store.layer(name).learn(uri, text, base)
     if entry is not None:
-        server.reload_model()
+        server.refresh_model()
     return entry
 
 
 def forget_document(server, uri: str) -> list[dict]:
     gone = server.store.layer(model_name(server)).forget([uri])
-    server.reload_model()
+    server.refresh_model()
     return gone

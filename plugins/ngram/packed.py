@@ -11,8 +11,9 @@ Per order k >= 2 (order 1 is the vocabulary: its keys are the word ids):
 - raw counts (only ``learn`` and pruning by counts read them) deflated into ``counts.npz``.
 
 A quantized copy (``foretell models optimize``) stores log10 probabilities and backoffs as 8-bit
-indices into 256 values per order, equal-count bins of the sorted values, each the mean of its
-bin (as KenLM's ``build_binary -q 8 -b 8``): about 6 bytes an n-gram.
+indices into 256 values per order: the means of equal-count bins of the sorted values, each value
+coded to the nearest mean, a backoff of exactly zero kept as zero (as KenLM's ``build_binary -q 8
+-b 8``): about 6 bytes an n-gram.
 
 The classes below stand in for the numpy arrays the model otherwise holds: indexing, slicing,
 ``np.searchsorted`` and ``np.asarray`` behave the same, so scoring needs no second code path.

@@ -390,10 +390,10 @@ PIECE_BYTES = 16 << 20  # a larger pretokenized file is read in pieces of about 
 
 
 def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool):
-    """(file index, share of its size, piece) in order: a piece is what ``read_document`` gives for a
-    file or for a range of whole lines of a large pretokenized one (its lines are independent
-    sentences), or None for a file to read in this process. Tokenizing is most of a training's
-    reading time, so with enough text the pieces are read on both cores."""
+    """(file index, share of its size, piece) in order: a piece is what ``read_document``
+    gives for a file or for a range of whole lines of a large pretokenized one (its lines are
+    independent sentences), or None for a file to read in this process. Tokenizing is most of
+    a training's reading time, so with enough text the pieces are read on both cores."""
     jobs = []
     for i, (path, size) in enumerate(zip(files, sizes)):
         ranges = _line_ranges(path, size) if pretokenized and size > PIECE_BYTES else None
@@ -441,8 +441,7 @@ def _read_piece(pretokenized: bool, job: tuple[Path, int, int | None]):
         return Skipped(str(path), f"read error: {exc.strerror or exc}")
     text = data.decode(encoding if start == 0 else encoding.replace("-sig", ""), errors="replace")
     local = CorpusBuilder(pretokenized, spill=False)
-    sentences = local.add_lines(split_lines(text))
-    return local.vocab.tokens, local.ids.buffer, sentences
+    return _read_apart(local, local.add_lines(split_lines(text)))
 
 
 def read_document(path: Path, pretokenized: bool):
@@ -450,7 +449,11 @@ def read_document(path: Path, pretokenized: bool):
     number of sentences), or Skipped with the reason. Ids are the document's own: merging
     documents in order (``CorpusBuilder.add_document``) gives the ids of reading them in turn."""
     local = CorpusBuilder(pretokenized, spill=False)
-    sentences = _read_into(local, path)
+    return _read_apart(local, _read_into(local, path))
+
+
+def _read_apart(local: "CorpusBuilder", sentences: int | Skipped):
+    """What a document read into a builder of its own hands on to be merged."""
     return sentences if isinstance(sentences, Skipped) else (local.vocab.tokens, local.ids.buffer, sentences)
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,15 @@ from engine.errors import ForetellError, ModelFormatError
 from engine.files import locked, read_json, regular_file, write_atomic
 from engine.model import LanguageModel
 from engine.tokenizer import split_lines
-from engine.vocab import SPECIALS
+from engine.vocab import SPECIALS, Vocabulary
 
 LAYERS = "adaptation"
 DOC_FILE = re.compile(r"doc-[0-9]{1,12}\.npy")
 ENTRY_FIELDS = {"key": str, "file": str, "sha256": str, "learned": str, "sentences": int, "tokens": int, "new_words": int}
 LAYER_FILE = "layer.json"
 WORDS_FILE = "words.json"
+ADAPTED = "adapted-"  # + stamp: the model with the layer applied, kept for the next load
+FACTS_FILE = "facts.json"
 
 
 class AdaptationLayer:
@@ -104,11 +107,26 @@ class AdaptationLayer:
                                    f"`foretell forget -m {self.name} --all` clears the layer")
         return ids
 
-    def apply(self, base: LanguageModel) -> LanguageModel:
-        """``base`` with every learned document's n-grams added."""
+    def apply(self, base: LanguageModel, base_identity=None) -> LanguageModel:
+        """``base`` with every learned document's n-grams added. With ``base_identity`` (which
+        base folder this is), the result is kept beside the layer as ``adapted-STAMP/`` (the
+        stamp names the layer's contents and the base), so the next load maps it instead of
+        adding the counts and re-estimating the model again."""
         layer = self._read()
         if not layer["documents"]:
             return base
+        parts = [base.name, base.format_version, repr(base_identity)]
+        stamp = self._stamp(layer, parts)
+        model = self._cached(base, stamp) if base_identity is not None else None
+        if model is None:
+            model = self._adapted(base, layer)
+            if base_identity is not None:
+                self._keep(model, stamp, parts)
+        model.model_name = base.model_name or self.name
+        model.learned_documents = len(layer["documents"])
+        return model
+
+    def _adapted(self, base: LanguageModel, layer: dict) -> LanguageModel:
         words = layer["words"]
         to_model = np.array([base.vocab.ids.get(w, -1) for w in words], dtype=np.int64)
         added: list[str] = []
@@ -122,10 +140,70 @@ class AdaptationLayer:
                     added.append(words[layer_id])
             streams.append(to_model[ids])
         check_can_learn(base)
-        model = base.with_documents(added, streams)
-        model.model_name = base.model_name or self.name
-        model.learned_documents = len(layer["documents"])
-        return model
+        return base.with_documents(added, streams)
+
+    # -- the adapted model kept for the next load -------------------------------------------
+    def _stamp(self, layer: dict, parts: list) -> str:
+        """What the adapted model depends on: the entries, the words, each document file as it
+        is on disk (a file changed since is read again, and found damaged if it is) and the base."""
+        files = [self._file_identity(entry["file"]) for entry in layer["documents"]]
+        what = json.dumps([layer["documents"], layer["words"], files, *parts], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(what.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+    def _file_identity(self, name: str):
+        try:
+            st = os.lstat(self.folder / name)
+        except OSError:
+            return None
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+    def _cached(self, base: LanguageModel, stamp: str) -> LanguageModel | None:
+        """The adapted model kept under ``stamp``, or None (none kept, or one that does not
+        load: it is checked as every model is, and then rebuilt)."""
+        folder = self.folder / f"{ADAPTED}{stamp}"
+        if folder.is_symlink() or not folder.is_dir():
+            return None
+        try:
+            facts = read_json(folder / FACTS_FILE, self._what)
+            if not isinstance(facts, dict):
+                return None
+            return type(base).load(folder, Vocabulary.load(folder), base.options, facts)
+        except (ModelFormatError, OSError, ValueError):
+            return None
+
+    def _keep(self, model: LanguageModel, stamp: str, parts: list) -> None:
+        """Save the adapted model as ``adapted-STAMP`` if the layer still has those contents
+        (checked under the layer's lock: a document forgotten meanwhile is never written back),
+        and drop older ones. Best effort: where the store cannot be written, loads go on as
+        before."""
+        tmp = None
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=".adapted-", dir=self.folder))
+            facts = model.save(tmp) or {}
+            model.vocab.save(tmp)
+            (tmp / FACTS_FILE).write_text(json.dumps(facts), encoding="utf-8")
+            with self._locked():
+                now = self._read()
+                if now["documents"] and self._stamp(now, parts) == stamp:
+                    os.rename(tmp, self.folder / f"{ADAPTED}{stamp}")
+                    tmp = None
+                self._drop_adapted(keep=stamp)
+        except (OSError, ModelFormatError):
+            pass
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _drop_adapted(self, keep: str | None = None) -> None:
+        """Remove the kept adapted models but ``keep``: after learning or forgetting, none may
+        hold what the layer no longer does."""
+        for folder in list(self.folder.glob(f"{ADAPTED}*")) + list(self.folder.glob(".adapted-*")):
+            if folder.name == f"{ADAPTED}{keep}" or (folder.name.startswith(".") and keep is not None):
+                continue
+            if folder.is_symlink():
+                folder.unlink()
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
 
     # -- writing ---------------------------------------------------------------------------
     def learn(self, key: str, text: str, base: LanguageModel, pretokenized: bool = False) -> dict | None:
@@ -159,6 +237,7 @@ class AdaptationLayer:
             documents = [d for d in layer["documents"] if d["key"] != key] + [entry]
             write_atomic(self.folder / WORDS_FILE, json.dumps(words, ensure_ascii=False))
             self._write_layer(documents, layer["next"] + 1)
+            self._drop_adapted()
             if old is not None:
                 (self.folder / old["file"]).unlink(missing_ok=True)
             return {**entry, "replaced": old is not None}
@@ -177,6 +256,7 @@ class AdaptationLayer:
             kept = [d for d in layer["documents"] if d not in gone]
             if self.folder.exists():
                 self._write_layer(kept, layer["next"])
+                self._drop_adapted()
             for d in gone:
                 (self.folder / d["file"]).unlink(missing_ok=True)
             return gone

@@ -147,7 +147,7 @@ class ModelStore:
                     raise
                 model = None
             if model is not None and _identity(folder) == before:
-                return self.layer(name).apply(model) if adapted else model
+                return self.layer(name).apply(model, before) if adapted else model
             time.sleep(0.01 * (attempt + 1))
         raise ModelFormatError(f"{name}: it kept changing while loading; is it being retrained in a loop?")
 

@@ -111,3 +111,30 @@ def test_a_corrupt_layer_is_reported_not_guessed_at(tmp_path):
     assert out.returncode == 1 and "corrupt" in out.stderr and "Traceback" not in out.stderr
     run_cli("forget", "-m", "m", "--all")
     assert run_cli("predict", "-m", "m", "The ").returncode == 0
+
+
+def test_the_adapted_model_is_kept_for_the_next_load_and_dropped_by_forgetting(tmp_path):
+    for name, text in (("base.txt", SMALL_TEXT), ("notes.txt", NOTES), ("zebras.txt", ZEBRAS)):
+        (tmp_path / name).write_text(text)
+    run_cli("train", "--name", "m", "--order", "3", str(tmp_path / "base.txt"))
+    run_cli("learn", "-m", "m", str(tmp_path / "zebras.txt"), str(tmp_path / "notes.txt"))
+    store = ModelStore()
+    layer = store.layer("m")
+    built = store.load("m")
+    kept = sorted(layer.folder.glob("adapted-*"))
+    assert len(kept) == 1
+    again = store.load("m")  # mapped from what was kept: the same model
+    assert np.array_equal(scores_by_word(again), scores_by_word(built), equal_nan=True)
+    assert again.vocab.tokens == built.vocab.tokens and again.learned_documents == 2
+
+    run_cli("forget", "-m", "m", str(tmp_path / "zebras.txt"))
+    assert not list(layer.folder.glob("adapted-*"))  # nothing of the forgotten document stays on disk
+    run_cli("train", "--name", "only-notes", "--order", "3", str(tmp_path / "base.txt"))
+    run_cli("learn", "-m", "only-notes", str(tmp_path / "notes.txt"))
+    assert np.array_equal(scores_by_word(store.load("m")), scores_by_word(store.load("only-notes")), equal_nan=True)
+
+    (tmp_path / "base.txt").write_text(SMALL_TEXT + "\n" + ZEBRAS)
+    run_cli("train", "--name", "m", "--order", "3", str(tmp_path / "base.txt"))  # a new base: what was kept is stale
+    run_cli("train", "--name", "fresh", "--order", "3", str(tmp_path / "base.txt"))
+    run_cli("learn", "-m", "fresh", str(tmp_path / "notes.txt"))
+    assert np.array_equal(scores_by_word(store.load("m")), scores_by_word(store.load("fresh")), equal_nan=True)

@@ -175,21 +175,9 @@ class NgramModel(LanguageModel):
             return cls._load_packed(folder, vocab, options, facts)
 
         def arrays(stem, dtype, optional=False):
-            out = []
-            for k in range(1, options.order + 1):
-                path = folder / f"{stem}{k}.npy"
-                if optional and not path.exists():
-                    return None
-                try:
-                    a = np.load(path, mmap_mode="r", allow_pickle=False)
-                except FileNotFoundError:
-                    raise ModelFormatError(f"{folder.name}: {path.name} is missing") from None
-                except (ValueError, OSError, EOFError) as exc:
-                    raise ModelFormatError(f"{folder.name}: {path.name} is corrupt or not a numpy array ({exc})") from None
-                if a.dtype != dtype or a.ndim != 1:
-                    raise ModelFormatError(f"{folder.name}: {path.name} has the wrong type ({a.dtype}, {a.ndim}-D)")
-                out.append(a)
-            return out
+            if optional and not all((folder / f"{stem}{k}.npy").exists() for k in range(1, options.order + 1)):
+                return None
+            return [packed.load_array(folder, f"{stem}{k}.npy", dtype) for k in range(1, options.order + 1)]
 
         keys = arrays("keys", np.uint64)
         needs_tables = options.smoothing != "add-k"

@@ -236,12 +236,12 @@ def load(folder: Path, order: int, V: int):
     """(keys, logp, backoff, counts loader) of a packed folder; ModelFormatError when a file is
     missing, corrupt or inconsistent with the rest."""
     keys = [np.arange(V, dtype=np.uint64)]
-    logp = [_array(folder, "logp1.npy", np.float32)]
-    backoff = [_array(folder, "backoff1.npy", np.float32)]
+    logp = [load_array(folder, "logp1.npy", np.float32)]
+    backoff = [load_array(folder, "backoff1.npy", np.float32)]
     for k in range(2, order + 1):
-        keys.append(PackedKeys(_array(folder, f"keys{k}.low.npy", np.uint32), _array(folder, f"keys{k}.blocks.npy", np.int64)))
+        keys.append(PackedKeys(load_array(folder, f"keys{k}.low.npy", np.uint32), load_array(folder, f"keys{k}.blocks.npy", np.int64)))
         if (folder / f"logp{k}.npy").exists():
-            logp.append(_array(folder, f"logp{k}.npy", np.float32))
+            logp.append(load_array(folder, f"logp{k}.npy", np.float32))
         else:
             logp.append(_coded(folder, f"logp{k}"))
         backoff.append(_coded(folder, f"backoff{k}") if k < order else Zeros(len(keys[-1])))
@@ -275,7 +275,9 @@ class LazyCounts:
         return iter(self._all())
 
 
-def _array(folder: Path, name: str, dtype) -> np.ndarray:
+def load_array(folder: Path, name: str, dtype) -> np.ndarray:
+    """One 1-D array of ``dtype`` from ``folder``, memory-mapped, or a ModelFormatError that
+    names the file."""
     path = folder / name
     try:
         a = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -290,13 +292,13 @@ def _array(folder: Path, name: str, dtype) -> np.ndarray:
 
 def _coded(folder: Path, stem: str) -> CodedValues:
     codes = _array_of_codes(folder, f"{stem}.codes.npy")
-    return CodedValues(codes, _array(folder, f"{stem}.values.npy", np.float32))
+    return CodedValues(codes, load_array(folder, f"{stem}.values.npy", np.float32))
 
 
 def _array_of_codes(folder: Path, name: str) -> np.ndarray:
     for dtype in (np.uint8, np.uint16, np.uint32):
         try:
-            return _array(folder, name, dtype)
+            return load_array(folder, name, dtype)
         except ModelFormatError as exc:
             if "wrong type" not in str(exc):
                 raise

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from engine.errors import ForetellError
-from engine.parallel import can_fork, cores, ordered_map
+from engine.parallel import ordered_map, two_cores
 from engine.privacy import excluded_by
 from engine.secrets import redact_lines, secret_file
 from engine.tokenizer import iter_words, split_lines
@@ -396,12 +396,12 @@ def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool):
     a training's reading time, so with enough text the pieces are read on both cores."""
     jobs = []
     for i, (path, size) in enumerate(zip(files, sizes)):
-        ranges = _line_ranges(path, size) if pretokenized and size > PIECE_BYTES else None
+        ranges, encoding = _line_ranges(path, size) if pretokenized and size > PIECE_BYTES else (None, None)
         if ranges is None and size > PARALLEL_FILE_BYTES:
             jobs = None  # a file read whole must not be held whole
             break
-        jobs += [(i, (end - start), path, start, end) for start, end in ranges] if ranges else [(i, size, path, 0, None)]
-    if jobs is None or sum(sizes) < PARALLEL_BYTES or len(jobs) < 2 or not (cores() >= 2 and can_fork()):
+        jobs += [(i, end - start, path, encoding, start, end) for start, end in ranges] if ranges else [(i, size, path, None, 0, None)]
+    if jobs is None or sum(sizes) < PARALLEL_BYTES or len(jobs) < 2 or not two_cores():
         for i, size in enumerate(sizes):
             yield i, size, None
         return
@@ -409,13 +409,15 @@ def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool):
     yield from ((i, share, piece) for (i, share, *_), piece in zip(jobs, pieces))
 
 
-def _line_ranges(path: Path, size: int) -> list[tuple[int, int]] | None:
-    """Byte ranges of about PIECE_BYTES that end at a line's end, or None for a file whose
-    encoding cannot be cut at a newline byte (UTF-16, UTF-32) or that cannot be read."""
+def _line_ranges(path: Path, size: int) -> tuple[list[tuple[int, int]] | None, str | None]:
+    """Byte ranges of about PIECE_BYTES that end at a line's end, and the file's encoding; no
+    ranges for a file whose encoding cannot be cut at a newline byte (UTF-16, UTF-32) or that
+    cannot be read."""
     try:
         with open(path, "rb") as f:
-            if detect_encoding(f.read(SNIFF_BYTES)) not in ("utf-8", "utf-8-sig", "cp1252"):
-                return None
+            encoding = detect_encoding(f.read(SNIFF_BYTES))
+            if encoding not in ("utf-8", "utf-8-sig", "cp1252"):
+                return None, None
             ranges, start = [], 0
             while start < size:
                 f.seek(min(start + PIECE_BYTES, size))
@@ -423,18 +425,17 @@ def _line_ranges(path: Path, size: int) -> list[tuple[int, int]] | None:
                 end = min(start + PIECE_BYTES, size) + len(tail)
                 ranges.append((start, end))
                 start = end
-            return ranges
+            return ranges, encoding
     except (OSError, NotText):
-        return None
+        return None, None
 
 
-def _read_piece(pretokenized: bool, job: tuple[Path, int, int | None]):
-    path, start, end = job
+def _read_piece(pretokenized: bool, job: tuple[Path, str | None, int, int | None]):
+    path, encoding, start, end = job
     if end is None:
         return read_document(path, pretokenized)
     try:
         with open(path, "rb") as f:
-            encoding = detect_encoding(f.read(SNIFF_BYTES))
             f.seek(start)
             data = f.read(end - start)
     except OSError as exc:

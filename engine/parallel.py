@@ -1,4 +1,4 @@
-"""Both cores for the slow, independent parts of training (reading files, counting chunks):
+"""Both cores for the slow, independent parts of training (reading files and their pieces):
 a pool of two forked processes where that is safe, the work in this process otherwise."""
 
 from __future__ import annotations
@@ -11,25 +11,23 @@ from typing import Callable, Iterable, Iterator
 _shared: object = None  # what the jobs read, handed to the forked workers without pickling
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def can_fork() -> bool:
-    """Fork only a process with one thread (a lock another thread holds would stay held in the
-    child: the language server works in turn) and without torch (whose threads do not survive)."""
+def two_cores() -> bool:
+    """Whether work may go to two forked processes: two cores, and a process with one thread
+    (a lock another thread holds would stay held in the child: the language server works in
+    turn) and without torch (whose threads do not survive a fork)."""
     import multiprocessing  # (here: most commands never fork, and it costs every start-up 10 ms)
 
-    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores >= 2 and "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules
 
 
-def ordered_map(function: Callable, jobs: Iterable, shared: object = None, parallel: bool = True, ahead: int = 2) -> Iterator:
+def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead: int = 2) -> Iterator:
     """``function(shared, job)`` for each job, results in the jobs' order: on two forked
-    processes when ``parallel`` and it is safe (``function`` must be a module-level function),
-    else here, one after another. At most ``ahead`` results wait for the caller, so memory
-    follows the caller's pace, not the number of jobs."""
+    processes where ``two_cores()`` (``function`` must be a module-level function), else here,
+    one after another. At most ``ahead`` results wait for the caller, so memory follows the
+    caller's pace, not the number of jobs."""
     global _shared
-    if not (parallel and cores() >= 2 and can_fork()):
+    if not two_cores():
         for job in jobs:
             yield function(shared, job)
         return

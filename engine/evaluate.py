@@ -53,29 +53,28 @@ class Evaluation:
         }
 
 
-def keystrokes_for(model: LanguageModel, dist, word: str, k: int) -> tuple[int, bool]:
-    """Keystrokes to enter ``word``, and whether a completion was accepted: before each character
-    the top-k completions of what was typed so far are offered; accepting the right one costs one
-    keystroke."""
+def keystrokes_for(model: LanguageModel, dist, word: str, k: int, phrase=None) -> tuple[int, int, bool]:
+    """Keystrokes to enter ``word``, how many words they entered and whether a completion was
+    accepted: before each character, ``phrase(typed)`` (when given) says how many words the
+    inline continuation of what was typed would enter if all of it is right, and one
+    keystroke accepts them; else the top-k completions are offered and accepting the right one
+    costs one keystroke; else the character is typed."""
     for typed in range(len(word)):
-        if any(model.vocab.tokens[i] == word for i, _ in top_completions(model, dist, word[:typed], k)):
-            return typed + 1, True
-    return len(word), False
-
-
-def phrase_keystrokes_for(model: LanguageModel, state, dist, word: str, ids: list[int], k: int) -> tuple[int, int, bool]:
-    """Keystrokes to enter ``word`` (the first of ``ids``, the sentence's words from here) when
-    the inline continuation is offered as well, how many words they entered, and whether a
-    completion was accepted: before each character, if the continuation of what was typed is
-    exactly the words that follow (all of it), one keystroke accepts them all; else a correct
-    word completion costs one; else the character is typed."""
-    for typed in range(len(word)):
-        phrase = greedy_phrase(model, state, word[:typed], expected=ids)
-        if len(phrase) > 1 and phrase == ids[: len(phrase)]:
-            return typed + 1, len(phrase), True
+        entered = phrase(word[:typed]) if phrase else 0
+        if entered > 1:
+            return typed + 1, entered, True
         if any(model.vocab.tokens[i] == word for i, _ in top_completions(model, dist, word[:typed], k)):
             return typed + 1, 1, True
     return len(word), 1, False
+
+
+def right_phrase(model: LanguageModel, state, ids: list[int]):
+    """For ``keystrokes_for``: the number of words the continuation offered after ``typed``
+    enters when it is exactly the words ``ids`` that follow, else 0."""
+    def entered(typed: str) -> int:
+        offer = greedy_phrase(model, state, typed, expected=ids)
+        return len(offer) if offer == ids[: len(offer)] else 0
+    return entered
 
 
 def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> Evaluation:
@@ -96,14 +95,14 @@ def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> 
             result.top1 += hit and rank == 1
             result.top5 += hit and rank <= 5
             if token is not None:
-                keys, accepted = keystrokes_for(model, dist, token.text, k) if hit else (len(token.text), False)
+                keys, _, accepted = keystrokes_for(model, dist, token.text, k) if hit else (len(token.text), 1, False)
                 space = int(id(token) in spaced)
                 result.characters += len(token.text)
                 result.keystrokes += keys
                 result.autospace_characters += len(token.text) + space
                 result.autospace_keystrokes += keys + (space and not accepted)
                 if n >= covered:  # (words an accepted phrase entered cost nothing)
-                    keys, entered, accepted = phrase_keystrokes_for(model, state, dist, token.text, ids[n:], k) if hit else (len(token.text), 1, False)
+                    keys, entered, accepted = keystrokes_for(model, dist, token.text, k, right_phrase(model, state, ids[n:])) if hit else (len(token.text), 1, False)
                     covered = n + entered
                     result.phrase_keystrokes += keys
                     # A phrase is inserted without the space after its last word (as editors show it).

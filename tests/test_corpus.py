@@ -74,55 +74,13 @@ def test_structure_tokens_in_the_text_are_not_structure(tmp_path):
     assert np.count_nonzero(corpus.ids == BOS_ID) == 1
 
 
-def test_files_read_by_two_processes_give_the_corpus_of_reading_them_in_turn(tmp_path):
-    # Word ids follow first appearance across the whole corpus (lmplz's tie-break depends on
-    # it), and skipped files, secrets and sentence counts come out as when read one by one.
-    # In a fresh interpreter: this one may have loaded torch, after which nothing is forked.
-    texts = ["Alpha beta gamma. Beta delta!\n\nGamma alpha.", "", "Zeta eta. Alpha theta.\nAPI_KEY=s3cr3tValue9\n", "Iota beta zeta kappa.", "\x00\x01binary"]
-    for n, text in enumerate(texts):
-        (tmp_path / f"doc{n}.txt").write_text(text)
-    (tmp_path / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\nabc\n")
-    script = """
+READ_APART = """
 import sys
 import engine.corpus as corpus
 
-at_once = corpus.build_corpus([sys.argv[1]])
-corpus.PARALLEL_BYTES = 0
-read_apart = []
-real = corpus._read_pieces
-
-
-def spy(*args):
-    for item in real(*args):
-        read_apart.append(item[2] is not None)
-        yield item
-
-
-corpus._read_pieces = spy
-in_two = corpus.build_corpus([sys.argv[1]])
-assert read_apart and all(read_apart), read_apart
-assert in_two.vocab.tokens == at_once.vocab.tokens
-assert in_two.ids.tolist() == at_once.ids.tolist()
-drop = lambda summary: {k: v for k, v in summary.items() if k != "seconds"}
-assert drop(in_two.summary) == drop(at_once.summary), (in_two.summary, at_once.summary)
-assert "s3cr3tValue9" not in in_two.vocab.tokens
-"""
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-
-
-def test_a_large_pretokenized_file_read_in_pieces_gives_the_corpus_of_reading_it_whole(tmp_path):
-    # Its lines are independent sentences, so pieces of whole lines read on both cores and
-    # merged in order give the same ids, vocabulary and counts (one document, empty lines too).
-    lines = [" ".join(f"w{(i * 7 + j * 13) % 97}" for j in range(i % 9)) for i in range(3000)]
-    (tmp_path / "big.txt").write_text("\n".join(lines) + "\n<s> x </s>\n\tcafé  bar \n")
-    (tmp_path / "small.txt").write_text("w1 w2 new words here\n")
-    script = """
-import sys
-import engine.corpus as corpus
-
-at_once = corpus.build_corpus([sys.argv[1]], pretokenized=True)
-corpus.PARALLEL_BYTES, corpus.PIECE_BYTES = 0, 1000
+pretokenized = sys.argv[2] == "pretokenized"
+at_once = corpus.build_corpus([sys.argv[1]], pretokenized=pretokenized)
+corpus.PARALLEL_BYTES, corpus.PIECE_BYTES = 0, int(sys.argv[3])
 pieces = []
 real = corpus._read_pieces
 
@@ -134,13 +92,43 @@ def spy(*args):
 
 
 corpus._read_pieces = spy
-in_pieces = corpus.build_corpus([sys.argv[1]], pretokenized=True)
-assert len(pieces) > 10 and all(pieces), pieces
-assert in_pieces.vocab.tokens == at_once.vocab.tokens
-assert in_pieces.ids.tolist() == at_once.ids.tolist()
+apart = corpus.build_corpus([sys.argv[1]], pretokenized=pretokenized)
+assert len(pieces) >= int(sys.argv[4]) and all(pieces), pieces
+assert apart.vocab.tokens == at_once.vocab.tokens
+assert apart.ids.tolist() == at_once.ids.tolist()
 drop = lambda summary: {k: v for k, v in summary.items() if k != "seconds"}
-assert drop(in_pieces.summary) == drop(at_once.summary), (in_pieces.summary, at_once.summary)
-assert in_pieces.summary["documents"] == 2
+assert drop(apart.summary) == drop(at_once.summary), (apart.summary, at_once.summary)
+print(apart.summary["documents"], " ".join(apart.vocab.tokens))
 """
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+
+
+def read_apart_equals_reading_in_turn(folder, pretokenized: bool, piece_bytes: int, min_pieces: int) -> tuple[int, list[str]]:
+    """Build the corpus of ``folder`` in turn and read apart on two processes (in a fresh
+    interpreter: this one may have loaded torch, after which nothing is forked), check they are
+    the same, and give its number of documents and its words."""
+    argv = [str(folder), "pretokenized" if pretokenized else "prose", str(piece_bytes), str(min_pieces)]
+    result = subprocess.run([sys.executable, "-c", READ_APART, *argv], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+    documents, words = result.stdout.split(" ", 1)
+    return int(documents), words.split()
+
+
+def test_files_read_by_two_processes_give_the_corpus_of_reading_them_in_turn(tmp_path):
+    # Word ids follow first appearance across the whole corpus (lmplz's tie-break depends on
+    # it), and skipped files, secrets and sentence counts come out as when read one by one.
+    texts = ["Alpha beta gamma. Beta delta!\n\nGamma alpha.", "", "Zeta eta. Alpha theta.\nAPI_KEY=s3cr3tValue9\n", "Iota beta zeta kappa.", "\x00\x01binary"]
+    for n, text in enumerate(texts):
+        (tmp_path / f"doc{n}.txt").write_text(text)
+    (tmp_path / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\nabc\n")
+    _, words = read_apart_equals_reading_in_turn(tmp_path, pretokenized=False, piece_bytes=16 << 20, min_pieces=1)
+    assert "s3cr3tValue9" not in words
+
+
+def test_a_large_pretokenized_file_read_in_pieces_gives_the_corpus_of_reading_it_whole(tmp_path):
+    # Its lines are independent sentences, so pieces of whole lines read on both cores and
+    # merged in order give the same ids, vocabulary and counts (one document, empty lines too).
+    lines = [" ".join(f"w{(i * 7 + j * 13) % 97}" for j in range(i % 9)) for i in range(3000)]
+    (tmp_path / "big.txt").write_text("\n".join(lines) + "\n<s> x </s>\n\tcafé  bar \n")
+    (tmp_path / "small.txt").write_text("w1 w2 new words here\n")
+    documents, _ = read_apart_equals_reading_in_turn(tmp_path, pretokenized=True, piece_bytes=1000, min_pieces=11)
+    assert documents == 2

@@ -162,7 +162,7 @@ class NgramModel(LanguageModel):
     # -- storage ----------------------------------------------------------------------------
     def save(self, folder: Path) -> dict:
         if self.logp is not None:  # Kneser-Ney, stupid backoff, ARPA: the packed layout
-            packed.save(folder, self.keys, self.logp, self.backoff, self.counts, "quantization" in self.facts)
+            packed.save(folder, self.keys, self.logp, self.backoff, self.counts)
             return self.facts
         for k in range(self.order):  # add-k scores from its counts: keys and counts, mapped as they are
             np.save(folder / f"keys{k + 1}.npy", np.asarray(self.keys[k]), allow_pickle=False)

@@ -196,8 +196,9 @@ def is_packed(folder: Path) -> bool:
     return (folder / "logp1.npy").exists() and not (folder / "keys1.npy").exists()
 
 
-def save(folder: Path, keys, logp, backoff, counts, quantized: bool) -> None:
-    """Write a model's tables (and its counts, if any) in the packed layout."""
+def save(folder: Path, keys, logp, backoff, counts) -> None:
+    """Write a model's tables (and its counts, if any) in the packed layout; log10
+    probabilities already coded (an 8-bit copy's) stay coded."""
     order = len(keys)
     np.save(folder / "logp1.npy", np.asarray(logp[0], dtype=np.float32), allow_pickle=False)
     np.save(folder / "backoff1.npy", np.asarray(backoff[0], dtype=np.float32), allow_pickle=False)
@@ -205,18 +206,15 @@ def save(folder: Path, keys, logp, backoff, counts, quantized: bool) -> None:
         packed = keys[k - 1] if isinstance(keys[k - 1], PackedKeys) else PackedKeys.of(keys[k - 1])
         np.save(folder / f"keys{k}.low.npy", packed.low, allow_pickle=False)
         np.save(folder / f"keys{k}.blocks.npy", packed.blocks, allow_pickle=False)
-        if quantized:
-            _save_coded(folder, f"logp{k}", _as_coded(logp[k - 1], CodedValues.quantized))
+        if isinstance(logp[k - 1], CodedValues):
+            _save_coded(folder, f"logp{k}", logp[k - 1])
         else:
             np.save(folder / f"logp{k}.npy", np.asarray(logp[k - 1], dtype=np.float32), allow_pickle=False)
         if k < order:
-            _save_coded(folder, f"backoff{k}", _as_coded(backoff[k - 1], CodedValues.exact))
+            coded = backoff[k - 1] if isinstance(backoff[k - 1], CodedValues) else CodedValues.exact(backoff[k - 1])
+            _save_coded(folder, f"backoff{k}", coded)
     if counts is not None:
         _save_counts(folder / "counts.npz", [np.asarray(c, dtype=np.uint32) for c in counts])
-
-
-def _as_coded(values, make) -> CodedValues:
-    return values if isinstance(values, CodedValues) and not isinstance(values, Zeros) else make(values)
 
 
 def _save_coded(folder: Path, stem: str, coded: CodedValues) -> None:

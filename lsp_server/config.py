@@ -31,7 +31,7 @@ class InlineSettings:
 
 @dataclass(frozen=True)
 class LearningSettings:
-    enabled: bool = False  # learn each document when it is saved (n-gram models; undo: foretell.forgetDocument)
+    enabled: bool = False  # learn each document when it is saved (n-gram and neural models; undo: foretell.forgetDocument)
 
 
 @dataclass(frozen=True)

@@ -94,10 +94,13 @@ def test_models_that_cannot_learn_say_so_and_bad_files_lose_nothing(tmp_path, sm
     assert run_cli("forget", "-m", "m", str(tmp_path / "never.txt"), check=False).returncode == 1
     assert ModelStore().layer("m").documents() == []
 
-    window = get_backend("window").cls
-    model = window.fit(small_corpus, window.Options(epochs=1, hidden=8, embedding=8))
+    cache = get_backend("cache").cls
     with pytest.raises(ForetellError, match="cannot learn online"):
-        ModelStore().layer("w").learn("doc", NOTES, model)
+        ModelStore().layer("c").learn("doc", NOTES, cache.fit(small_corpus, cache.Options()))
+    window = get_backend("window").cls
+    quantized = window.fit(small_corpus, window.Options(epochs=1, hidden=8, embedding=8)).quantized()
+    with pytest.raises(ForetellError, match="quantized copy"):
+        ModelStore().layer("w").learn("doc", NOTES, quantized)
 
 
 def test_a_corrupt_layer_is_reported_not_guessed_at(tmp_path):
@@ -138,3 +141,39 @@ def test_the_adapted_model_is_kept_for_the_next_load_and_dropped_by_forgetting(t
     run_cli("train", "--name", "fresh", "--order", "3", str(tmp_path / "base.txt"))
     run_cli("learn", "-m", "fresh", str(tmp_path / "notes.txt"))
     assert np.array_equal(scores_by_word(store.load("m")), scores_by_word(store.load("fresh")), equal_nan=True)
+
+
+# Tiny networks on tiny text: more passes than the default, so one learned note shows.
+TINY_NEURAL = {"rnn": ["-O", "hidden=16", "-O", "embedding=16", "-O", "layers=1"],
+               "window": ["-O", "hidden=16", "-O", "embedding=8", "-O", "adapt_passes=10"]}
+
+
+@pytest.mark.parametrize("backend", ["rnn", "window"])
+def test_a_neural_model_learns_new_words_and_forgetting_restores_its_base(tmp_path, backend):
+    for name, text in (("base.txt", SMALL_TEXT), ("notes.txt", NOTES * 2), ("zebras.txt", ZEBRAS * 2)):
+        (tmp_path / name).write_text(text)
+    for name in ("m", "only-notes"):
+        run_cli("train", "--backend", backend, "--name", name, "--epochs", "2", *TINY_NEURAL[backend], str(tmp_path / "base.txt"))
+    store = ModelStore()
+    base_files = folder_digest(store.path("m"))
+    base = store.load("m")
+
+    run_cli("learn", "-m", "m", str(tmp_path / "zebras.txt"), str(tmp_path / "notes.txt"))
+    learned = store.load("m")
+    assert "Kubernetes" in learned.vocab and "Zebras" in learned.vocab and "Kubernetes" not in base.vocab
+    notes = encode(learned, tokenize(NOTES))
+    known = notes < len(base.vocab)  # the learned text's known words are likelier than before
+    before, after = base.score_ids(np.where(known, notes, 0)), learned.score_ids(notes)
+    assert np.nansum(after[known]) > np.nansum(before[known])
+    predicted = run_cli("predict", "-m", "m", "--json", "-k", "50", "Kub").stdout
+    assert "Kubernetes" in predicted  # a learned word is completed
+
+    run_cli("forget", "-m", "m", str(tmp_path / "zebras.txt"))  # fine-tuned again from the base, on the notes alone
+    run_cli("learn", "-m", "only-notes", str(tmp_path / "notes.txt"))
+    without, reference = store.load("m"), store.load("only-notes")
+    assert without.vocab.tokens == reference.vocab.tokens and "Zebras" not in without.vocab
+    assert np.array_equal(scores_by_word(without), scores_by_word(reference), equal_nan=True)
+
+    run_cli("forget", "-m", "m", "--all")
+    assert np.array_equal(scores_by_word(store.load("m")), scores_by_word(base), equal_nan=True)
+    assert folder_digest(store.path("m")) == base_files  # the base weights were never rewritten

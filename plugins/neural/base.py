@@ -16,7 +16,7 @@ from engine.distribution import TIE_LN
 from engine.files import regular_file
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel
-from plugins.neural import quantize
+from plugins.neural import adapt, quantize
 from plugins.neural.softmax import OutputLayer
 from plugins.neural.training import split_validation, train
 
@@ -117,9 +117,22 @@ class NeuralModel(LanguageModel):
         net = quantize.quantize(copy.deepcopy(self.net))
         return type(self)(self.vocab, self.options, net, {**self.facts, "quantization": quantize.SCHEME}, self.metrics)
 
+    # -- learning the user's documents (engine.capabilities.Learnable) -----------------------
+    def check_can_learn(self) -> None:
+        if self.quantization:
+            raise ForetellError("this model is a quantized copy; let the model it was made from learn, then optimize again")
+
+    def with_documents(self, words: list[str], streams: list[np.ndarray]) -> "NeuralModel":
+        """This model fine-tuned on ``streams`` (ids over the vocabulary extended by ``words``);
+        see plugins.neural.adapt."""
+        self.check_can_learn()
+        return adapt.fine_tuned(self, words, streams)
+
     @classmethod
     def load(cls, folder: Path, vocab, options, facts: dict):
-        net = cls.build_net(len(vocab), options)
+        extra = adapt.new_words(facts, len(vocab))  # a learned copy: its base's network, grown
+        net = cls.build_net(len(vocab) - extra, options)
+        adapt.grow(net, extra)
         scheme = facts.get("quantization")
         if scheme not in (None, quantize.SCHEME):
             raise ModelFormatError(f"{folder.name}: unknown quantization {scheme!r}")

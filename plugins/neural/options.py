@@ -29,6 +29,8 @@ class TrainOptions:
     device: str = option("auto", "auto, cpu or cuda")
     threads: int = option(0, "torch threads for training; 0: one per core")
     resume: bool = option(False, "continue from the checkpoint an interrupted training left")
+    adapt_passes: int = option(2, "passes over the documents the model learns (foretell learn, learning on save)")
+    adapt_lr: float | None = option(None, "learning rate for learning documents (default: a tenth of lr)")
 
     @property
     def epoch_limit(self) -> int | None:
@@ -48,6 +50,10 @@ class TrainOptions:
             raise ValueError(f"optimizer must be sgd or adam, not {self.optimizer!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, not {self.lr}")
+        if self.adapt_passes < 1:
+            raise ValueError(f"adapt-passes must be at least 1, not {self.adapt_passes}")
+        if self.adapt_lr is not None and not self.adapt_lr > 0:
+            raise ValueError(f"adapt-lr must be positive, not {self.adapt_lr}")
         if not self.clip > 0:
             raise ValueError(f"clip must be positive, not {self.clip}")
         if not 0 <= self.dropout < 1:

@@ -54,11 +54,11 @@ def main():
     if not DOCS.exists():
         raise SystemExit(f"{DOCS} is missing: apt-get install python3.11-doc")
     os.environ["FORETELL_HOME"] = args.home or tempfile.mkdtemp(prefix="foretell-bench-")
-    from engine.corpus import build_corpus, find_files, read_text
+    from engine.corpus import CorpusBuilder, build_corpus, find_files, read_text
     from engine.model import options_from_strings
     from engine.plugins import get_backend
     from engine.store import ModelStore
-    from engine.tokenizer import tokenize
+    from engine.tokenizer import split_lines, tokenize
 
     files, _ = find_files([str(DOCS)])
     train, _, held = split(sorted(files))
@@ -106,9 +106,6 @@ def main():
                 else:
                     factor, passes = setting
                     tuned = dataclasses.replace(base.options, adapt_lr=base.options.lr * factor, adapt_passes=passes)
-                    from engine.corpus import CorpusBuilder
-                    from engine.tokenizer import split_lines
-
                     builder = CorpusBuilder(False, known=base.vocab.tokens)
                     builder.add_lines(split_lines(first))
                     words = builder.vocab.tokens[len(base.vocab):]

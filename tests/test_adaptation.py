@@ -177,3 +177,13 @@ def test_a_neural_model_learns_new_words_and_forgetting_restores_its_base(tmp_pa
     run_cli("forget", "-m", "m", "--all")
     assert np.array_equal(scores_by_word(store.load("m")), scores_by_word(base), equal_nan=True)
     assert folder_digest(store.path("m")) == base_files  # the base weights were never rewritten
+
+
+def test_fine_tuning_reads_the_last_learned_documents_within_its_budget():
+    from plugins.neural.adapt import recent
+
+    a, b, c = np.arange(5), np.arange(3), np.arange(4)
+    assert [len(s) for s in recent([a, b, c], 7)] == [3, 4]  # whole documents, the latest last
+    assert [len(s) for s in recent([a, b, c], 6)] == [4]
+    assert [len(s) for s in recent([a, b, c], 1)] == [4]  # the last one, whatever its size
+    assert [len(s) for s in recent([a, b, c], 100)] == [5, 3, 4]

@@ -81,15 +81,29 @@ def learning_rate(model) -> float:
     return options.adapt_lr if options.adapt_lr is not None else options.lr / 10
 
 
+def recent(streams: list[np.ndarray], tokens: int) -> list[np.ndarray]:
+    """The last-learned streams holding about ``tokens`` tokens (whole documents, at least one):
+    fine-tuning costs time in proportion to what it reads, and is done again at every learn."""
+    kept, total = [], 0
+    for stream in reversed(streams):
+        if kept and total + len(stream) > tokens:
+            break
+        kept.append(stream)
+        total += len(stream)
+    return kept[::-1] or [np.zeros(0, dtype=np.int64)]
+
+
 def fine_tuned(model, words: list[str], streams: list[np.ndarray]):
     """``model`` (a NeuralModel) with ``words`` added and its network trained on ``streams``
-    (ids over the extended vocabulary) for ``adapt_passes`` passes, with the optimizer it was
+    (ids over the extended vocabulary; the most recent ``adapt_tokens`` of them) for
+    ``adapt_passes`` passes, with the optimizer it was
     trained with (fresh), its gradient clipping and dropout, one stream at a time."""
     options = model.options
     vocab = Vocabulary(model.vocab.tokens + list(words))
     net = copy.deepcopy(model.net).float()
     grow(net, len(words))
-    ids = np.concatenate([np.asarray(s, dtype=np.int64) for s in streams]) if streams else np.zeros(0, dtype=np.int64)
+    read = recent(streams, options.adapt_tokens)
+    ids = np.concatenate([np.asarray(s, dtype=np.int64) for s in read])
     batch = WINDOWS if hasattr(options, "window") else BATCH
     task = type(model).task(net, dataclasses.replace(options, batch_size=batch))
     lr = learning_rate(model)
@@ -111,6 +125,6 @@ def fine_tuned(model, words: list[str], streams: list[np.ndarray]):
                 optimizer.step()
                 steps += 1
     net.eval()
-    learned = {"tokens": int(len(ids)), "new_words": len(words), "passes": options.adapt_passes, "lr": lr, "steps": steps}
+    learned = {"tokens": int(len(ids)), "documents_read": len(read), "new_words": len(words), "passes": options.adapt_passes, "lr": lr, "steps": steps}
     facts = {**model.facts, "learned": learned}
     return type(model)(vocab, options, net, facts, model.metrics)

@@ -30,6 +30,7 @@ class TrainOptions:
     threads: int = option(0, "torch threads for training; 0: one per core")
     resume: bool = option(False, "continue from the checkpoint an interrupted training left")
     adapt_passes: int = option(2, "passes over the documents the model learns (foretell learn, learning on save)")
+    adapt_tokens: int = option(20000, "learned tokens fine-tuned on at most, the most recently learned documents first")
     adapt_lr: float | None = option(None, "learning rate for learning documents (default: a tenth of lr)")
 
     @property
@@ -52,6 +53,8 @@ class TrainOptions:
             raise ValueError(f"lr must be positive, not {self.lr}")
         if self.adapt_passes < 1:
             raise ValueError(f"adapt-passes must be at least 1, not {self.adapt_passes}")
+        if self.adapt_tokens < 1:
+            raise ValueError(f"adapt-tokens must be at least 1, not {self.adapt_tokens}")
         if self.adapt_lr is not None and not self.adapt_lr > 0:
             raise ValueError(f"adapt-lr must be positive, not {self.adapt_lr}")
         if not self.clip > 0:

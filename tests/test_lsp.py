@@ -302,6 +302,27 @@ async def test_learning_on_save_predicts_the_new_words_and_forgetting_undoes_it(
     assert [i.label for i in again.items] == [i.label for i in before.items]
 
 
+async def test_a_recurrent_model_learns_on_save_too(client: LanguageClient):
+    rnn = get_backend("rnn").cls
+    ModelStore().save("recurrent", rnn.fit(corpus_from_text(SMALL_TEXT), rnn.Options(epochs=1, hidden=16, embedding=16, layers=1)))
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="foretell.switchModel", arguments=["recurrent"]))
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"foretell": {"learning": {"enabled": True}}}))
+    notes = "file:///tmp/kubernetes.md"
+    open_doc(client, "Kubernetes schedules pods. Kubernetes restarts pods.\n", uri=notes)
+    probe = "The Kub"
+    open_doc(client, probe)
+    assert not (await complete(client, probe)).items  # no word the model knows starts so
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=notes)))
+    for _ in range(200):  # fine-tuned on the background lane; completions use the model before meanwhile
+        labels = [i.label for i in (await complete(client, probe)).items]
+        if labels:
+            break
+        await asyncio.sleep(0.05)
+    assert labels == ["Kubernetes"] and [d["key"] for d in ModelStore().layer("recurrent").documents()] == [notes]
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="foretell.forgetDocument", arguments=[notes]))
+    assert not (await complete(client, probe)).items
+
+
 async def test_incognito_and_exclusions_stop_learning_on_save(client: LanguageClient):
     """The editor's settings and the command line's switches (read at each save) both hold."""
     def configure(**values):

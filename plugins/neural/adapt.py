@@ -23,8 +23,6 @@ from torch import nn
 from engine.errors import ModelFormatError
 from engine.vocab import SPECIALS, UNK_ID, Vocabulary
 
-BATCH = 1  # one stream (or one window at a time, in small groups): documents are short
-WINDOWS = 16  # windows a step for the window model
 
 
 def grow(net: nn.Module, extra: int) -> None:
@@ -58,15 +56,15 @@ def grow(net: nn.Module, extra: int) -> None:
         net.direct.out_features += extra
 
 
-def new_words(facts: dict, vocab_size: int) -> int:
-    """How many words a saved learned copy added to its base's vocabulary (0 for a base): its
-    network is built at the base's size and grown, as it was when it learned."""
+def new_words(facts: dict, vocab_size: int, what: str) -> int:
+    """How many words a saved learned copy (``what``) added to its base's vocabulary (0 for a
+    base): its network is built at the base's size and grown, as it was when it learned."""
     learned = facts.get("learned")
     if learned is None:
         return 0
     extra = learned.get("new_words") if isinstance(learned, dict) else None
     if not isinstance(extra, int) or isinstance(extra, bool) or not 0 <= extra <= vocab_size - len(SPECIALS):
-        raise ModelFormatError(f"its record of learned words is corrupt ({learned!r:.80})")
+        raise ModelFormatError(f"{what}: its record of learned words is corrupt ({learned!r:.80})")
     return extra
 
 
@@ -104,7 +102,7 @@ def fine_tuned(model, words: list[str], streams: list[np.ndarray]):
     grow(net, len(words))
     read = recent(streams, options.adapt_tokens)
     ids = np.concatenate([np.asarray(s, dtype=np.int64) for s in read])
-    batch = WINDOWS if hasattr(options, "window") else BATCH
+    batch = model.adapt_batch_size
     task = type(model).task(net, dataclasses.replace(options, batch_size=batch))
     lr = learning_rate(model)
     optimizer = (torch.optim.Adam if options.optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=lr)

@@ -48,6 +48,7 @@ def _renamed_keys(state: dict) -> dict:
 class NeuralModel(LanguageModel):
     Net: ClassVar[type]  # the torch module, built from (vocabulary size, options)
     Task: ClassVar[type]  # how the shared training loop batches and scores it, from (net, options)
+    adapt_batch_size: ClassVar[int] = 1  # learning documents: one stream at a time (documents are short)
 
     def __init__(self, vocab, options, net: torch.nn.Module, facts: dict | None = None, metrics: list | None = None):
         super().__init__(vocab, options)
@@ -130,7 +131,7 @@ class NeuralModel(LanguageModel):
 
     @classmethod
     def load(cls, folder: Path, vocab, options, facts: dict):
-        extra = adapt.new_words(facts, len(vocab))  # a learned copy: its base's network, grown
+        extra = adapt.new_words(facts, len(vocab), folder.name)  # a learned copy: its base's network, grown
         net = cls.build_net(len(vocab) - extra, options)
         adapt.grow(net, extra)
         scheme = facts.get("quantization")

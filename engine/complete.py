@@ -2,7 +2,10 @@
 
 Candidates for a prefix come from a sorted index of the vocabulary (a binary search gives the
 run of words that start with it), not a scan. A lowercase prefix matches case-insensitively
-("smartcase"); a prefix with capitals matches exactly.
+("smartcase"). Completions keep the case the user typed: a capitalised prefix ("Kub") also offers
+words the model knows only in lowercase, capitalised ("Kubernetes"), an all-capital one offers
+them in capitals, and at the start of a sentence that takes a capital the next words are offered
+capitalised ("The" where the model knows "the").
 """
 
 from __future__ import annotations
@@ -50,6 +53,15 @@ class PrefixIndex:
         self._exact, self._folded
         return self
 
+    @functools.cached_property
+    def initial_case(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of the words that begin with a capital letter, and of those that begin with a
+        lowercase one."""
+        first = [self._tokens[i][0] for i in self.word_ids.tolist()]
+        upper = np.array([c.isupper() for c in first], dtype=bool)
+        lower = np.array([c.islower() for c in first], dtype=bool)
+        return self.word_ids[upper], self.word_ids[lower]
+
     def candidates(self, prefix: str) -> np.ndarray:
         """Ids of the words that start with ``prefix`` (all words for an empty prefix)."""
         if not prefix:
@@ -80,6 +92,72 @@ def top_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: int)
     return [(int(i), float(score)) for i, score in zip(ids, scores)]
 
 
+VARIANTS = 3  # spellings of a word that can share a completion ("the", "The", "THE")
+
+
+def cased_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: int,
+                      capitalise: bool = False) -> list[tuple[str, float, int]]:
+    """The ``k`` most probable completions of ``prefix`` in the case the user typed it: (text,
+    log-probability, id of the word offered). For the next word where ``capitalise`` says a
+    sentence starts with a capital, words the model knows only in lowercase are offered
+    capitalised ("The"); a word it knows in both spellings keeps each with its own probability
+    (a model that knows "The" and "the" has learned where each comes). A capitalised prefix
+    offers the model's words spelt so first, as typed ("Miss"), and fills the places left with
+    words it knows only in lowercase, capitalised ("Kub": "Kubernetes"). An all-capital prefix
+    of two letters or more gives every word in capitals, spellings that come out the same as one
+    completion, their probabilities added."""
+    case = typed_case(prefix, capitalise)
+    tokens, known = model.vocab.tokens, model.vocab.ids
+    exact = [(tokens[i], lp, i) for i, lp in top_completions(model, dist, prefix, k)] if case in (None, "title") else []
+    if case is None or len(exact) == k:
+        return exact
+    merged: dict[str, tuple[float, int, float]] = {}  # text -> (log-probability, id, its own)
+    for i, lp in top_completions(model, dist, prefix.lower(), VARIANTS * k):
+        text = as_typed(tokens[i], case, known)
+        if not text.startswith(prefix) or (exact and text == tokens[i]):  # (offered already)
+            continue
+        total, best, own = merged.get(text, (-math.inf, i, -math.inf))
+        if tokens[i] == text or (tokens[best] != text and lp > own):
+            best, own = i, lp
+        merged[text] = (float(np.logaddexp(total, lp)), best, own)
+    ranked = sorted(merged.items(), key=lambda item: -item[1][0])[: k - len(exact)]
+    return exact + [(text, lp, i) for text, (lp, i, _) in ranked]
+
+
+def typed_case(prefix: str, capitalise: bool) -> str | None:
+    """How completions of ``prefix`` are spelt: "upper", "title", "sentence" (a sentence start
+    that takes a capital, nothing typed yet), or None for the words as the model knows them (a
+    lowercase prefix, or a mixed one such as "iPh")."""
+    if len(prefix) >= 2 and prefix.isupper():
+        return "upper"
+    if prefix[:1].isupper() and prefix[1:] == prefix[1:].lower():
+        return "title"
+    return "sentence" if capitalise and not prefix else None
+
+
+def as_typed(word: str, case: str | None, known=()) -> str:
+    """``word`` in the case a prefix asked for; capitalised only when the model does not
+    ``know`` its capitalised spelling too."""
+    if case == "upper":
+        return word.upper()
+    if case in ("title", "sentence") and word[:1].islower():
+        capitalised = word[0].upper() + word[1:]
+        return word if capitalised in known else capitalised
+    return word
+
+
+def takes_capital(model: LanguageModel, dist: np.ndarray, previous: list[Token] | None) -> bool:
+    """Whether a sentence starting here begins with a capital: as the text's previous sentence
+    does, or, with none before it, as the model expects (more probability on words that begin
+    with a capital than on words that begin in lowercase: not so for a lowercased corpus)."""
+    first = next((t.text for t in previous or [] if t.text[0].isalpha()), None)
+    if first is not None:
+        return first[0].isupper()
+    upper, lower = prefix_index(model).initial_case
+    p = np.exp(dist)
+    return float(p[upper].sum()) > float(p[lower].sum())
+
+
 @dataclass
 class Prediction:
     context: list[Token]
@@ -93,7 +171,7 @@ def state_after(model: LanguageModel, sentences: list[list[Token]], open_sentenc
     ids: list[int] = []
     for n, sentence in enumerate(sentences):
         ids.extend(get(token.text, UNK_ID) for token in sentence)
-        if n < len(sentences) - 1 or not open_sentence:
+        if sentence and (n < len(sentences) - 1 or not open_sentence):
             ids.append(EOS_ID)
     return model.advance_many(model.initial_state(), ids)
 
@@ -112,15 +190,41 @@ def split_prefix(text: str) -> tuple[list[list[Token]], str]:
     return sentences, prefix
 
 
-def predict(model: LanguageModel, text: str, k: int = 10) -> Prediction:
-    """Next words after ``text`` (if it ends in whitespace) or completions of its last word."""
+@dataclass
+class Cursor:
+    """The text before the cursor as completion reads it: its sentences, the partial word being
+    typed and the model's state before that word."""
+
+    sentences: list[list[Token]]
+    prefix: str
+    open_sentence: bool  # the last sentence has not ended
+    state: object
+
+    @property
+    def context(self) -> list[Token]:
+        """The words of the sentence being written (none at a sentence start)."""
+        return self.sentences[-1] if self.sentences and self.open_sentence else []
+
+    def takes_capital(self, model: LanguageModel, dist: np.ndarray) -> bool:
+        """Whether the word at the cursor starts a sentence that begins with a capital."""
+        if self.context:
+            return False
+        return takes_capital(model, dist, next((s for s in reversed(self.sentences) if s), None))
+
+
+def at_cursor(model: LanguageModel, text: str) -> Cursor:
+    """The ``Cursor`` at the end of ``text``."""
     sentences, prefix = split_prefix(text)
     open_sentence = bool(sentences) and not _ended(text, sentences)
-    state = state_after(model, sentences, open_sentence=open_sentence)
-    dist = model.next_logprobs(state)
-    ranked = top_completions(model, dist, prefix, k)
-    context = sentences[-1] if sentences and open_sentence else []
-    return Prediction(context, prefix, [(model.vocab.tokens[i], lp) for i, lp in ranked])
+    return Cursor(sentences, prefix, open_sentence, state_after(model, sentences, open_sentence=open_sentence))
+
+
+def predict(model: LanguageModel, text: str, k: int = 10) -> Prediction:
+    """Next words after ``text`` (if it ends in whitespace) or completions of its last word."""
+    cursor = at_cursor(model, text)
+    dist = model.next_logprobs(cursor.state)
+    ranked = cased_completions(model, dist, cursor.prefix, k, cursor.takes_capital(model, dist))
+    return Prediction(cursor.context, cursor.prefix, [(word, lp) for word, lp, _ in ranked])
 
 
 PHRASE_WORDS = 4  # words an inline continuation adds after the one being typed
@@ -136,11 +240,11 @@ def greedy_phrase(model: LanguageModel, state, prefix: str, max_words: int = PHR
     word that differs from them: such a phrase is wrong, and the caller need not see the rest."""
     ids: list[int] = []
     if prefix:
-        best = top_completions(model, model.next_logprobs(state), prefix, 1)
-        if not best or math.exp(best[0][1]) < min_probability or model.vocab.tokens[best[0][0]] == prefix:
+        best = cased_completions(model, model.next_logprobs(state), prefix, 1)
+        if not best or math.exp(best[0][1]) < min_probability or best[0][0] == prefix:
             return []
-        ids.append(best[0][0])
-        state = model.advance(state, best[0][0])
+        ids.append(best[0][2])
+        state = model.advance(state, best[0][2])
     while len(ids) < max_words + bool(prefix) and (expected is None or ids == expected[: len(ids)]):
         dist = model.next_logprobs(state).copy()
         dist[[UNK_ID, BOS_ID]] = -np.inf

@@ -4,15 +4,16 @@ keystroke savings from a simulated typist who accepts a correct completion with 
 Keystroke savings come under two conventions. Ours counts the characters of the words only;
 with phrases, the inline continuation an editor shows (engine.complete.greedy_phrase) is offered
 too, and one keystroke accepts it when all of it is right.
-Presage's (its simulator's, and most published figures'; "autospace") also counts the space after
-each word: accepting a completion inserts the word and its space, so the space is saved too,
-while a word typed out costs its letters and the space."""
+Presage's (its simulator's, and most published figures'; "autospace") counts words only, each
+with the space after it: accepting a completion inserts the word and its space, so the space is
+saved too, while a word typed out costs its letters and the space. Punctuation is left out of
+it, as Presage's simulator leaves it out of the text it types."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.complete import greedy_phrase, top_completions
+from engine.complete import cased_completions, greedy_phrase, takes_capital
 from engine.model import LanguageModel
 from engine.distribution import rank_and_entropy
 from engine.tokenizer import Token
@@ -53,17 +54,18 @@ class Evaluation:
         }
 
 
-def keystrokes_for(model: LanguageModel, dist, word: str, k: int, phrase=None) -> tuple[int, int, bool]:
+def keystrokes_for(model: LanguageModel, dist, word: str, k: int, phrase=None, capital: bool = False) -> tuple[int, int, bool]:
     """Keystrokes to enter ``word``, how many words they entered and whether a completion was
     accepted: before each character, ``phrase(typed)`` (when given) says how many words the
     inline continuation of what was typed would enter if all of it is right, and one
-    keystroke accepts them; else the top-k completions are offered and accepting the right one
-    costs one keystroke; else the character is typed."""
+    keystroke accepts them; else the top-k completions are offered (capitalised at a sentence
+    start when ``capital``, in the case typed so far) and accepting the right one costs one
+    keystroke; else the character is typed."""
     for typed in range(len(word)):
         entered = phrase(word[:typed]) if phrase else 0
         if entered > 1:
             return typed + 1, entered, True
-        if any(model.vocab.tokens[i] == word for i, _ in top_completions(model, dist, word[:typed], k)):
+        if any(text == word for text, _, _ in cased_completions(model, dist, word[:typed], k, capital)):
             return typed + 1, 1, True
     return len(word), 1, False
 
@@ -82,6 +84,7 @@ def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> 
     get = model.vocab.ids.get
     state = model.initial_state()
     spaced = _followed_by_space(sentences)
+    previous = None
     for sentence in sentences:
         ids = [get(t.text, UNK_ID) for t in sentence]
         covered = 0  # words of this sentence entered by an accepted phrase
@@ -95,24 +98,31 @@ def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> 
             result.top1 += hit and rank == 1
             result.top5 += hit and rank <= 5
             if token is not None:
-                keys, _, accepted = keystrokes_for(model, dist, token.text, k) if hit else (len(token.text), 1, False)
-                space = int(id(token) in spaced)
+                capital = n == 0 and takes_capital(model, dist, previous)
+                keys, _, accepted = keystrokes_for(model, dist, token.text, k, capital=capital)
                 result.characters += len(token.text)
                 result.keystrokes += keys
-                result.autospace_characters += len(token.text) + space
-                result.autospace_keystrokes += keys + (space and not accepted)
+                word = is_word(token.text)  # (Presage's convention counts words, each with its space)
+                space = int(id(token) in spaced)
+                result.autospace_characters += word * (len(token.text) + space)
+                result.autospace_keystrokes += word * (keys + (space and not accepted))
                 if n >= covered:  # (words an accepted phrase entered cost nothing)
-                    keys, entered, accepted = keystrokes_for(model, dist, token.text, k, right_phrase(model, state, ids[n:])) if hit else (len(token.text), 1, False)
+                    keys, entered, accepted = keystrokes_for(model, dist, token.text, k, right_phrase(model, state, ids[n:]), capital)
                     covered = n + entered
                     result.phrase_keystrokes += keys
                     # A phrase is inserted without the space after its last word (as editors show it).
-                    result.autospace_phrase_keystrokes += keys + (int(id(sentence[covered - 1]) in spaced) if entered > 1 else space and not accepted)
+                    result.autospace_phrase_keystrokes += keys + int(id(sentence[covered - 1]) in spaced) if entered > 1 else word * (keys + (space and not accepted))
             state = model.advance(state, token_id)
+        previous = sentence or previous
     return result
 
 
+def is_word(text: str) -> bool:
+    return any(c.isalnum() for c in text)
+
+
 def _followed_by_space(sentences: list[list[Token]]) -> set[int]:
-    """The tokens (by id) that a space follows in the text: the next token starts further on
-    (the last token counts as followed by one)."""
+    """The words (by id) that end where a space would be typed in Presage's convention: a space
+    or punctuation follows them, or nothing (words of unspaced scripts run on without one)."""
     flat = [token for sentence in sentences for token in sentence]
-    return {id(t) for t, after in zip(flat, flat[1:] + [None]) if after is None or after.start > t.end}
+    return {id(t) for t, after in zip(flat, flat[1:] + [None]) if after is None or after.start > t.end or not is_word(after.text)}

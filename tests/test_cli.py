@@ -236,6 +236,10 @@ def test_keystroke_savings_under_both_conventions(tmp_path):
     assert (out["characters"], out["keystrokes"]) == (9, 5)
     assert (out["autospace_characters"], out["autospace_keystrokes"]) == (12, 6)
     assert out["keystroke_savings"] == pytest.approx(1 - 5 / 9) and out["keystroke_savings_autospace"] == pytest.approx(0.5)
+    # Presage's simulator types words only: punctuation counts under ours, not under autospace.
+    held.write_text("the dog, sat.\n")
+    out = json.loads(run("evaluate", "-m", "tiny", "--json", str(held)).output)
+    assert (out["characters"], out["autospace_characters"], out["autospace_keystrokes"]) == (11, 12, 6)
 
 
 def test_keystroke_savings_with_phrases_accept_the_inline_continuation_in_one_key(tmp_path):

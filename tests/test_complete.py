@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.complete import PrefixIndex, predict, top_completions
+from engine.complete import PrefixIndex, cased_completions, predict, top_completions
 from engine.corpus import corpus_from_text
 from engine.generate import detokenize, generate, sample
 from engine.plugins import get_backend
@@ -85,3 +85,74 @@ def test_a_thai_vowel_waiting_for_its_consonant_is_completed(unspaced_model):
 def test_detokenize_writes_unspaced_scripts_without_spaces():
     assert detokenize(["京", "都", "は", "Python", "の", "。", "</s>", "次"], after="東") == "京都はPythonの。次"
     assert detokenize(["ไป", "โร", "ง"], after="เขา") == "ไปโรง"
+
+
+CASED_TEXT = """We deploy it with kubernetes every day. The cluster runs kubernetes and the dashboard.
+Then kubernetes restarts the pods. The pods come back. The team likes kubernetes.
+"""
+
+
+@pytest.fixture(scope="module")
+def cased_model():
+    cls = get_backend("ngram").cls
+    return cls.fit(corpus_from_text(CASED_TEXT * 3), cls.Options(order=3))
+
+
+@pytest.fixture(scope="module")
+def lowercase_model():
+    cls = get_backend("ngram").cls
+    return cls.fit(corpus_from_text(CASED_TEXT.lower() * 3), cls.Options(order=3))
+
+
+def test_completions_keep_the_case_the_user_typed(cased_model):
+    assert "Kubernetes" not in cased_model.vocab.ids
+    assert [w for w, _ in predict(cased_model, "Restart Kub", 3).predictions] == ["Kubernetes"]
+    assert [w for w, _ in predict(cased_model, "Restart KUB", 3).predictions] == ["KUBERNETES"]
+    assert [w for w, _ in predict(cased_model, "Restart kub", 3).predictions] == ["kubernetes"]
+    assert predict(cased_model, "Restart kUb", 3).predictions == []  # mixed case: exact words only
+
+
+def test_spellings_that_come_out_the_same_are_one_completion(cased_model):
+    """At "TH" the model's "The" and "the" are both "THE": offered once, their probabilities
+    added. At "T", where the model knows both, each keeps its own probability: the lowercase
+    one is not offered."""
+    dist = cased_model.next_logprobs(cased_model.initial_state())
+    upper = cased_completions(cased_model, dist, "TH", 10)
+    assert [text for text, _, _ in upper].count("THE") == 1
+    the = dict((text, lp) for text, lp, _ in upper)["THE"]
+    assert the == pytest.approx(np.logaddexp(dist[cased_model.vocab.id("The")], dist[cased_model.vocab.id("the")]))
+    title = {text: lp for text, lp, _ in cased_completions(cased_model, dist, "T", 10)}
+    assert title["The"] == pytest.approx(dist[cased_model.vocab.id("The")]) and "the" not in title
+
+
+def test_a_sentence_start_takes_a_capital_as_the_text_does(lowercase_model, cased_model):
+    """A model trained on lowercased text offers "The" after a capitalised sentence, "the" after
+    a lowercase one, and, with no sentence before, what the model itself expects."""
+    assert "The" not in lowercase_model.vocab.ids
+    lowercase = [w for w, _ in predict(lowercase_model, "the pods come back. ", 5).predictions]
+    capitalised = [w for w, _ in predict(lowercase_model, "The pods come back. ", 5).predictions]
+    assert "the" in lowercase and all(w == w.lower() for w in lowercase)
+    assert capitalised == [w[0].upper() + w[1:] for w in lowercase]
+    assert [w for w, _ in predict(lowercase_model, "", 5).predictions] == lowercase
+    assert all(w[0].isupper() for w, _ in predict(cased_model, "", 3).predictions if w[0].isalpha())
+    assert "the" in [w for w, _ in predict(lowercase_model, "The pods come back. Then ", 5).predictions]  # not mid-sentence
+
+
+def test_the_typist_accepts_a_capitalised_word_the_model_knows_in_lowercase(lowercase_model):
+    from engine.evaluate import evaluate, keystrokes_for
+    from engine.tokenizer import tokenize
+
+    dist = lowercase_model.next_logprobs(lowercase_model.initial_state())
+    assert keystrokes_for(lowercase_model, dist, "The", 5, capital=True) == (1, 1, True)
+    assert keystrokes_for(lowercase_model, dist, "The", 5) != (1, 1, True)
+    first = evaluate(lowercase_model, tokenize("The pods come back.")).keystrokes
+    assert evaluate(lowercase_model, tokenize("The pods come back. The")).keystrokes == first + 1  # offered after a capital
+
+
+def test_the_inline_continuation_starts_a_sentence_with_a_capital(lowercase_model):
+    from lsp_server.features.completion import continuation
+
+    lowercase = continuation(lowercase_model, "the team likes kubernetes. ", 4, 0.05)
+    assert lowercase and lowercase[0].islower()
+    assert continuation(lowercase_model, "The team likes kubernetes. ", 4, 0.05) == lowercase[0].upper() + lowercase[1:]
+    assert continuation(lowercase_model, "The team likes Kub", 4, 0.05) == "ernetes."

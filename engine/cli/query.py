@@ -230,7 +230,9 @@ def evaluate(model_names, as_json, pretokenized, k, files):
     Keystroke savings: a simulated typist is offered the top K completions before each
     keystroke (the next word after a space, the rest of a word inside one) and accepts a correct
     one with a single keystroke; the figure is the share of characters not typed. "autospace"
-    is Presage's convention: the space after each word counts, and accepting inserts it.
+    is Presage's convention: words only (no punctuation), the space after each counts, and
+    accepting inserts it. At a sentence start that takes a capital, as the text's previous
+    sentence does, words are offered capitalised, as the editor offers them.
     "phrases" also offers the inline continuation an editor shows (up to four more words), which
     one keystroke accepts when all of it is right."""
     sentences = [s for path in files for s in tokenize(read_text(path), pretokenized)]

@@ -6,7 +6,7 @@ import math
 
 from lsprotocol import types
 
-from engine.complete import greedy_phrase, predict, split_prefix, state_after
+from engine.complete import as_typed, at_cursor, greedy_phrase, predict, typed_case
 from engine.generate import NO_SPACE_BEFORE, detokenize
 from engine.model import LanguageModel
 
@@ -55,10 +55,13 @@ def _item(word: str, logprob: float, rank: int, replaced: types.Range, filter_te
 def continuation(model: LanguageModel, text_before: str, max_words: int, min_probability: float) -> str:
     """The likely rest of the phrase: greedy words until confidence drops or the sentence ends."""
     window = context_window(text_before)
-    sentences, prefix = split_prefix(window)
-    ids = greedy_phrase(model, state_after(model, sentences), prefix, max_words, min_probability)
+    cursor = at_cursor(model, window)
+    prefix = cursor.prefix
+    ids = greedy_phrase(model, cursor.state, prefix, max_words, min_probability)
     if not ids:
         return ""
     words = [model.vocab.tokens[i] for i in ids]
+    capital = not prefix and cursor.takes_capital(model, model.next_logprobs(cursor.state))
+    words[0] = as_typed(words[0], typed_case(prefix, capital), model.vocab.ids)
     suffix = words.pop(0)[len(prefix) :] if prefix else ""
     return suffix + detokenize(words, after=window + suffix)

@@ -160,6 +160,29 @@ def test_lmplz_tie_break_quirk_uses_raw_count_of_the_last_ngrams_suffixes():
     assert unigram_stats[2] == plain[2] + 1 and unigram_stats[0] == plain[0] - 1
 
 
+def test_counts_merged_from_runs_on_disk_equal_counting_at_once(ptb, tmp_path):
+    """A long text is counted a chunk at a time, the chunks' runs spilled to disk and merged a
+    block at a time: every table, the last N-gram and its suffixes come out as counted at once
+    (small chunks and blocks here, so every order spans many of both)."""
+    from engine.corpus import build_corpus
+    from plugins.ngram import counts as C
+
+    corpus = build_corpus([str(ptb / "ptb5k.train.txt")], pretokenized=True)
+    ids, V = np.asarray(corpus.ids), len(corpus.vocab)
+    whole = C.count_ngrams(ids, 5, V)
+    old_block, C.MERGE_BLOCK = C.MERGE_BLOCK, 3000
+    try:
+        merged = C.count_ngrams(ids, 5, V, chunk=7001, spill=tmp_path)
+    finally:
+        C.MERGE_BLOCK = old_block
+    assert list(tmp_path.iterdir()) == []  # the runs are removed
+    for a, b in zip(whole.orders, merged.orders):
+        for field in ("keys", "counts", "suffix", "starts_bos"):
+            if getattr(a, field) is not None:
+                assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert merged.last == whole.last and merged.last_suffixes == whole.last_suffixes
+
+
 def test_cli_train_and_perplexity_give_kenlms_figure(ptb):
     from tests.conftest import run_cli
     import json

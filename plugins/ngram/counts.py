@@ -8,7 +8,10 @@ context are one contiguous run, and lookups are ``np.searchsorted``. Following K
 
 from __future__ import annotations
 
+import ctypes
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -44,17 +47,123 @@ def last_in_lmplz_order(ids: np.ndarray, depth: np.ndarray, order: int) -> int:
     return int(candidates[0]) if len(candidates) else -1
 
 
-CHUNK = 4_000_000  # positions counted at once: memory follows the model, not the corpus
+CHUNK = 2_000_000  # positions counted at once
+MERGE_BLOCK = 1 << 20  # n-grams read from all runs together, a merge step
 
 
-def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None = None) -> NgramCounts:
+def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None = None, spill: Path | None = None) -> NgramCounts:
     """Raw counts of every n-gram of orders 1..``order`` in ``ids`` (sentences ``<s> ... </s>``,
-    possibly a memory-mapped file). Long streams are counted a chunk of whole sentences at a
-    time and the counts merged, so the working memory is the model's plus one chunk's."""
+    possibly a memory-mapped file). A long stream is counted a chunk of whole sentences at a
+    time, each chunk's sorted tables written to a temporary folder (in ``spill``) as a run, and
+    the runs merged an order at a time, a block of each at once: the working memory is one
+    chunk's and the model's, and the time grows with the text, not with chunks times model."""
     chunk = chunk or CHUNK
     if len(ids) <= chunk:
         return _count_chunk(np.asarray(ids, dtype=np.int64), order, vocab_size)
-    return accumulate(vocab_size, order, (_count_chunk(part, order, vocab_size) for part in _sentence_chunks(ids, chunk)))
+    with tempfile.TemporaryDirectory(prefix="counts-", dir=spill) as folder:
+        runs = []
+        for n, part in enumerate(_sentence_chunks(ids, chunk)):
+            runs.append(_Run.write(Path(folder) / str(n), _count_chunk(part, order, vocab_size)))
+            release_freed_memory()
+        return _merge_runs(runs, order, vocab_size)
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed so far back to the system (glibc keeps freed blocks of under 32
+    MB for reuse: after a chunk's temporaries that is hundreds of megabytes held for nothing)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+class _Run:
+    """One chunk's counts on disk: per order above 1, its keys, counts, suffixes and <s> flags
+    as raw arrays, read back a block at a time (by ``read``, not a mapping, so what was merged
+    does not stay resident)."""
+
+    FIELDS = (("keys", np.uint64), ("counts", np.int64), ("suffix", np.int64), ("starts_bos", np.bool_))
+
+    def __init__(self, folder: Path, unigrams: np.ndarray, sizes: list[int], last):
+        self.folder, self.unigrams, self.sizes, self.last = folder, unigrams, sizes, last
+
+    @classmethod
+    def write(cls, folder: Path, part: NgramCounts) -> "_Run":
+        folder.mkdir()
+        for k, o in enumerate(part.orders[1:], start=2):
+            for field, dtype in cls.FIELDS:
+                np.asarray(getattr(o, field), dtype=dtype).tofile(folder / f"{field}{k}")
+        return cls(folder, part.orders[0].counts, [len(o.keys) for o in part.orders], part.last)
+
+    def read(self, field: str, k: int, start: int, stop: int) -> np.ndarray:
+        dtype = dict(self.FIELDS)[field]
+        return np.fromfile(self.folder / f"{field}{k}", dtype=dtype, count=stop - start, offset=start * np.dtype(dtype).itemsize)
+
+
+def _merge_runs(runs: list[_Run], order: int, V: int) -> NgramCounts:
+    """The runs' counts added up, as if one stream held them all. Each run's tables are sorted
+    in the lexicographic order of their words, so once a run's (k-1)-grams are placed in the
+    merged table (``places``, increasing), its k-gram keys translate to merged keys still in
+    order, and an order is a k-way merge: a block of every run, cut at the smallest last key
+    among runs with more to read, united, and the runs' places for that block recorded."""
+    unigrams = np.zeros(V, dtype=np.int64)
+    starts_bos = np.arange(V) == BOS_ID
+    for run in runs:
+        unigrams[: len(run.unigrams)] += run.unigrams
+    orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, starts_bos)]
+    places = [np.arange(V, dtype=np.int64) for _ in runs]  # run's (k-1)-gram index -> merged index
+    Vu = np.uint64(V)
+    block = max(1 << 12, MERGE_BLOCK // len(runs))
+    for k in range(2, order + 1):
+        sizes = [run.sizes[k - 1] for run in runs]
+        read = [0] * len(runs)
+        new_places = [np.empty(n, dtype=np.int64) for n in sizes]
+        pending: list[dict | None] = [None] * len(runs)
+        pieces: list[tuple] = []
+        merged = 0
+        while True:
+            for r, run in enumerate(runs):  # refill the runs whose block is used up
+                if (pending[r] is None or len(pending[r]["keys"]) == 0) and read[r] < sizes[r]:
+                    stop = min(read[r] + block, sizes[r])
+                    keys = run.read("keys", k, read[r], stop)
+                    pending[r] = {"start": read[r], "keys": places[r][(keys // Vu).astype(np.int64)].astype(np.uint64) * Vu + keys % Vu,
+                                  "counts": run.read("counts", k, read[r], stop), "suffix": places[r][run.read("suffix", k, read[r], stop)],
+                                  "bos": run.read("starts_bos", k, read[r], stop)}
+                    read[r] = stop
+            live = [r for r in range(len(runs)) if pending[r] is not None and len(pending[r]["keys"])]
+            if not live:
+                break
+            more = [pending[r]["keys"][-1] for r in live if read[r] < sizes[r]]
+            bound = min(more) if more else None
+            taken = []
+            for r in live:
+                p = pending[r]
+                n = len(p["keys"]) if bound is None else int(np.searchsorted(p["keys"], bound, side="right"))
+                taken.append((r, p["start"], {f: a[:n] for f, a in p.items() if f != "start"}))
+                pending[r] = {"start": p["start"] + n, **{f: a[n:] for f, a in p.items() if f != "start"}}
+            keys = np.concatenate([t["keys"] for _, _, t in taken])
+            unique, inverse = np.unique(keys, return_inverse=True)
+            counts = np.bincount(inverse, weights=np.concatenate([t["counts"] for _, _, t in taken]), minlength=len(unique)).astype(np.int64)
+            suffix = np.empty(len(unique), dtype=np.int64)
+            suffix[inverse] = np.concatenate([t["suffix"] for _, _, t in taken])
+            bos = np.empty(len(unique), dtype=bool)
+            bos[inverse] = np.concatenate([t["bos"] for _, _, t in taken])
+            at = 0
+            for r, start, t in taken:
+                n = len(t["keys"])
+                new_places[r][start : start + n] = merged + inverse[at : at + n]
+                at += n
+            pieces.append((unique, counts, suffix, bos))
+            merged += len(unique)
+        orders.append(OrderCounts(*(np.concatenate([piece[j] for piece in pieces]) if pieces else empty
+                                    for j, empty in enumerate((np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))))))
+        places = new_places
+        release_freed_memory()
+    last = None
+    for run in runs:
+        if run.last is not None and (last is None or run.last[::-1] > last[::-1]):
+            last = run.last
+    return _with_last(V, order, orders, last)
 
 
 def accumulate(vocab_size: int, order: int, parts) -> NgramCounts:
@@ -84,6 +193,12 @@ def accumulate(vocab_size: int, order: int, parts) -> NgramCounts:
             last = candidate
     orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, starts_bos)]
     orders += [OrderCounts(t.keys, t.counts, t.suffix, t.bos) for t in merged or []]
+    return _with_last(V, order, orders, last)
+
+
+def _with_last(V: int, order: int, orders: list[OrderCounts], last) -> NgramCounts:
+    """The merged orders with lmplz's last N-gram (see ``last_in_lmplz_order``) and the index
+    of each of its suffixes."""
     keys = [o.keys for o in orders]
     last_suffixes = []
     for length in range(1, order):

@@ -80,7 +80,11 @@ class NgramModel(LanguageModel):
     def fit(cls, corpus, options: NgramOptions, progress=None, workdir=None):
         if progress:
             progress("counting n-grams", 0.0)
-        counts = count_ngrams(corpus.ids, options.order, len(corpus.vocab))
+        spill = None
+        if workdir is not None:  # counts of a long text spill beside the store's models, not into a RAM-backed /tmp
+            spill = workdir.parent
+            spill.mkdir(parents=True, exist_ok=True)
+        counts = count_ngrams(corpus.ids, options.order, len(corpus.vocab), spill=spill)
         if progress:
             progress("estimating probabilities", 0.5)
         return cls._from_counts(corpus.vocab, options, counts)

@@ -9,6 +9,7 @@ context are one contiguous run, and lookups are ``np.searchsorted``. Following K
 from __future__ import annotations
 
 import ctypes
+import mmap
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.model import sentence_starts
+from engine.parallel import ordered_map
 from engine.vocab import BOS_ID
 
 
@@ -60,29 +62,38 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None
     chunk = chunk or CHUNK
     if len(ids) <= chunk:
         return _count_chunk(np.asarray(ids, dtype=np.int64), order, vocab_size)
+    release_freed_memory(ids)  # (what reading the text freed, and the pages of the text read so far)
     with tempfile.TemporaryDirectory(prefix="counts-", dir=spill) as folder:
-        runs = []
-        for n, part in enumerate(_sentence_chunks(ids, chunk)):
-            runs.append(_Run.write(Path(folder) / str(n), _count_chunk(part, order, vocab_size)))
-            release_freed_memory()
+        jobs = ((Path(folder) / str(n), start, stop) for n, (start, stop) in enumerate(_sentence_chunks(ids, chunk)))
+        runs = list(ordered_map(_counted_run, jobs, (ids, order, vocab_size)))  # two chunks at once on two cores
         return _merge_runs(runs, order, vocab_size)
 
 
-def release_freed_memory() -> None:
+def _counted_run(shared, job) -> "_Run":
+    ids, order, vocab_size = shared
+    folder, start, stop = job
+    run = _Run.write(folder, _count_chunk(np.asarray(ids[start:stop], dtype=np.int64), order, vocab_size))
+    release_freed_memory(ids)
+    return run
+
+
+def release_freed_memory(ids: np.ndarray | None = None) -> None:
     """Hand the memory freed so far back to the system (glibc keeps freed blocks of under 32
-    MB for reuse: after a chunk's temporaries that is hundreds of megabytes held for nothing)."""
+    MB for reuse: after a chunk's temporaries that is hundreds of megabytes held for nothing),
+    and the pages read so far of a corpus mapped from its file (read again if needed)."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+    mapping = getattr(ids, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 class _Run:
-    """One chunk's counts on disk: per order above 1, its keys, counts, suffixes and <s> flags
-    as raw arrays, read back a block at a time (by ``read``, not a mapping, so what was merged
-    does not stay resident)."""
-
-    FIELDS = (("keys", np.uint64), ("counts", np.int64), ("suffix", np.int64), ("starts_bos", np.bool_))
+    """One chunk's counts on disk: per order above 1 its keys and counts, and once merged, where
+    each of its n-grams went in the merged table (``places``), as raw arrays read back a slice at
+    a time (not mapped, so what was merged does not stay resident)."""
 
     def __init__(self, folder: Path, unigrams: np.ndarray, sizes: list[int], last):
         self.folder, self.unigrams, self.sizes, self.last = folder, unigrams, sizes, last
@@ -91,79 +102,91 @@ class _Run:
     def write(cls, folder: Path, part: NgramCounts) -> "_Run":
         folder.mkdir()
         for k, o in enumerate(part.orders[1:], start=2):
-            for field, dtype in cls.FIELDS:
-                np.asarray(getattr(o, field), dtype=dtype).tofile(folder / f"{field}{k}")
+            np.asarray(o.keys, dtype=np.uint64).tofile(folder / f"keys{k}")
+            np.asarray(o.counts, dtype=np.int64).tofile(folder / f"counts{k}")
         return cls(folder, part.orders[0].counts, [len(o.keys) for o in part.orders], part.last)
 
     def read(self, field: str, k: int, start: int, stop: int) -> np.ndarray:
-        dtype = dict(self.FIELDS)[field]
-        return np.fromfile(self.folder / f"{field}{k}", dtype=dtype, count=stop - start, offset=start * np.dtype(dtype).itemsize)
+        dtype = np.uint64 if field == "keys" else np.int64
+        return np.fromfile(self.folder / f"{field}{k}", dtype=dtype, count=stop - start, offset=start * 8)
+
+    def keys_in_merged_space(self, k: int, start: int, stop: int, V: int) -> np.ndarray:
+        """Keys ``start:stop`` of order ``k``, their prefixes replaced by the merged table's
+        indices (the prefixes are sorted, so one slice of the places file holds them)."""
+        keys = self.read("keys", k, start, stop)
+        if k == 2 or len(keys) == 0:  # (order 1's indices are the word ids everywhere)
+            return keys
+        Vu = np.uint64(V)
+        prefix = (keys // Vu).astype(np.int64)
+        places = self.read("places", k - 1, int(prefix[0]), int(prefix[-1]) + 1)
+        return places[prefix - prefix[0]].astype(np.uint64) * Vu + keys % Vu
 
 
 def _merge_runs(runs: list[_Run], order: int, V: int) -> NgramCounts:
     """The runs' counts added up, as if one stream held them all. Each run's tables are sorted
     in the lexicographic order of their words, so once a run's (k-1)-grams are placed in the
-    merged table (``places``, increasing), its k-gram keys translate to merged keys still in
-    order, and an order is a k-way merge: a block of every run, cut at the smallest last key
-    among runs with more to read, united, and the runs' places for that block recorded."""
+    merged table (increasing places), its k-gram keys translate to merged keys still in order,
+    and an order is a k-way merge: a block of every run, cut at the smallest last key among
+    runs with more to read, united, and where the block's n-grams went appended to each run's
+    places. Memory: the merged tables and a block, whatever the number of runs."""
     unigrams = np.zeros(V, dtype=np.int64)
-    starts_bos = np.arange(V) == BOS_ID
     for run in runs:
         unigrams[: len(run.unigrams)] += run.unigrams
-    orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, starts_bos)]
-    places = [np.arange(V, dtype=np.int64) for _ in runs]  # run's (k-1)-gram index -> merged index
-    Vu = np.uint64(V)
+    orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, np.arange(V) == BOS_ID)]
     block = max(1 << 12, MERGE_BLOCK // len(runs))
     for k in range(2, order + 1):
         sizes = [run.sizes[k - 1] for run in runs]
         read = [0] * len(runs)
-        new_places = [np.empty(n, dtype=np.int64) for n in sizes]
-        pending: list[dict | None] = [None] * len(runs)
-        pieces: list[tuple] = []
-        merged = 0
+        pending = [(np.zeros(0, np.uint64), np.zeros(0, np.int64))] * len(runs)
+        places = [open(run.folder / f"places{k}", "wb") for run in runs]
+        pieces_keys, pieces_counts, merged = [], [], 0
         while True:
             for r, run in enumerate(runs):  # refill the runs whose block is used up
-                if (pending[r] is None or len(pending[r]["keys"]) == 0) and read[r] < sizes[r]:
+                if len(pending[r][0]) == 0 and read[r] < sizes[r]:
                     stop = min(read[r] + block, sizes[r])
-                    keys = run.read("keys", k, read[r], stop)
-                    pending[r] = {"start": read[r], "keys": places[r][(keys // Vu).astype(np.int64)].astype(np.uint64) * Vu + keys % Vu,
-                                  "counts": run.read("counts", k, read[r], stop), "suffix": places[r][run.read("suffix", k, read[r], stop)],
-                                  "bos": run.read("starts_bos", k, read[r], stop)}
+                    pending[r] = (run.keys_in_merged_space(k, read[r], stop, V), run.read("counts", k, read[r], stop))
                     read[r] = stop
-            live = [r for r in range(len(runs)) if pending[r] is not None and len(pending[r]["keys"])]
+            live = [r for r in range(len(runs)) if len(pending[r][0])]
             if not live:
                 break
-            more = [pending[r]["keys"][-1] for r in live if read[r] < sizes[r]]
-            bound = min(more) if more else None
+            more = [pending[r][0][-1] for r in live if read[r] < sizes[r]]
             taken = []
             for r in live:
-                p = pending[r]
-                n = len(p["keys"]) if bound is None else int(np.searchsorted(p["keys"], bound, side="right"))
-                taken.append((r, p["start"], {f: a[:n] for f, a in p.items() if f != "start"}))
-                pending[r] = {"start": p["start"] + n, **{f: a[n:] for f, a in p.items() if f != "start"}}
-            keys = np.concatenate([t["keys"] for _, _, t in taken])
-            unique, inverse = np.unique(keys, return_inverse=True)
-            counts = np.bincount(inverse, weights=np.concatenate([t["counts"] for _, _, t in taken]), minlength=len(unique)).astype(np.int64)
-            suffix = np.empty(len(unique), dtype=np.int64)
-            suffix[inverse] = np.concatenate([t["suffix"] for _, _, t in taken])
-            bos = np.empty(len(unique), dtype=bool)
-            bos[inverse] = np.concatenate([t["bos"] for _, _, t in taken])
+                keys, counts = pending[r]
+                n = int(np.searchsorted(keys, min(more), side="right")) if more else len(keys)
+                taken.append((r, keys[:n], counts[:n]))
+                pending[r] = (keys[n:], counts[n:])
+            unique, inverse = np.unique(np.concatenate([t[1] for t in taken]), return_inverse=True)
+            counts = np.bincount(inverse, weights=np.concatenate([t[2] for t in taken]), minlength=len(unique))
             at = 0
-            for r, start, t in taken:
-                n = len(t["keys"])
-                new_places[r][start : start + n] = merged + inverse[at : at + n]
-                at += n
-            pieces.append((unique, counts, suffix, bos))
+            for r, keys, _ in taken:
+                (merged + inverse[at : at + len(keys)]).astype(np.int64).tofile(places[r])
+                at += len(keys)
+            pieces_keys.append(unique)
+            pieces_counts.append(counts.astype(np.int64))
             merged += len(unique)
-        orders.append(OrderCounts(*(np.concatenate([piece[j] for piece in pieces]) if pieces else empty
-                                    for j, empty in enumerate((np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))))))
-        places = new_places
+        for f in places:
+            f.close()
+        keys = np.concatenate(pieces_keys) if pieces_keys else np.zeros(0, np.uint64)
+        counts = np.concatenate(pieces_counts) if pieces_counts else np.zeros(0, np.int64)
+        del pieces_keys, pieces_counts
+        orders.append(_with_suffixes(keys, counts, orders[-1], k, V))
         release_freed_memory()
     last = None
     for run in runs:
         if run.last is not None and (last is None or run.last[::-1] > last[::-1]):
             last = run.last
     return _with_last(V, order, orders, last)
+
+
+def _with_suffixes(keys: np.ndarray, counts: np.ndarray, below: OrderCounts, k: int, V: int) -> OrderCounts:
+    """Order ``k``'s table with each n-gram's suffix (the suffix of w1..wk is the suffix of
+    w1..wk-1 followed by wk: one search in the order below) and whether it starts with <s>."""
+    Vu = np.uint64(V)
+    prefix = (keys // Vu).astype(np.int64)
+    word = (keys % Vu).astype(np.int64)
+    suffix = word if k == 2 else lookup(below.keys, below.suffix[prefix], word, V)
+    return OrderCounts(keys, counts, suffix, below.starts_bos[prefix])
 
 
 def accumulate(vocab_size: int, order: int, parts) -> NgramCounts:
@@ -272,13 +295,14 @@ def from_tables(vocab_size: int, keys: list[np.ndarray], counts: list[np.ndarray
 
 
 def _sentence_chunks(ids: np.ndarray, chunk: int):
+    """(start, stop) of pieces of about ``chunk`` positions that end where a sentence does."""
     start, n = 0, len(ids)
     while start < n:
         cut = min(start + chunk, n)
         while cut < n and ids[cut] != BOS_ID:  # end the chunk where a sentence starts
             ahead = np.flatnonzero(np.asarray(ids[cut : cut + 65536]) == BOS_ID)
             cut = cut + int(ahead[0]) if len(ahead) else min(cut + 65536, n)
-        yield np.asarray(ids[start:cut], dtype=np.int64)
+        yield start, cut
         start = cut
 
 

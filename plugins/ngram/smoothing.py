@@ -97,17 +97,27 @@ def kneser_ney(counts: NgramCounts, allow_fallback: bool = True) -> BackoffTable
             ctx, n_ctx = np.zeros(len(a), dtype=np.int64), 1
         else:
             ctx, n_ctx = (o.keys // np.uint64(V)).astype(np.int64), len(counts.orders[k - 2].keys)
-        capped = np.minimum(a, 3)
+        capped = np.minimum(a, 3).astype(np.int8)
         gamma = np.zeros(n_ctx, dtype=F32)
         for j in (1, 2, 3):
             gamma += d[j] * np.bincount(ctx[capped == j], minlength=n_ctx).astype(F32)
         denominator = np.bincount(ctx, weights=a, minlength=n_ctx).astype(F32)
         is_context = denominator > 0
         gamma = np.divide(gamma, denominator, out=np.zeros(n_ctx, dtype=F32), where=is_context)
-        uninterpolated = (a.astype(F32) - d[capped]) / denominator[ctx]
-        below = uniform if k == 1 else lower[o.suffix]
-        prob = uninterpolated + gamma[ctx] * below
-        logp.append(np.log10(prob.astype(np.float64)).astype(F32))
+        # (a - D) / c(context) + gamma(context) * p(w | shorter context), in place: the top
+        # order is the largest array training holds, and each temporary of it counts
+        prob = a.astype(F32)
+        adjusted[k - 1] = None
+        del a
+        prob -= d[capped]
+        del capped
+        prob /= denominator[ctx]
+        interpolation = gamma[ctx]
+        del ctx
+        interpolation *= uniform if k == 1 else lower[o.suffix]
+        prob += interpolation
+        del interpolation
+        logp.append(_log10(prob))
         if k > 1:
             backoff.append(_log10_backoff(gamma, is_context))
         lower = prob
@@ -117,6 +127,14 @@ def kneser_ney(counts: NgramCounts, allow_fallback: bool = True) -> BackoffTable
     if fell_back:
         facts["discount_fallback"] = {"orders": fell_back, "discounts": list(FALLBACK_DISCOUNTS)}
     return BackoffTables(logp, backoff, facts)
+
+
+def _log10(values: np.ndarray, block: int = 1 << 20) -> np.ndarray:
+    """float32 log10 of float32 values, computed in float64 as lmplz does, a block at a time."""
+    out = np.empty(len(values), dtype=F32)
+    for start in range(0, len(values), block):
+        out[start : start + block] = np.log10(values[start : start + block].astype(np.float64))
+    return out
 
 
 def _log10_backoff(weights: np.ndarray, is_context: np.ndarray) -> np.ndarray:

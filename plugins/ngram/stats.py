@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.distribution import TIE
 from engine.vocab import BOS_ID
-from plugins.ngram.counts import lookup, sorted_search
+from plugins.ngram.counts import lookup, sorted_search, unique_inverse
 
 LOG2_10 = math.log2(10)
 
@@ -145,8 +145,7 @@ class _Level:
         self.empty = len(self.positions) == 0
         if self.empty:
             return
-        unique, first, self.position_index = np.unique(c[self.positions], return_index=True, return_inverse=True)
-        self.position_index = self.position_index.ravel()
+        unique, first, self.position_index, _ = unique_inverse(c[self.positions], first=True)
         lo, hi = _runs(model.keys[j], unique, V)
         q, idx = _expand(lo, hi)
         words = (model.keys[j][idx] % np.uint64(V)).astype(np.int64)

@@ -146,13 +146,19 @@ def as_typed(word: str, case: str | None, known=()) -> str:
     return word
 
 
+def previous_case(previous: list[Token] | None) -> bool | None:
+    """Whether the sentence ``previous`` began with a capital letter (None: no letter to say)."""
+    first = next((t.text for t in previous or [] if t.text[0].isalpha()), None)
+    return None if first is None else first[0].isupper()
+
+
 def takes_capital(model: LanguageModel, dist: np.ndarray, previous: list[Token] | None) -> bool:
     """Whether a sentence starting here begins with a capital: as the text's previous sentence
     does, or, with none before it, as the model expects (more probability on words that begin
     with a capital than on words that begin in lowercase: not so for a lowercased corpus)."""
-    first = next((t.text for t in previous or [] if t.text[0].isalpha()), None)
-    if first is not None:
-        return first[0].isupper()
+    written = previous_case(previous)
+    if written is not None:
+        return written
     upper, lower = prefix_index(model).initial_case
     p = np.exp(dist)
     return float(p[upper].sum()) > float(p[lower].sum())
@@ -205,11 +211,15 @@ class Cursor:
         """The words of the sentence being written (none at a sentence start)."""
         return self.sentences[-1] if self.sentences and self.open_sentence else []
 
-    def takes_capital(self, model: LanguageModel, dist: np.ndarray) -> bool:
-        """Whether the word at the cursor starts a sentence that begins with a capital."""
+    def takes_capital(self, model: LanguageModel, dist: np.ndarray | None = None) -> bool:
+        """Whether the word at the cursor starts a sentence that begins with a capital
+        (``dist``: the model's distribution there, computed only if it is needed and not given)."""
         if self.context:
             return False
-        return takes_capital(model, dist, next((s for s in reversed(self.sentences) if s), None))
+        previous = next((s for s in reversed(self.sentences) if s), None)
+        if dist is None and previous_case(previous) is None:
+            dist = model.next_logprobs(self.state)
+        return takes_capital(model, dist, previous)
 
 
 def at_cursor(model: LanguageModel, text: str) -> Cursor:

@@ -107,7 +107,8 @@ def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> 
                 result.autospace_characters += word * (len(token.text) + space)
                 result.autospace_keystrokes += word * (keys + (space and not accepted))
                 if n >= covered:  # (words an accepted phrase entered cost nothing)
-                    keys, entered, accepted = keystrokes_for(model, dist, token.text, k, right_phrase(model, state, ids[n:]), capital)
+                    phrase = right_phrase(model, state, ids[n:]) if hit else None  # (no phrase holds <unk>)
+                    keys, entered, accepted = keystrokes_for(model, dist, token.text, k, phrase, capital)
                     covered = n + entered
                     result.phrase_keystrokes += keys
                     # A phrase is inserted without the space after its last word (as editors show it).

@@ -61,7 +61,7 @@ def continuation(model: LanguageModel, text_before: str, max_words: int, min_pro
     if not ids:
         return ""
     words = [model.vocab.tokens[i] for i in ids]
-    capital = not prefix and cursor.takes_capital(model, model.next_logprobs(cursor.state))
+    capital = not prefix and cursor.takes_capital(model)
     words[0] = as_typed(words[0], typed_case(prefix, capital), model.vocab.ids)
     suffix = words.pop(0)[len(prefix) :] if prefix else ""
     return suffix + detokenize(words, after=window + suffix)

@@ -22,7 +22,7 @@ from torch import nn
 
 from engine.errors import ModelFormatError
 from engine.vocab import SPECIALS, UNK_ID, Vocabulary
-
+from plugins.neural.training import OPTIMIZERS
 
 
 def grow(net: nn.Module, extra: int) -> None:
@@ -105,7 +105,7 @@ def fine_tuned(model, words: list[str], streams: list[np.ndarray]):
     batch = model.adapt_batch_size
     task = type(model).task(net, dataclasses.replace(options, batch_size=batch))
     lr = learning_rate(model)
-    optimizer = (torch.optim.Adam if options.optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=lr)
+    optimizer = OPTIMIZERS[options.optimizer](net.parameters(), lr=lr)
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     net.train()

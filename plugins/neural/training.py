@@ -35,6 +35,9 @@ class Task(Protocol):
     def loss(self, net: torch.nn.Module, batch) -> tuple[torch.Tensor, int]: ...
 
 
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}  # by the options' name
+
+
 def split_validation(ids: np.ndarray, every: int = 20) -> tuple[np.ndarray, np.ndarray]:
     """Every ``every``-th sentence held out for validation (deterministic)."""
     starts = np.flatnonzero(np.asarray(ids) == BOS_ID)
@@ -93,12 +96,8 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
     model = net
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    make_optimizer = {
-        "sgd": lambda lr: torch.optim.SGD(net.parameters(), lr=lr),
-        "adam": lambda lr: torch.optim.Adam(net.parameters(), lr=lr),
-    }[options.optimizer]
     lr = options.lr
-    optimizer = make_optimizer(lr)
+    optimizer = OPTIMIZERS[options.optimizer](net.parameters(), lr=lr)
     best_state, best_loss, epoch0, stale = None, math.inf, 0, 0
     metrics: list[dict] = []
     checkpoint = workdir / "checkpoint.pt" if workdir else None

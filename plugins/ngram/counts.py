@@ -275,18 +275,14 @@ def _tables_of(part: NgramCounts, order: int, V: int) -> list[_Table]:
     (the suffix of w1..wk is the suffix of w1..wk-1 followed by wk), one lookup an n-gram."""
     Vp = np.uint64(part.vocab_size)
     tables = []
-    suffix_below, bos_below = None, np.arange(part.vocab_size) == BOS_ID
+    below = OrderCounts(part.orders[0].keys, part.orders[0].counts, None, np.arange(part.vocab_size) == BOS_ID)
     for k in range(2, order + 1):
         o = part.orders[k - 1]
-        prefix = (o.keys // Vp).astype(np.int64)
-        word = (o.keys % Vp).astype(np.int64)
-        suffix, bos = o.suffix, o.starts_bos
-        if suffix is None:
-            suffix = word if k == 2 else lookup(part.orders[k - 2].keys, suffix_below[prefix], word, part.vocab_size)
-            bos = bos_below[prefix]
-        tables.append(_Table(prefix.astype(np.uint64) * np.uint64(V) + word.astype(np.uint64), np.asarray(o.counts, dtype=np.int64),
-                             np.asarray(suffix, dtype=np.int64), bos))
-        suffix_below, bos_below = tables[-1].suffix, bos
+        if o.suffix is None:
+            o = _with_suffixes(o.keys, o.counts, below, k, part.vocab_size)
+        keys = (o.keys // Vp) * np.uint64(V) + o.keys % Vp
+        tables.append(_Table(keys, np.asarray(o.counts, dtype=np.int64), np.asarray(o.suffix, dtype=np.int64), o.starts_bos))
+        below = o
     return tables
 
 

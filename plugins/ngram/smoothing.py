@@ -139,7 +139,7 @@ def _log10(values: np.ndarray, block: int = 1 << 20) -> np.ndarray:
 
 def _log10_backoff(weights: np.ndarray, is_context: np.ndarray) -> np.ndarray:
     out = np.zeros(len(weights), dtype=F32)
-    out[is_context] = np.log10(weights[is_context].astype(np.float64)).astype(F32)
+    out[is_context] = _log10(weights[is_context])
     return out
 
 

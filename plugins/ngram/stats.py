@@ -163,9 +163,9 @@ class _Level:
 
 
 def _sorted_within(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """float32 ``values`` sorted within each of the (non-decreasing) ``groups``: one sort of
-    64-bit keys, the group above the value's bits made to sort as the float does (several
-    times faster than ``lexsort``)."""
+    """float32 ``values`` sorted within each of their ``groups`` (the groups in ascending
+    order): one sort of 64-bit keys, the group above the value's bits made to sort as the float
+    does (several times faster than ``lexsort``)."""
     bits = values.view(np.uint32)
     key = bits ^ np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
     ordered = np.sort(groups.astype(np.uint64) << np.uint64(32) | key.astype(np.uint64)).astype(np.uint32)

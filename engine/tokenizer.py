@@ -61,6 +61,30 @@ _ABBREVIATIONS = {
 }
 
 
+# No token holds or looks past whitespace, so a line's tokens are those of its runs of
+# non-space characters read one by one; most runs are a plain word, or a word and one mark
+# after it, and take no trip through _TOKEN at all.
+_PIECE = re.compile(r"\S+")
+_TRAILING_MARKS = frozenset(",.;:!?)\"'")
+
+
+def _tokens_of_piece(text: str, begin: int, tokens: list[Token]) -> None:
+    """Append the tokens of one run of non-space characters that starts at ``begin``."""
+    if text.isascii():
+        if text.isalnum():  # one word: no other alternative of _TOKEN matches letters and digits alone
+            tokens.append(Token(text, begin, begin + len(text)))
+            return
+        word = text[:-1]
+        if text[-1] in _TRAILING_MARKS and word.isalnum():  # a word, then a mark that ends nothing longer
+            end = begin + len(word)
+            tokens.append(Token(word, begin, end))
+            tokens.append(Token(text[-1], end, end + 1))
+            return
+    for m in _TOKEN.finditer(text):
+        if m.lastgroup != "skip":
+            tokens.append(Token(m.group(), begin + m.start(), begin + m.end()))
+
+
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
@@ -91,16 +115,19 @@ class ProseTokenizer:
 
     def feed(self, line: str, offset: int) -> Iterator[list[Token]]:
         body = line.rstrip("\r\n")
-        if _FENCE.match(body):
+        # Most lines of prose start with a letter not followed by "." or ")": no line markup
+        # (fence, underline, directive, heading, list item, quote) can start that way.
+        plain = body[:1].isalpha() and body[1:2] not in (".", ")")
+        if not plain and _FENCE.match(body):
             self._in_fence = not self._in_fence
             yield from self.finish()
             return
         if self._in_fence:
             return
-        if not body.strip():
+        if not plain and not body.strip():
             yield from self.finish()
             return
-        indent = _indent(body)
+        indent = 0 if plain else _indent(body)
         if self._literal_indent is not None:
             if indent > self._literal_indent:
                 return
@@ -110,12 +137,12 @@ class ProseTokenizer:
             if indent > self._paragraph_indent:
                 self._literal_indent = self._paragraph_indent
                 return
-        if _STRUCTURAL.match(body):
+        if not plain and _STRUCTURAL.match(body):
             yield from self.finish()
             return
         start = 0
         standalone = False
-        for pattern in (_DIRECTIVE, _HEADING, _LIST_ITEM):
+        for pattern in () if plain else (_DIRECTIVE, _HEADING, _LIST_ITEM):
             m = pattern.match(body)
             if m:
                 yield from self.finish()
@@ -123,28 +150,41 @@ class ProseTokenizer:
                 standalone = pattern is _HEADING
                 break
         else:
-            m = _QUOTE.match(body)
+            m = None if plain else _QUOTE.match(body)
             if m:
                 start = m.end()
         if not self._pending:
             self._paragraph_indent = indent
         if body.rstrip().endswith("::"):
             self._expect_literal = True
-        tokens = self._pending
-        pause, countdown = self._pause_every, self._pause_every or 0
-        for m in _TOKEN.finditer(body, start):
-            if m.lastgroup == "skip":
-                continue
-            begin, end = m.span()
-            tokens.append(Token(m.group(), offset + begin, offset + end))
-            if pause:
-                countdown -= 1
-                if countdown == 0:
-                    countdown = pause
-                    yield None
+        if self._pause_every:
+            yield from self._read_pausing(body, start, offset)
+        else:
+            tokens = self._pending
+            for piece in _PIECE.finditer(body, start):
+                text = piece.group()
+                if text.isascii() and text.isalnum():  # most runs: one word (see _tokens_of_piece)
+                    begin = offset + piece.start()
+                    tokens.append(Token(text, begin, begin + len(text)))
+                else:
+                    _tokens_of_piece(text, offset + piece.start(), tokens)
         yield from self._split_sentences()
         if standalone or self._ends_at_line_end():
             yield from self.finish()
+
+    def _read_pausing(self, body: str, start: int, offset: int) -> Iterator[None]:
+        """The line's tokens one match at a time, pausing every ``pause_every`` of them: a line
+        of a script written without spaces is one run of non-space characters."""
+        tokens, pause = self._pending, self._pause_every
+        countdown = pause
+        for m in _TOKEN.finditer(body, start):
+            if m.lastgroup == "skip":
+                continue
+            tokens.append(Token(m.group(), offset + m.start(), offset + m.end()))
+            countdown -= 1
+            if countdown == 0:
+                countdown = pause
+                yield None
 
     def _ends_at_line_end(self) -> bool:
         """A sentence end that closes a line ends the sentence whatever the next line starts

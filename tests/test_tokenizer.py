@@ -2,7 +2,7 @@ import string
 
 from hypothesis import given, settings, strategies as st
 
-from engine.tokenizer import tokenize
+from engine.tokenizer import ProseTokenizer, tokenize, tokenize_block, tokenize_block_steps
 
 
 def words(text, **kw):
@@ -92,6 +92,31 @@ def test_offsets_always_point_at_the_token_text(text):
             assert token.start >= previous_end and token.end > token.start
             assert not any(c.isspace() for c in token.text)
             previous_end = token.end
+
+
+def read_one_match_at_a_time(text):
+    """What _TOKEN alone reads (the editor's pausing path): the reference the fast path must equal."""
+    steps = tokenize_block_steps(text, 0, ProseTokenizer.PLAIN, 1)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return [[(t.text, t.start, t.end) for t in s] for s in done.value[0]]
+
+
+PIECES = list(string.punctuation + "\x1c\ufeffé東はー。「ภเาี่") + ["www.", "http://a.b/c", "U.S.", "3.14", ":ref:`", "Dr", "x", "7", "word"]
+
+
+def test_reading_runs_of_non_space_equals_reading_match_by_match():
+    for a in PIECES:
+        text = " ".join(a + b for b in PIECES) + "\n" + " ".join(b + a for b in PIECES)
+        assert [[(t.text, t.start, t.end) for t in s] for s in tokenize_block(text)[0]] == read_one_match_at_a_time(text), a
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES + [" ", "  ", "\t", "\n", "\x0b"]), max_size=60).map("".join))
+def test_reading_runs_of_non_space_equals_reading_match_by_match_anywhere(text):
+    assert [[(t.text, t.start, t.end) for t in s] for s in tokenize_block(text)[0]] == read_one_match_at_a_time(text)
 
 
 @settings(max_examples=200, deadline=None)

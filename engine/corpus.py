@@ -24,7 +24,7 @@ from engine.errors import ForetellError
 from engine.parallel import ordered_map, two_cores
 from engine.privacy import excluded_by
 from engine.secrets import redact_lines, secret_file
-from engine.tokenizer import iter_words, split_lines
+from engine.tokenizer import ProseTokenizer, iter_words, split_lines
 from engine.vocab import BOS, BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, VocabularyBuilder
 
 PROSE_EXTENSIONS = {".txt", ".text", ".md", ".markdown", ".rst", ".tex", ".org", ".adoc", ".asciidoc"}
@@ -290,10 +290,11 @@ class CorpusBuilder:
             self.sentences += sentences
         return sentences
 
-    def add_lines(self, lines) -> int:
-        """Add one document's lines; returns how many sentences it held."""
+    def add_lines(self, lines, tokenizer: ProseTokenizer | None = None) -> int:
+        """Add one document's lines (prose read by ``tokenizer`` when given); returns how many
+        sentences it held."""
         added = 0
-        for words in iter_words(redact_lines(lines), self.pretokenized):  # secrets are never learned
+        for words in iter_words(redact_lines(lines), self.pretokenized, tokenizer):  # secrets are never learned
             if BOS in words or EOS in words:  # structure markers are ours, not the text's
                 words = [w for w in words if w not in (BOS, EOS)]
             if not words and not self.pretokenized:
@@ -356,13 +357,19 @@ def build_corpus(
     total, done = sum(sizes), 0
     builder = CorpusBuilder(pretokenized)
     added: list[int | Skipped] = [0] * len(files)  # sentences of each file, or why it was skipped
-    for i, size, piece in _read_pieces(files, sizes, pretokenized):
+    states: dict[int, tuple] = {}  # the prose tokenizer's state where a file's last piece ended
+    for i, size, job, piece in _read_pieces(files, sizes, pretokenized):
         if piece is None:  # read here, into the corpus itself
             added[i] = _read_into(builder, files[i])
-        elif isinstance(piece, Skipped):
-            added[i] = added[i] or piece  # (sentences of earlier pieces stay learned)
         elif not isinstance(added[i], Skipped):
-            added[i] += builder.add_document(*piece, same_document=added[i] > 0)
+            state = states.get(i)
+            if state is not None and not isinstance(piece, Skipped) and not ProseTokenizer.reads_as_plain(state):
+                piece = _read_piece(pretokenized, job, state)  # it was read as a document's start in vain
+            if isinstance(piece, Skipped):
+                added[i] = added[i] or piece  # (sentences of earlier pieces stay learned)
+            else:
+                states[i] = piece.state
+                added[i] += builder.add_document(piece.words, piece.ids, piece.sentences, same_document=added[i] > 0)
         done += size
         if progress:
             progress(done, total)
@@ -387,32 +394,49 @@ def build_corpus(
 PARALLEL_BYTES = 4 << 20  # below this much text, starting a worker costs more than it saves
 PARALLEL_FILE_BYTES = 64 << 20  # a file read apart whole is held whole (not spilled to disk) until merged
 PIECE_BYTES = 16 << 20  # a larger pretokenized file is read in pieces of about this many bytes
+PROSE_PIECE_BYTES = 1 << 20  # and a larger prose file in pieces of about this many (it reads 5x slower)
+
+
+@dataclass
+class Piece:
+    """A file, or a range of its lines, read apart: its words in order of first appearance,
+    its id stream over them, its number of sentences, and the prose tokenizer's state at its
+    end (None for a whole file or pretokenized text). Ids are the piece's own: merging pieces
+    in order (``CorpusBuilder.add_document``) gives the ids of reading them in turn."""
+
+    words: list[str]
+    ids: array
+    sentences: int
+    state: tuple | None = None
 
 
 def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool):
-    """(file index, share of its size, piece) in order: a piece is what ``read_document``
-    gives for a file or for a range of whole lines of a large pretokenized one (its lines are
-    independent sentences), or None for a file to read in this process. Tokenizing is most of
-    a training's reading time, so with enough text the pieces are read on both cores."""
+    """(file index, share of its size, job, piece) in order: a piece is what ``_read_piece``
+    gives for a file or for a range of whole lines of a large one, or None for a file to read in
+    this process. A pretokenized file's lines are independent sentences; a prose file is cut
+    after blank lines, each range read as a document's start, which the caller checks against
+    where the range before it left the tokenizer. Tokenizing is most of a training's reading
+    time, so with enough text the pieces are read on both cores."""
+    piece_bytes = PIECE_BYTES if pretokenized else PROSE_PIECE_BYTES
     jobs = []
     for i, (path, size) in enumerate(zip(files, sizes)):
-        ranges, encoding = _line_ranges(path, size) if pretokenized and size > PIECE_BYTES else (None, None)
+        ranges, encoding = _line_ranges(path, size, piece_bytes, not pretokenized) if size > piece_bytes else (None, None)
         if ranges is None and size > PARALLEL_FILE_BYTES:
             jobs = None  # a file read whole must not be held whole
             break
         jobs += [(i, end - start, path, encoding, start, end) for start, end in ranges] if ranges else [(i, size, path, None, 0, None)]
     if jobs is None or sum(sizes) < PARALLEL_BYTES or len(jobs) < 2 or not two_cores():
         for i, size in enumerate(sizes):
-            yield i, size, None
+            yield i, size, None, None
         return
-    pieces = ordered_map(_read_piece, [job[2:] for job in jobs], pretokenized)
-    yield from ((i, share, piece) for (i, share, *_), piece in zip(jobs, pieces))
+    pieces = ordered_map(_read_piece, [job[2:] for job in jobs], pretokenized, ahead=2 if pretokenized else 16)
+    yield from ((i, share, tuple(job), piece) for (i, share, *job), piece in zip(jobs, pieces))
 
 
-def _line_ranges(path: Path, size: int) -> tuple[list[tuple[int, int]] | None, str | None]:
-    """Byte ranges of about PIECE_BYTES that end at a line's end, and the file's encoding; no
-    ranges for a file whose encoding cannot be cut at a newline byte (UTF-16, UTF-32) or that
-    cannot be read."""
+def _line_ranges(path: Path, size: int, piece_bytes: int, after_blank_line: bool) -> tuple[list[tuple[int, int]] | None, str | None]:
+    """Byte ranges of about ``piece_bytes`` that end at a line's end (``after_blank_line``: at
+    the end of a blank line, or the file's), and the file's encoding; no ranges for a file whose
+    encoding cannot be cut at a newline byte (UTF-16, UTF-32) or that cannot be read."""
     try:
         with open(path, "rb") as f:
             encoding = detect_encoding(f.read(SNIFF_BYTES))
@@ -420,9 +444,13 @@ def _line_ranges(path: Path, size: int) -> tuple[list[tuple[int, int]] | None, s
                 return None, None
             ranges, start = [], 0
             while start < size:
-                f.seek(min(start + PIECE_BYTES, size))
-                tail = f.readline() if start + PIECE_BYTES < size else b""
-                end = min(start + PIECE_BYTES, size) + len(tail)
+                f.seek(min(start + piece_bytes, size))
+                end = f.tell() + len(f.readline())  # the rest of the line it lands in
+                while after_blank_line and end < size:
+                    line = f.readline()  # (a line blank in bytes is blank to the tokenizer too)
+                    end += len(line)
+                    if not line.strip():
+                        break
                 ranges.append((start, end))
                 start = end
             return ranges, encoding
@@ -430,7 +458,9 @@ def _line_ranges(path: Path, size: int) -> tuple[list[tuple[int, int]] | None, s
         return None, None
 
 
-def _read_piece(pretokenized: bool, job: tuple[Path, str | None, int, int | None]):
+def _read_piece(pretokenized: bool, job: tuple[Path, str | None, int, int | None], state: tuple = ProseTokenizer.PLAIN):
+    """A job of ``_read_pieces``: a whole file (``end`` None) or its bytes from ``start`` to
+    ``end``, prose read from the tokenizer ``state``."""
     path, encoding, start, end = job
     if end is None:
         return read_document(path, pretokenized)
@@ -442,20 +472,16 @@ def _read_piece(pretokenized: bool, job: tuple[Path, str | None, int, int | None
         return Skipped(str(path), f"read error: {exc.strerror or exc}")
     text = data.decode(encoding if start == 0 else encoding.replace("-sig", ""), errors="replace")
     local = CorpusBuilder(pretokenized, spill=False)
-    return _read_apart(local, local.add_lines(split_lines(text)))
+    tokenizer = None if pretokenized else ProseTokenizer(state)
+    sentences = local.add_lines(split_lines(text), tokenizer)
+    return Piece(local.vocab.tokens, local.ids.buffer, sentences, tokenizer and tokenizer.state)
 
 
-def read_document(path: Path, pretokenized: bool):
-    """One file as (its words in order of first appearance, its id stream over them, its
-    number of sentences), or Skipped with the reason. Ids are the document's own: merging
-    documents in order (``CorpusBuilder.add_document``) gives the ids of reading them in turn."""
+def read_document(path: Path, pretokenized: bool) -> Piece | Skipped:
+    """One whole file read apart (see ``Piece``), or Skipped with the reason."""
     local = CorpusBuilder(pretokenized, spill=False)
-    return _read_apart(local, _read_into(local, path))
-
-
-def _read_apart(local: "CorpusBuilder", sentences: int | Skipped):
-    """What a document read into a builder of its own hands on to be merged."""
-    return sentences if isinstance(sentences, Skipped) else (local.vocab.tokens, local.ids.buffer, sentences)
+    sentences = _read_into(local, path)
+    return sentences if isinstance(sentences, Skipped) else Piece(local.vocab.tokens, local.ids.buffer, sentences)
 
 
 def _read_into(builder: "CorpusBuilder", path: Path):

@@ -113,6 +113,12 @@ class ProseTokenizer:
         """What the next line's reading depends on: lets blocks be tokenized one at a time."""
         return (self._in_fence, self._literal_indent, self._expect_literal, self._paragraph_indent)
 
+    @staticmethod
+    def reads_as_plain(state: tuple) -> bool:
+        """Whether text after a blank line, reached in ``state``, reads as a document's start:
+        outside fences and literal blocks, the paragraph indent is set again before it is read."""
+        return state[:3] == ProseTokenizer.PLAIN[:3]
+
     def feed(self, line: str, offset: int) -> Iterator[list[Token]]:
         body = line.rstrip("\r\n")
         # Most lines of prose start with a letter not followed by "." or ")": no line markup
@@ -238,15 +244,16 @@ _SPACES = re.compile(r"[^ \t]+")
 _LINES = re.compile(r"[^\n]*\n|[^\n]+")
 
 
-def iter_sentences(lines: Iterable[str], pretokenized: bool = False, offset: int = 0) -> Iterator[list[Token]]:
-    """Sentences of ``lines`` (each with its line ending), offsets counted from ``offset``."""
+def iter_sentences(lines: Iterable[str], pretokenized: bool = False, offset: int = 0, tokenizer: ProseTokenizer | None = None) -> Iterator[list[Token]]:
+    """Sentences of ``lines`` (each with its line ending), offsets counted from ``offset``;
+    prose read by ``tokenizer`` when given (its ``state`` afterwards: where the text left off)."""
     if pretokenized:
         for line in lines:
             body = line.rstrip("\r\n")
             yield [Token(m.group(), offset + m.start(), offset + m.end()) for m in _SPACES.finditer(body)]
             offset += len(line)
         return
-    tok = ProseTokenizer()
+    tok = tokenizer or ProseTokenizer()
     for line in lines:
         yield from tok.feed(line, offset)
         offset += len(line)
@@ -289,13 +296,13 @@ def tokenize_block_steps(text: str, offset: int, state: tuple, pause_every: int 
     return sentences, tok.state
 
 
-def iter_words(lines: Iterable[str], pretokenized: bool = False) -> Iterator[list[str]]:
+def iter_words(lines: Iterable[str], pretokenized: bool = False, tokenizer: ProseTokenizer | None = None) -> Iterator[list[str]]:
     """Sentences as lists of token strings: the training fast path, no offsets kept."""
     if pretokenized:
         for line in lines:
             yield line.rstrip("\r\n").replace("\t", " ").split()
         return
-    for sentence in iter_sentences(lines):
+    for sentence in iter_sentences(lines, tokenizer=tokenizer):
         yield [t.text for t in sentence]
 
 

@@ -80,14 +80,14 @@ import engine.corpus as corpus
 
 pretokenized = sys.argv[2] == "pretokenized"
 at_once = corpus.build_corpus([sys.argv[1]], pretokenized=pretokenized)
-corpus.PARALLEL_BYTES, corpus.PIECE_BYTES = 0, int(sys.argv[3])
+corpus.PARALLEL_BYTES, corpus.PIECE_BYTES, corpus.PROSE_PIECE_BYTES = 0, int(sys.argv[3]), int(sys.argv[3])
 pieces = []
 real = corpus._read_pieces
 
 
 def spy(*args):
     for item in real(*args):
-        pieces.append(item[2] is not None)
+        pieces.append(item[3] is not None)
         yield item
 
 
@@ -132,3 +132,23 @@ def test_a_large_pretokenized_file_read_in_pieces_gives_the_corpus_of_reading_it
     (tmp_path / "small.txt").write_text("w1 w2 new words here\n")
     documents, _ = read_apart_equals_reading_in_turn(tmp_path, pretokenized=True, piece_bytes=1000, min_pieces=11)
     assert documents == 2
+
+
+def test_a_large_prose_file_read_in_pieces_gives_the_corpus_of_reading_it_whole(tmp_path):
+    # Cut after blank lines and read as a document's start on both cores; where a cut falls
+    # inside a code fence, a literal block or after a paragraph ending in "::", the piece is
+    # read again from where the one before it left the tokenizer.
+    paragraphs = []
+    for i in range(400):
+        kind = i % 7
+        if kind == 0:
+            paragraphs.append(f"```\ncode line {i} with words\n\nmore code {i}\n```")
+        elif kind == 1:
+            paragraphs.append(f"Example number {i} follows::\n\n    literal text {i}\n\n    still literal {i}")
+        elif kind == 2:
+            paragraphs.append(f"   Indented paragraph {i} of Dr. Smith. It ends here.\r\n   And goes on {i}.")
+        else:
+            paragraphs.append(f"Plain paragraph {i} about word{i % 13} and word{i % 29}. Another sentence here!")
+    (tmp_path / "notes.md").write_text("\n\n".join(paragraphs) + "\n \n\nThe end.\n", newline="")
+    documents, words = read_apart_equals_reading_in_turn(tmp_path, pretokenized=False, piece_bytes=500, min_pieces=30)
+    assert documents == 1 and "literal" not in words and "code" not in words

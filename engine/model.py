@@ -226,6 +226,17 @@ def options_to_dict(options) -> dict:
     return dataclasses.asdict(options)
 
 
+def sentence_pieces(ids: np.ndarray, size: int) -> list[np.ndarray]:
+    """``ids`` cut before sentence starts into pieces of about ``size`` tokens (a sentence
+    longer than that stays whole): n-gram contexts never reach back across a ``<s>``, so the
+    pieces score apart as they do together."""
+    starts = np.flatnonzero(ids == BOS_ID)
+    if len(starts) == 0:
+        return [ids]
+    cuts = np.unique(starts[np.minimum(np.searchsorted(starts, np.arange(0, len(ids), size)), len(starts) - 1)])
+    return np.split(ids, cuts[cuts > 0])
+
+
 def sentence_starts(ids: np.ndarray) -> np.ndarray:
     """For every position, the position of the ``<s>`` that opens its sentence (0 if none)."""
     positions = np.arange(len(ids))

@@ -17,8 +17,23 @@ def two_cores() -> bool:
     turn) and without torch (whose threads do not survive a fork)."""
     import multiprocessing  # (here: most commands never fork, and it costs every start-up 10 ms)
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores >= 2 and "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules
+    return cores() >= 2 and "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def map_on_two_threads(function: Callable, items: list) -> list:
+    """``[function(item) for item in items]``, the items shared by two threads where there are
+    two cores: for numpy work, which lets go of the interpreter in its sorts and searches."""
+    if len(items) < 2 or cores() < 2:
+        return [function(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2, thread_name_prefix="foretell-numpy") as pool:
+        return list(pool.map(function, items))
 
 
 def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead: int = 2) -> Iterator:

@@ -59,6 +59,17 @@ def test_per_sentence_log10_matches_kenlm_query(trained, ptb):
     assert np.abs(ours - np.array(reference)).max() < 1e-4
 
 
+def test_a_long_stream_scored_in_halves_on_two_threads_scores_as_its_sentences_apart(trained, ptb, monkeypatch):
+    from engine.scoring import encode
+    from plugins.ngram import model as ngram_model
+
+    order, model = trained
+    sentences = valid_sentences(ptb)
+    monkeypatch.setattr(ngram_model, "THREAD_PIECE", 1000)  # the 500 sentences: 11,871 ids
+    apart = np.concatenate([model.score_ids(encode(model, [s])) for s in sentences])
+    assert np.array_equal(model.score_ids(encode(model, sentences)), apart, equal_nan=True)
+
+
 def test_perplexity_matches_kenlm(trained, ptb):
     order, model = trained
     report = perplexity(model, valid_sentences(ptb))

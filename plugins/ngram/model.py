@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ForetellError, ModelFormatError
-from engine.model import LanguageModel, option
+from engine.model import LanguageModel, option, sentence_pieces
+from engine.parallel import map_on_two_threads
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
 from plugins.ngram import packed, prune
 from plugins.ngram.counts import accumulate, count_ngrams, from_tables, lookup
 from plugins.ngram.smoothing import fallback_note, kneser_ney, stupid_backoff
-from plugins.ngram.stats import backoff_token_stats
+from plugins.ngram.stats import backoff_token_stats, bigram_summary
 
 LN10 = math.log(10.0)
 # Positions ranked at once. Each distinct longer context brings its continuations once per piece
@@ -24,6 +25,9 @@ LN10 = math.log(10.0)
 # an 11M-n-gram model ranks 116,000 positions a second (8,192: 46,000) and holds about 60 MB
 # more while it does.
 STATS_CHUNK = 131072
+# Streams at least twice this long are scored in two pieces on two threads (the lookups are
+# numpy searches, which let go of the interpreter): an editor's small steps stay on one.
+THREAD_PIECE = 16384
 SMOOTHINGS = ("kneser-ney", "add-k", "stupid-backoff", "arpa")
 
 
@@ -285,6 +289,13 @@ class NgramModel(LanguageModel):
     # -- scoring primitives ----------------------------------------------------------------
     def score_ids(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) >= 2 * THREAD_PIECE:  # halves of whole sentences on both cores
+            halves = sentence_pieces(ids, (len(ids) + 1) // 2)
+            if len(halves) > 1:
+                return np.concatenate(map_on_two_threads(self._score_ids, halves))
+        return self._score_ids(ids)
+
+    def _score_ids(self, ids: np.ndarray) -> np.ndarray:
         n = len(ids)
         ending = self._ending_at(ids)
         out = np.full(n, np.nan)
@@ -335,13 +346,16 @@ class NgramModel(LanguageModel):
         ids = np.asarray(ids, dtype=np.int64)
         if self.logp is None or self.order < 2 or len(ids) == 0 or ids[0] != BOS_ID:
             return super().token_stats(ids)  # add-k, unigram models, streams not opening a sentence
-        if len(ids) > STATS_CHUNK:  # whole sentences a piece: the expansion below grows with them
-            starts = np.flatnonzero(ids == BOS_ID)
-            cuts = np.unique(starts[np.minimum(np.searchsorted(starts, np.arange(0, len(ids), STATS_CHUNK)), len(starts) - 1)])
-            if len(cuts) > 1:  # (one sentence longer than a piece is ranked whole)
-                pieces = [self.token_stats(piece) for piece in np.split(ids, cuts[1:])]
-                return tuple(np.concatenate(column) for column in zip(*pieces))
-        logprob = self.score_ids(ids)
+        if len(ids) >= 2 * THREAD_PIECE:  # whole sentences a piece: the expansion below grows with them
+            pieces = sentence_pieces(ids, min(STATS_CHUNK, (len(ids) + 1) // 2))
+            if len(pieces) > 1:  # (one sentence longer than a piece is ranked whole)
+                bigram_summary(self)  # made once, before the threads
+                stats = map_on_two_threads(self._token_stats, pieces)
+                return tuple(np.concatenate(column) for column in zip(*stats))
+        return self._token_stats(ids)
+
+    def _token_stats(self, ids: np.ndarray):
+        logprob = self._score_ids(ids)
         pos, rank, entropy = backoff_token_stats(self, ids, logprob / LN10)
         ranks, entropies = np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
         ranks[pos], entropies[pos] = rank, entropy

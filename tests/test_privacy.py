@@ -135,3 +135,19 @@ def test_redaction_blanks_overlapping_secrets_and_keeps_everything_else_in_place
     assert len(clean) == len(text) and clean.count("\n") == text.count("\n")
     assert "AKIA" not in clean and "ghp_" not in clean and "aB3" not in clean
     assert clean.startswith("db_password=") and " rest\n" in clean and clean.endswith("Through the night.\n")
+
+
+def test_every_credential_shape_is_blanked_where_it_stands_and_the_prose_around_it_kept():
+    # The shapes are matched only where a hint of theirs is: all that a search of the whole text finds.
+    from engine.secrets import _SHAPES, redact
+
+    shapes = ["AKIAIOSFODNN7EXAMPLE", "ASIAIOSFODNN7EXAMPLE", "ghp_" + "a1B2" * 9, "gho_" + "x" * 30, "xoxb-1234567890-abc",
+              "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "rk_test_" + "a" * 16, "sk-" + "Qw3rTy8uIoPaSdFgHjKlZx12",
+              "sk-ant-api03-" + "x" * 24, "AIza" + "Sy" * 16, "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.SflKxwRJSMeKKF2QT4"]
+    for shape in shapes:
+        text = f"{shape} at the start. The task-force used ({shape}), then left. Ask-me later: {shape}"
+        clean = redact(text)
+        spans = [m.span() for m in _SHAPES.finditer(text)]
+        assert len(spans) == 3 and all(clean[a:b].strip() == "" for a, b in spans), text
+        assert " at the start. The task-force used (" in clean and "), then left. Ask-me later: " in clean
+    assert redact("a lower-case corpus keeps xk9mq2vl7pr4tw8nz3by5cj6 and words") == "a lower-case corpus keeps xk9mq2vl7pr4tw8nz3by5cj6 and words"

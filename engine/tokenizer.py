@@ -150,17 +150,18 @@ class ProseTokenizer:
             return
         start = 0
         standalone = False
-        for pattern in () if plain else (_DIRECTIVE, _HEADING, _LIST_ITEM):
-            m = pattern.match(body)
-            if m:
-                yield from self.finish()
-                start = m.end()
-                standalone = pattern is _HEADING
-                break
-        else:
-            m = None if plain else _QUOTE.match(body)
-            if m:
-                start = m.end()
+        if not plain:
+            for pattern in (_DIRECTIVE, _HEADING, _LIST_ITEM):
+                m = pattern.match(body)
+                if m:
+                    yield from self.finish()
+                    start = m.end()
+                    standalone = pattern is _HEADING
+                    break
+            else:
+                m = _QUOTE.match(body)
+                if m:
+                    start = m.end()
         if not self._pending:
             self._paragraph_indent = indent
         if body.rstrip().endswith("::"):

@@ -26,7 +26,7 @@ class OrderCounts:
     keys: np.ndarray  # uint64, sorted; order 1: arange(V)
     counts: np.ndarray  # int64, raw occurrences
     suffix: np.ndarray | None  # int64 index in order k-1 of the n-gram without its first word
-    starts_bos: np.ndarray  # bool, the n-gram begins with <s>
+    starts_bos: np.ndarray | None  # bool, the n-gram begins with <s> (None with no suffixes: see _count_chunk)
 
 
 @dataclass
@@ -72,7 +72,7 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None
 def _counted_run(shared, job) -> "_Run":
     ids, order, vocab_size = shared
     folder, start, stop = job
-    run = _Run.write(folder, _count_chunk(np.asarray(ids[start:stop], dtype=np.int64), order, vocab_size))
+    run = _Run.write(folder, _count_chunk(np.asarray(ids[start:stop], dtype=np.int64), order, vocab_size, suffixes=False))
     release_freed_memory(ids)
     return run
 
@@ -322,8 +322,9 @@ def index_of(rows: np.ndarray, keys: list[np.ndarray], V: int) -> np.ndarray:
     return index
 
 
-def _count_chunk(ids: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
-    """``count_ngrams`` for ids that fit in memory at once."""
+def _count_chunk(ids: np.ndarray, order: int, vocab_size: int, suffixes: bool = True) -> NgramCounts:
+    """``count_ngrams`` for ids that fit in memory at once (without ``suffixes``: no suffixes or
+    <s> flags above order 1, which a run on disk does not keep; the merge finds them)."""
     n = len(ids)
     depth = np.arange(n) - sentence_starts(ids)  # 0 at <s>, 1 at the first word, ...
     V = np.uint64(vocab_size)
@@ -343,10 +344,12 @@ def _count_chunk(ids: np.ndarray, order: int, vocab_size: int) -> NgramCounts:
             continue
         keys = previous[pos - 1].astype(np.uint64) * V + ids[pos].astype(np.uint64)
         unique, inverse, counts = unique_inverse(keys)
-        suffix = np.empty(len(unique), dtype=np.int64)
-        suffix[inverse] = previous[pos]
-        bos = np.zeros(len(unique), dtype=bool)
-        bos[inverse] = depth[pos] == k - 1
+        suffix = bos = None
+        if suffixes:
+            suffix = np.empty(len(unique), dtype=np.int64)
+            suffix[inverse] = previous[pos]
+            bos = np.zeros(len(unique), dtype=bool)
+            bos[inverse] = depth[pos] == k - 1
         orders.append(OrderCounts(unique, counts.astype(np.int64), suffix, bos))
         current = np.full(n, -1, dtype=np.int64)
         current[pos] = inverse

@@ -11,21 +11,22 @@ import codecs
 import contextlib
 import glob
 import io
+import itertools
 import tempfile
 import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from engine.errors import ForetellError
 from engine.parallel import ordered_map, two_cores
 from engine.privacy import excluded_by
-from engine.secrets import redact_lines, secret_file
-from engine.tokenizer import ProseTokenizer, iter_words, split_lines
-from engine.vocab import BOS, BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, VocabularyBuilder
+from engine.secrets import redact, redact_lines, secret_file
+from engine.tokenizer import ProseTokenizer, iter_words, pretokenized_words, split_lines
+from engine.vocab import BOS, BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, VocabularyBuilder, sentences_of_lines
 
 PROSE_EXTENSIONS = {".txt", ".text", ".md", ".markdown", ".rst", ".tex", ".org", ".adoc", ".asciidoc"}
 BINARY_EXTENSIONS = {
@@ -209,6 +210,22 @@ def iter_lines(f: io.TextIOBase) -> Iterator[str]:
             yield last
 
 
+def _joined(lines: Iterable[str], batch: int = 2000) -> Iterator[str]:
+    """Whole lines joined a few thousand at a time."""
+    lines = iter(lines)
+    while block := "".join(itertools.islice(lines, batch)):
+        yield block
+
+
+def _blocks_of(text: str, size: int = READ_CHUNK) -> Iterator[str]:
+    """``text`` in pieces of about ``size`` characters that end at a line's end (or the text's)."""
+    start = 0
+    while start < len(text):
+        stop = text.find("\n", start + size) + 1 or len(text)
+        yield text[start:stop]
+        start = stop
+
+
 def iter_line_blocks(f: io.TextIOBase, size: int | None = None) -> Iterator[str]:
     """The text in pieces of about ``size`` characters that end at a line's end (or the
     text's): whole lines in bulk, for readers that split them at C speed."""
@@ -293,20 +310,39 @@ class CorpusBuilder:
     def add_lines(self, lines, tokenizer: ProseTokenizer | None = None) -> int:
         """Add one document's lines (prose read by ``tokenizer`` when given); returns how many
         sentences it held."""
+        if self.pretokenized:
+            return self.add_pretokenized(_joined(lines))
         added = 0
-        for words in iter_words(redact_lines(lines), self.pretokenized, tokenizer):  # secrets are never learned
+        for words in iter_words(redact_lines(lines), tokenizer):  # secrets are never learned
             if BOS in words or EOS in words:  # structure markers are ours, not the text's
                 words = [w for w in words if w not in (BOS, EOS)]
-            if not words and not self.pretokenized:
+            if words:
+                self.ids.append(BOS_ID)
+                self.ids.extend(self.vocab.add(words))
+                self.ids.append(EOS_ID)
+                added += 1
+        return self._counted(added)
+
+    def add_pretokenized(self, blocks: Iterable[str]) -> int:
+        """Add one document of pretokenized text given as blocks of whole lines (every line a
+        sentence, empty ones too); returns how many it held. Split, looked up and framed with
+        ``<s>``/``</s>`` a block at a time: 3-4 times faster than line by line."""
+        added = 0
+        for block in blocks:
+            if not block:
                 continue
-            self.ids.append(BOS_ID)
-            self.ids.extend(self.vocab.add(words))
-            self.ids.append(EOS_ID)
-            added += 1
-        if added:
+            ids = self.vocab.add_array(pretokenized_words(redact(block)))  # secrets are never learned
+            markers = (ids == BOS_ID) | (ids == EOS_ID)  # structure markers are ours, not the text's
+            ids, ends = sentences_of_lines(ids[~markers] if markers.any() else ids)
+            self.ids.extend(ids)
+            added += len(ends)
+        return self._counted(added)
+
+    def _counted(self, sentences: int) -> int:
+        if sentences:
             self.documents += 1
-            self.sentences += added
-        return added
+            self.sentences += sentences
+        return sentences
 
     def finish(self, min_count: int = 1, max_vocab: int | None = None, **summary) -> Corpus:
         raw = self.ids.finish()
@@ -473,7 +509,7 @@ def _read_piece(pretokenized: bool, job: tuple[Path, str | None, int, int | None
     text = data.decode(encoding if start == 0 else encoding.replace("-sig", ""), errors="replace")
     local = CorpusBuilder(pretokenized, spill=False)
     tokenizer = None if pretokenized else ProseTokenizer(state)
-    sentences = local.add_lines(split_lines(text), tokenizer)
+    sentences = local.add_pretokenized(_blocks_of(text)) if pretokenized else local.add_lines(split_lines(text), tokenizer)
     return Piece(local.vocab.tokens, local.ids.buffer, sentences, tokenizer and tokenizer.state)
 
 
@@ -489,7 +525,7 @@ def _read_into(builder: "CorpusBuilder", path: Path):
     try:
         f, _ = open_text(path)
         with f:
-            return builder.add_lines(iter_lines(f))
+            return builder.add_pretokenized(iter_line_blocks(f)) if builder.pretokenized else builder.add_lines(iter_lines(f))
     except NotText as exc:
         return Skipped(str(path), str(exc))
     except OSError as exc:

@@ -13,8 +13,8 @@ import numpy as np
 
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
-from engine.tokenizer import Token, iter_sentences, split_lines
-from engine.vocab import BOS_ID, EOS, EOS_ID, NEWLINE, UNK_ID, Vocabulary
+from engine.tokenizer import Token, pretokenized_words
+from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, sentences_of_lines
 
 BATCH_TOKENS = 100_000  # tokens scored at once: memory follows this, not the text
 
@@ -81,18 +81,8 @@ def encode_lines(vocab: Vocabulary, block: str) -> tuple[np.ndarray, np.ndarray]
     """Whole lines of pretokenized text (one sentence a line, tokens between runs of spaces or
     tabs, as KenLM reads them) as the id stream ``encode`` gives, and where each sentence ends
     in it; split and looked up in bulk, with no token objects (the perplexity fast path)."""
-    if "\r" in block:  # a line may end in \r\n: the line-by-line reader strips exactly that
-        sentences = list(iter_sentences(split_lines(block), pretokenized=True))
-        ids = encode_words(vocab, ([t.text for t in sentence] for sentence in sentences))
-        return ids, np.cumsum([len(sentence) + 2 for sentence in sentences], dtype=np.int64)
-    if not block.endswith("\n"):
-        block += "\n"
-    words = list(filter(None, block.replace("\t", " ").replace("\n", " \n ").split(" ")))
-    ids = np.fromiter(map(vocab.line_ids.get, words, repeat(UNK_ID)), dtype=np.int64, count=len(words))
-    line_ends = np.flatnonzero(ids == NEWLINE)
-    ids[line_ends] = EOS_ID
-    ids = np.insert(ids, np.concatenate(([0], line_ends[:-1] + 1)), BOS_ID)
-    return ids, line_ends + np.arange(2, len(line_ends) + 2)
+    words = pretokenized_words(block)
+    return sentences_of_lines(np.fromiter(map(vocab.line_ids.get, words, repeat(UNK_ID)), dtype=np.int64, count=len(words)))
 
 
 def encode_words(vocab: Vocabulary, sentences: Iterable[list[str]]) -> np.ndarray:

@@ -22,6 +22,8 @@ import fnmatch
 import re
 from pathlib import Path
 
+import numpy as np
+
 SECRET_FILES = ("*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.gpg", "*.asc", "id_rsa*", "id_dsa*",
                 "id_ecdsa*", "id_ed25519*", "*.env", ".env*", "*.netrc", ".pgpass", "credentials", "credentials.*")
 # Names that say the value after them is a secret (matched in lower case), then the value.
@@ -37,7 +39,10 @@ _SHAPES = re.compile(
     r"|AIza[0-9A-Za-z_-]{30,}"                  # Google API keys
     r"|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})"  # JWTs
 )
-_LONG_RUN = re.compile(r"[A-Za-z0-9+/=_-]{20,}")  # candidates for a random string (checked below)
+# Candidates for a random string (checked below): runs of at least _LONG_RUN of these.
+_RUN_BYTES = np.zeros(256, dtype=bool)
+_RUN_BYTES[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")] = True
+_LONG_RUN = 20
 # Substrings every shape above contains, exact enough that prose rarely has one ("gh" alone
 # is in "through": searching every batch for the shapes cost training 10 %).
 _SHAPE_HINTS = ("AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xoxa-", "xoxb-", "xoxp-", "xoxr-", "xoxs-", "k_live_", "k_test_",
@@ -98,7 +103,25 @@ def _random_runs(text: str) -> list[tuple[int, int]]:
     without capitals (lower-cased corpora) or without digits, which C finds at once."""
     if text.islower() or not any(digit in text for digit in "0123456789"):
         return []
-    return [m.span() for m in _LONG_RUN.finditer(text) if _mixed(m.group())]
+    return [(start, end) for start, end in _long_runs(text) if _mixed(text[start:end])]
+
+
+def _long_runs(text: str) -> list[tuple[int, int]]:
+    """Spans of the runs of ``_RUN_BYTES`` at least ``_LONG_RUN`` long, found by numpy over the
+    text's UTF-8 bytes (5 times faster than a pattern, which tries every position of every
+    word): the characters of a run are ASCII, so a run's offsets in characters are its offsets
+    in bytes less the continuation bytes before it."""
+    data = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    inside = _RUN_BYTES[data]
+    edges = np.flatnonzero(inside[1:] != inside[:-1]) + 1  # where runs start and end, in turn
+    edges = np.concatenate(([0] if len(inside) and inside[0] else [], edges, [len(inside)] if len(inside) and inside[-1] else [])).astype(np.int64)
+    starts, ends = edges[0::2], edges[1::2]
+    long = ends - starts >= _LONG_RUN
+    starts, ends = starts[long], ends[long]
+    if len(starts) and not text.isascii():
+        continuation = np.flatnonzero((data & 0xC0) == 0x80)
+        starts, ends = starts - np.searchsorted(continuation, starts), ends - np.searchsorted(continuation, ends)
+    return list(zip(starts.tolist(), ends.tolist()))
 
 
 def _shapes(text: str) -> list[tuple[int, int]]:

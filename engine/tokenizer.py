@@ -299,14 +299,25 @@ def tokenize_block_steps(text: str, offset: int, state: tuple, pause_every: int 
     return sentences, tok.state
 
 
-def iter_words(lines: Iterable[str], pretokenized: bool = False, tokenizer: ProseTokenizer | None = None) -> Iterator[list[str]]:
-    """Sentences as lists of token strings: the training fast path, no offsets kept."""
-    if pretokenized:
-        for line in lines:
-            yield line.rstrip("\r\n").replace("\t", " ").split()
-        return
+def iter_words(lines: Iterable[str], tokenizer: ProseTokenizer | None = None) -> Iterator[list[str]]:
+    """Sentences of prose as lists of token strings: the training path, no offsets kept."""
     for sentence in iter_sentences(lines, tokenizer=tokenizer):
         yield [t.text for t in sentence]
+
+
+def pretokenized_words(block: str) -> list[str]:
+    """The tokens of whole lines of pretokenized text, each line's end a "\\n" token: tokens lie
+    between runs of spaces or tabs, as KenLM reads them and as ``iter_sentences`` does line by
+    line, but split in bulk (no token objects): training and scoring read text alike."""
+    if "\r" in block:  # a line may end in \r\n: the line-by-line reader strips exactly that
+        words: list[str] = []
+        for sentence in iter_sentences(split_lines(block), pretokenized=True):
+            words += [t.text for t in sentence]
+            words.append("\n")
+        return words
+    if not block.endswith("\n"):
+        block += "\n"
+    return list(filter(None, block.replace("\t", " ").replace("\n", " \n ").split(" ")))
 
 
 def split_lines(text: str) -> list[str]:

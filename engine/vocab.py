@@ -68,6 +68,14 @@ class Vocabulary:
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens") from None
 
 
+def sentences_of_lines(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of whole lines, NEWLINE at each line's end, as the sentences of the lines: ``<s>``
+    before each, ``</s>`` for its end; and where each sentence ends (one past its ``</s>``)."""
+    line_ends = np.flatnonzero(ids == NEWLINE)
+    ids = np.insert(np.where(ids == NEWLINE, EOS_ID, ids), np.concatenate(([0], line_ends[:-1] + 1)).astype(np.intp), BOS_ID)
+    return ids, line_ends + np.arange(2, len(line_ends) + 2)
+
+
 def _all_strings(items: list) -> bool:
     """Whether every item is a string (``str.join`` checks them in C: a 90,000-word vocabulary
     is read at every start)."""
@@ -79,25 +87,38 @@ def _all_strings(items: list) -> bool:
 
 
 class VocabularyBuilder:
-    """Assigns ids by first appearance while a corpus streams past, then prunes on request."""
+    """Assigns ids by first appearance while a corpus streams past, then prunes on request.
+    A line's end ("\\n", which no token holds) is looked up as NEWLINE, as in ``line_ids``."""
 
     def __init__(self, tokens: list[str] | None = None):
         """``tokens``: ids already given (specials first), to extend rather than start afresh."""
         self.tokens: list[str] = list(tokens or SPECIALS)
-        self.ids: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
+        self.ids: dict[str, int] = {t: i for i, t in enumerate(self.tokens)} | {"\n": NEWLINE}
 
-    def add(self, tokens) -> list[int]:
-        ids = self.ids
-        out = list(map(ids.get, tokens))  # in bulk: after the first pages most words are known
+    def add(self, tokens: list[str]) -> list[int]:
+        """The ids of ``tokens``, new ones given the next ids."""
+        out = list(map(self.ids.get, tokens))  # in bulk: after the first pages most words are known
         if None in out:
             for j, t in enumerate(tokens):
                 if out[j] is None:
-                    i = ids.get(t)
-                    if i is None:
-                        i = ids[t] = len(self.tokens)
-                        self.tokens.append(t)
-                    out[j] = i
+                    out[j] = self._new(t)
         return out
+
+    def add_array(self, tokens: list[str]) -> np.ndarray:
+        """``add`` as an int32 array, for long lists: the new words are found by numpy (the
+        None of an unknown word reads as NaN), not by a loop over every token."""
+        ids = np.array(list(map(self.ids.get, tokens)), dtype=np.float64)
+        for j in np.flatnonzero(np.isnan(ids)).tolist():
+            ids[j] = self._new(tokens[j])
+        return ids.astype(np.int32)
+
+    def _new(self, token: str) -> int:
+        """The id of ``token``, given the next one if it has none yet."""
+        i = self.ids.get(token)
+        if i is None:
+            i = self.ids[token] = len(self.tokens)
+            self.tokens.append(token)
+        return i
 
     def finish(self, counts: np.ndarray, min_count: int = 1, max_size: int | None = None):
         """The final vocabulary, and the old-id -> new-id map when words were pruned (to

@@ -74,6 +74,19 @@ def test_structure_tokens_in_the_text_are_not_structure(tmp_path):
     assert np.count_nonzero(corpus.ids == BOS_ID) == 1
 
 
+def test_pretokenized_training_splits_lines_as_scoring_and_kenlm_do(tmp_path):
+    # Tokens lie between spaces or tabs only: a no-break space or a form feed stays inside a
+    # token for training as for `score` and `perplexity`; a line's \r\n ending is no token.
+    from engine.scoring import encode_lines
+
+    text = "caf\u00e9\u00a0bar  baz\tqux \f\r\n\n  \nlast line"
+    (tmp_path / "t.txt").write_bytes(text.encode("utf-8"))
+    corpus = build_corpus([str(tmp_path / "t.txt")], pretokenized=True)
+    assert corpus.vocab.tokens[3:] == ["caf\u00e9\u00a0bar", "baz", "qux", "\f", "last", "line"]
+    ids, ends = encode_lines(corpus.vocab, text)
+    assert ids.tolist() == corpus.ids.tolist() and corpus.summary["sentences"] == len(ends) == 4
+
+
 READ_APART = """
 import sys
 import engine.corpus as corpus

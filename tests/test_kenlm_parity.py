@@ -171,6 +171,25 @@ def test_lmplz_tie_break_quirk_uses_raw_count_of_the_last_ngrams_suffixes():
     assert unigram_stats[2] == plain[2] + 1 and unigram_stats[0] == plain[0] - 1
 
 
+def test_unique_inverse_is_numpys_unique_whether_or_not_keys_pack_with_their_positions():
+    # Small keys are sorted packed with their positions (one np.sort); keys too large for that,
+    # or negative, take argsort: the answers must be np.unique's either way, first indices too.
+    from plugins.ngram.counts import sorted_search, unique_inverse
+
+    rng = np.random.default_rng(7)
+    for dtype, high in ((np.uint64, 50), (np.uint64, 1 << 40), (np.uint64, 1 << 63), (np.int64, 1 << 20)):
+        for n in (0, 1, 2, 1000):
+            values = rng.integers(0, high, n, dtype=np.uint64).astype(dtype)
+            unique, first, inverse, counts = unique_inverse(values, first=True)
+            expected = np.unique(values, return_index=True, return_inverse=True, return_counts=True)
+            for got, want in zip((unique, first, inverse, counts), expected):
+                assert np.array_equal(got, want) and unique.dtype == values.dtype
+            table = np.unique(values)
+            assert np.array_equal(sorted_search(table, values), np.searchsorted(table, values))
+    signed = np.array([-3, 5, -3, 0])
+    assert np.array_equal(unique_inverse(signed)[1], [0, 2, 0, 1])
+
+
 def test_counts_merged_from_runs_on_disk_equal_counting_at_once(ptb, tmp_path):
     """A long text is counted a chunk at a time, the chunks' runs spilled to disk and merged a
     block at a time: every table, the last N-gram and its suffixes come out as counted at once

@@ -151,3 +151,22 @@ def test_every_credential_shape_is_blanked_where_it_stands_and_the_prose_around_
         assert len(spans) == 3 and all(clean[a:b].strip() == "" for a, b in spans), text
         assert " at the start. The task-force used (" in clean and "), then left. Ask-me later: " in clean
     assert redact("a lower-case corpus keeps xk9mq2vl7pr4tw8nz3by5cj6 and words") == "a lower-case corpus keeps xk9mq2vl7pr4tw8nz3by5cj6 and words"
+
+
+def test_long_random_runs_are_found_at_their_character_offsets_in_any_script():
+    # Runs are found over the UTF-8 bytes: their offsets in characters must be those a pattern
+    # over the characters gives, whatever multi-byte characters stand before them.
+    import random
+    import re
+
+    from engine.secrets import _long_runs, redact
+
+    pattern = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
+    rng = random.Random(3)
+    pieces = ["aB3", "x", "9", "+/=", "_-", " ", "\n", ".", "é", "漢字", "\U0001F600", "\ud800"]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        assert _long_runs(text) == [m.span() for m in pattern.finditer(text)], ascii(text)
+    secret = "Zq7" * 8
+    clean = redact(f"漢字 café {secret}, then prose")
+    assert clean == f"漢字 café {' ' * len(secret)}, then prose"

@@ -55,6 +55,31 @@ def test_linear_schedule_decays_the_learning_rate_to_zero_over_the_budget():
     assert 0.55 < rates[0] < 0.7 and 0.25 < rates[1] < 0.35 and rates[2] < 0.05
 
 
+def test_averaging_keeps_the_mean_of_the_weights_of_the_last_share_of_training():
+    import torch
+
+    from plugins.neural.training import RunningMean
+
+    net, mean = torch.nn.Linear(2, 1), RunningMean()
+    with mean.in_place(net):  # nothing averaged yet: the weights as they are
+        assert net.weight.detach().clone().tolist() == net.weight.tolist()
+    for value in (1.0, 2.0, 6.0):
+        torch.nn.init.constant_(net.weight, value)
+        mean.add(net)
+    with mean.in_place(net):
+        assert net.weight.tolist() == [[3.0, 3.0]]
+    assert net.weight.tolist() == [[6.0, 6.0]]  # training goes on from its own weights
+    # In training, validation scores the mean, and the model kept is the mean that scored best.
+    corpus = corpus_from_text(SMALL_TEXT * 3)
+    cls, options = rnn(epochs="6", patience="10", average="0.5", anneal_below="0")
+    model = cls.fit(corpus, options)
+    cls, plain = rnn(epochs="6", patience="10", anneal_below="0")
+    averaged, last = [m["valid_loss"] for m in model.metrics], [m["valid_loss"] for m in cls.fit(corpus, plain).metrics]
+    assert averaged[:3] == last[:3] and averaged[5] != last[5]  # (averaging starts halfway)
+    with pytest.raises(ForetellError, match="average must be"):
+        cls.fit(corpus, rnn(average="2")[1])
+
+
 def test_a_time_budget_given_alone_is_the_budget_used():
     """`-O max_minutes=M` without `epochs` trains until the minutes are spent (not ten epochs
     and stop), with the linear schedule decayed over those minutes; without either, ten epochs."""

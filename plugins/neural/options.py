@@ -24,6 +24,7 @@ class TrainOptions:
     anneal_below: float = option(1.0, "anneal when validation perplexity improves by less than this many percent")
     anneal_by: float = option(4.0, "what the learning rate is divided by when it anneals")
     schedule: str = option("plateau", "plateau, or linear: also decay the rate to 0 over the budget (minutes or epochs, whichever ends first)")
+    average: float = option(0.0, "validate and keep the mean of the weights over this last share of the budget (Polyak averaging; 0: off)")
     valid: str | None = option(None, "validation text file (default: every 20th sentence of the training text)")
     seed: int = option(0, "random seed: the same seed and text give the same model")
     device: str = option("auto", "auto, cpu or cuda")
@@ -65,6 +66,8 @@ class TrainOptions:
             raise ValueError(f"anneal-below must be 0 or more, not {self.anneal_below}")
         if not self.anneal_by >= 1:
             raise ValueError(f"anneal-by must be 1 or more, not {self.anneal_by}")
+        if not 0 <= self.average <= 1:
+            raise ValueError(f"average must be a share between 0 and 1, not {self.average}")
         if self.schedule not in ("plateau", "linear"):
             raise ValueError(f"schedule must be plateau or linear, not {self.schedule!r}")
         if self.softmax not in ("full", "adaptive"):

@@ -9,6 +9,7 @@ loss of a batch. Everything else lives here once.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -111,6 +112,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
         metrics = json.loads((workdir / "metrics.json").read_text()) if (workdir / "metrics.json").exists() else []
         for group in optimizer.param_groups:
             group["lr"] = lr
+    mean = RunningMean()
     started = time.monotonic()
     deadline = started + 60 * options.max_minutes if options.max_minutes else None
     interrupted = False
@@ -140,6 +142,8 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                     for group in optimizer.param_groups:
                         group["lr"] = lr * max(0.0, 1 - done)
                 optimizer.step()
+                if options.average and share_done(epoch + seen / epoch_tokens) >= 1 - options.average:
+                    mean.add(net)
                 seen += n
                 loss_sum += float(loss.detach())
                 steps += 1
@@ -149,7 +153,8 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                     progress(f"epoch {epoch + 1} loss {mean:.3f} ppl {math.exp(min(mean, 50)):.1f} {rate:,.0f} tok/s", min(1.0, share_done(epoch + seen / epoch_tokens)))
                 if deadline and time.monotonic() > deadline:
                     break
-            valid = evaluate(task, net, valid_ids, options.batch_size, device)
+            with mean.in_place(net):  # (the weights as they are when nothing is averaged yet)
+                valid = evaluate(task, net, valid_ids, options.batch_size, device)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": loss_sum / max(seen, 1),
@@ -171,7 +176,8 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
             # not only on a loss: a tanh RNN can idle at a plateau for epochs at a high rate).
             gain = 100 * (1 - math.exp(valid - best_loss)) if math.isfinite(best_loss) else math.inf
             if valid < best_loss:
-                best_loss, best_state, stale = valid, copy.deepcopy(net.state_dict()), 0
+                with mean.in_place(net):
+                    best_loss, best_state, stale = valid, copy.deepcopy(net.state_dict()), 0
             else:
                 stale += 1
             if gain < options.anneal_below:
@@ -191,6 +197,42 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
     if checkpoint and checkpoint.exists():
         checkpoint.unlink()
     return (best_state or net.state_dict()), metrics
+
+
+class RunningMean:
+    """The mean of a network's weights over the steps ``add`` saw (Polyak and Juditsky 1992, as
+    AWD-LSTM's averaged SGD): at a learning rate high enough to keep moving, SGD's iterates
+    circle a minimum their mean lies closer to."""
+
+    def __init__(self):
+        self.mean: list[torch.Tensor] | None = None
+        self.steps = 0
+
+    def add(self, net: torch.nn.Module) -> None:
+        weights = [p.detach() for p in net.parameters()]
+        self.steps += 1
+        if self.mean is None:
+            self.mean = [w.clone() for w in weights]
+        else:
+            for m, w in zip(self.mean, weights):
+                m.lerp_(w, 1 / self.steps)
+
+    @contextlib.contextmanager
+    def in_place(self, net: torch.nn.Module):
+        """The mean in the network's weights for the block (the weights as they are with no mean yet)."""
+        if self.mean is None:
+            yield
+            return
+        own = [p.detach().clone() for p in net.parameters()]
+        with torch.no_grad():
+            for p, m in zip(net.parameters(), self.mean):
+                p.copy_(m)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, w in zip(net.parameters(), own):
+                    p.copy_(w)
 
 
 def _write_checkpoint(path: Path, net, optimizer, best, best_loss, epoch, lr, stale, metrics) -> None:

@@ -72,7 +72,7 @@ def test_averaging_keeps_the_mean_of_the_weights_of_the_last_share_of_training()
     # In training, validation scores the mean, and the model kept is the mean that scored best.
     corpus = corpus_from_text(SMALL_TEXT * 3)
     cls, options = rnn(epochs="6", patience="10", average="0.5", anneal_below="0")
-    model = cls.fit(corpus, options)
+    model = cls.fit(corpus, options, progress=lambda message, fraction: None)
     cls, plain = rnn(epochs="6", patience="10", anneal_below="0")
     averaged, last = [m["valid_loss"] for m in model.metrics], [m["valid_loss"] for m in cls.fit(corpus, plain).metrics]
     assert averaged[:3] == last[:3] and averaged[5] != last[5]  # (averaging starts halfway)

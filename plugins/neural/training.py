@@ -112,7 +112,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
         metrics = json.loads((workdir / "metrics.json").read_text()) if (workdir / "metrics.json").exists() else []
         for group in optimizer.param_groups:
             group["lr"] = lr
-    mean = RunningMean()
+    averaged = RunningMean()
     started = time.monotonic()
     deadline = started + 60 * options.max_minutes if options.max_minutes else None
     interrupted = False
@@ -143,7 +143,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                         group["lr"] = lr * max(0.0, 1 - done)
                 optimizer.step()
                 if options.average and share_done(epoch + seen / epoch_tokens) >= 1 - options.average:
-                    mean.add(net)
+                    averaged.add(net)
                 seen += n
                 loss_sum += float(loss.detach())
                 steps += 1
@@ -153,7 +153,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
                     progress(f"epoch {epoch + 1} loss {mean:.3f} ppl {math.exp(min(mean, 50)):.1f} {rate:,.0f} tok/s", min(1.0, share_done(epoch + seen / epoch_tokens)))
                 if deadline and time.monotonic() > deadline:
                     break
-            with mean.in_place(net):  # (the weights as they are when nothing is averaged yet)
+            with averaged.in_place(net):  # (the weights as they are when nothing is averaged yet)
                 valid = evaluate(task, net, valid_ids, options.batch_size, device)
             row = {
                 "epoch": epoch + 1,
@@ -176,7 +176,7 @@ def train(task: Task, train_ids: np.ndarray, valid_ids: np.ndarray, options, pro
             # not only on a loss: a tanh RNN can idle at a plateau for epochs at a high rate).
             gain = 100 * (1 - math.exp(valid - best_loss)) if math.isfinite(best_loss) else math.inf
             if valid < best_loss:
-                with mean.in_place(net):
+                with averaged.in_place(net):
                     best_loss, best_state, stale = valid, copy.deepcopy(net.state_dict()), 0
             else:
                 stale += 1

@@ -309,7 +309,9 @@ def pretokenized_words(block: str) -> list[str]:
     """The tokens of whole lines of pretokenized text, each line's end a "\\n" token: tokens lie
     between runs of spaces or tabs, as KenLM reads them and as ``iter_sentences`` does line by
     line, but split in bulk (no token objects): training and scoring read text alike."""
-    if "\r" in block:  # a line may end in \r\n: the line-by-line reader strips exactly that
+    if "\r" in block and block.count("\r") == block.count("\r\n"):  # Windows line ends only
+        block = block.replace("\r\n", "\n")
+    if "\r" in block:  # the line-by-line reader strips every \r before a line's end, keeps others
         words: list[str] = []
         for sentence in iter_sentences(split_lines(block), pretokenized=True):
             words += [t.text for t in sentence]

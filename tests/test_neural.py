@@ -76,6 +76,9 @@ def test_averaging_keeps_the_mean_of_the_weights_of_the_last_share_of_training()
     cls, plain = rnn(epochs="6", patience="10", anneal_below="0")
     averaged, last = [m["valid_loss"] for m in model.metrics], [m["valid_loss"] for m in cls.fit(corpus, plain).metrics]
     assert averaged[:3] == last[:3] and averaged[5] != last[5]  # (averaging starts halfway)
+    # Once averaging, the rate is no longer annealed (here it would be at every epoch's end).
+    cls, options = rnn(epochs="6", patience="10", average="0.5", anneal_below="100", schedule="plateau", lr="1")
+    assert [m["lr"] for m in cls.fit(corpus, options).metrics] == [1, 1, 0.25, 0.0625, 0.0625, 0.0625]
     with pytest.raises(ForetellError, match="average must be"):
         cls.fit(corpus, rnn(average="2")[1])
 

@@ -282,7 +282,9 @@ class IdStream:
         return np.memmap(self.file, dtype=np.int32, mode="r", shape=(self.spilled,))
 
 
-def chunks(ids: np.ndarray, size: int = IdStream.SPILL):
+def chunks(ids: np.ndarray, size: int | None = None):
+    """``ids`` a bounded slice at a time (``IdStream.SPILL`` ids unless told)."""
+    size = size or IdStream.SPILL
     for start in range(0, len(ids), size):
         yield np.asarray(ids[start : start + size])
 

@@ -217,8 +217,10 @@ def _joined(lines: Iterable[str], batch: int = 2000) -> Iterator[str]:
         yield block
 
 
-def _blocks_of(text: str, size: int = READ_CHUNK) -> Iterator[str]:
-    """``text`` in pieces of about ``size`` characters that end at a line's end (or the text's)."""
+def _blocks_of(text: str, size: int | None = None) -> Iterator[str]:
+    """``text`` in pieces of about ``size`` (``READ_CHUNK``) characters that end at a line's end
+    (or the text's)."""
+    size = size or READ_CHUNK
     start = 0
     while start < len(text):
         stop = text.find("\n", start + size) + 1 or len(text)

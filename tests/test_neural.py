@@ -73,9 +73,11 @@ def test_averaging_keeps_the_mean_of_the_weights_of_the_last_share_of_training()
     corpus = corpus_from_text(SMALL_TEXT * 3)
     cls, options = rnn(epochs="6", patience="10", average="0.5", anneal_below="0")
     model = cls.fit(corpus, options, progress=lambda message, fraction: None)
-    cls, plain = rnn(epochs="6", patience="10", anneal_below="0")
+    cls, plain = rnn(epochs="6", patience="10", anneal_below="0", average="0")
     averaged, last = [m["valid_loss"] for m in model.metrics], [m["valid_loss"] for m in cls.fit(corpus, plain).metrics]
     assert averaged[:3] == last[:3] and averaged[5] != last[5]  # (averaging starts halfway)
+    cls, default = rnn(epochs="6", patience="10", anneal_below="0")
+    assert [m["valid_loss"] for m in cls.fit(corpus, default).metrics] == averaged  # the Elman's default
     # Once averaging, the rate is no longer annealed (here it would be at every epoch's end).
     cls, options = rnn(epochs="6", patience="10", average="0.5", anneal_below="100", schedule="plateau", lr="1")
     assert [m["lr"] for m in cls.fit(corpus, options).metrics] == [1, 1, 0.25, 0.0625, 0.0625, 0.0625]

@@ -6,9 +6,10 @@ debugging; set it to an empty string to load none.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 import pluggy
@@ -25,8 +26,21 @@ _manager: pluggy.PluginManager | None = None
 class BackendInfo:
     name: str
     target: object  # the class, or "module:Class" imported on first use
-    distribution: str
-    version: str
+    plugin: object = field(repr=False)  # what registered it
+
+    @functools.cached_property
+    def origin(self) -> tuple[str, str]:
+        """(distribution, version) it came from: read from the installed metadata only when
+        asked (parsing every plugin's metadata cost each command's start-up 15-25 ms)."""
+        return _origin(get_plugin_manager(), self.plugin)
+
+    @property
+    def distribution(self) -> str:
+        return self.origin[0]
+
+    @property
+    def version(self) -> str:
+        return self.origin[1]
 
     @property
     def cls(self) -> type:
@@ -79,15 +93,14 @@ def backends() -> dict[str, BackendInfo]:
     pm = get_plugin_manager()
     found: dict[str, BackendInfo] = {}
     for impl in pm.hook.register_backends.get_hookimpls():
-        distribution, version = _origin(pm, impl.plugin)
 
-        def register(cls, target=None, _dist=distribution, _ver=version):
+        def register(cls, target=None, _plugin=impl.plugin):
             """``register(Class)``, or ``register("name", "module:Class")`` to defer the import
             (a backend whose module pulls in torch costs nothing until it is used)."""
             name = cls if isinstance(cls, str) else getattr(cls, "name", None)
             if not isinstance(name, str) or not name:
-                raise ForetellError(f"a backend class from {_dist} has no name attribute")
-            found.setdefault(name, BackendInfo(name, target if isinstance(cls, str) else cls, _dist, _ver))
+                raise ForetellError(f"a backend class from {_origin(pm, _plugin)[0]} has no name attribute")
+            found.setdefault(name, BackendInfo(name, target if isinstance(cls, str) else cls, _plugin))
 
         impl.function(register=register)
     return found

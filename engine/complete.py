@@ -33,7 +33,7 @@ class PrefixIndex:
 
     def __init__(self, vocab: Vocabulary):
         self._tokens = vocab.tokens
-        self.word_ids = np.array([i for i, t in enumerate(self._tokens) if t not in SPECIALS], dtype=np.int64)
+        self.word_ids = np.arange(len(SPECIALS), len(self._tokens), dtype=np.int64)  # (a Vocabulary holds the specials first, once)
 
     @functools.cached_property
     def _exact(self) -> tuple[list[str], np.ndarray]:

@@ -13,6 +13,7 @@ dictionary per language that a user's own vocabulary does not follow.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -71,14 +72,20 @@ UNIT = (
     f"|[{_class(_LEADING_VOWELS)}]"
 )
 
-_unspaced = re.compile(f"[{UNSPACED_CLASS}]").match
-_spaceless_neighbour = re.compile(f"[{UNSPACED_CLASS}{_range_class(_CJK_PUNCTUATION)}]").match
+_SPACELESS_NEIGHBOUR = UNSPACED_CLASS + _range_class(_CJK_PUNCTUATION)
 _leading = frozenset(_LEADING_VOWELS)
+
+
+@functools.cache
+def _matcher(chars: str):
+    """A compiled ``[chars]`` match, compiled on first use: these classes of thousands of
+    ranges took 5-10 ms each to compile at every process start, needed or not."""
+    return re.compile(f"[{chars}]").match
 
 
 def is_unspaced(token: str) -> bool:
     """Whether ``token`` is a unit of a script written without spaces."""
-    return _unspaced(token) is not None
+    return _matcher(UNSPACED_CLASS)(token) is not None
 
 
 def is_whole_unit(token: str) -> bool:
@@ -89,4 +96,5 @@ def is_whole_unit(token: str) -> bool:
 
 def joins_without_space(left: str, right: str) -> bool:
     """Whether two adjacent characters are written with no space between them."""
-    return _spaceless_neighbour(left) is not None or _spaceless_neighbour(right) is not None
+    spaceless = _matcher(_SPACELESS_NEIGHBOUR)
+    return spaceless(left) is not None or spaceless(right) is not None

@@ -29,7 +29,7 @@ class Vocabulary:
         if list(tokens[:3]) != list(SPECIALS):
             raise ModelFormatError("vocabulary must start with <unk>, <s>, </s>")
         self.tokens = list(tokens)
-        self.ids = {t: i for i, t in enumerate(self.tokens)}
+        self.ids = dict(zip(self.tokens, range(len(self.tokens))))  # (built in C: read at every start)
         if len(self.ids) != len(self.tokens):
             raise ModelFormatError("vocabulary has duplicate tokens")
 

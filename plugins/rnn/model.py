@@ -30,7 +30,8 @@ STATE_TOLERANCE = 1e-6
 # but the schedule: decayed linearly over the budget too, an LSTM reached 96.6 on PTB test in
 # 29 minutes where the plateau rule alone had given 107.5 in 38 (docs/benchmarks.md).
 # The Elman's weights are averaged over the last half of the budget (Polyak averaging): PTB test
-# 139.02 in 20 minutes on two cores (140.08 on one), where the last weights gave 140.83-141.13; untried on the gated cells, which keep their last weights.
+# 139.02 in 20 minutes on two cores (140.08 on one), where the last weights gave 140.83-141.13;
+# untried on the gated cells, which keep their last weights.
 CELL_DEFAULTS = {
     "elman": {"bptt": 20, "lr": 2.0, "clip": 0.5, "dropout": 0.0, "schedule": "linear", "average": 0.5},
     "gated": {"bptt": 35, "lr": 20.0, "clip": 0.25, "dropout": 0.2, "schedule": "linear", "average": 0.0},

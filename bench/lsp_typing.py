@@ -265,6 +265,7 @@ def main():
         home.mkdir(parents=True, exist_ok=True)
         ensure_model(home, args.backend, args.minutes, train, args.max_vocab)
         env = {**os.environ, "FORETELL_HOME": str(home), "PYTHONPATH": str(ROOT)}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's Python caches bytecode: the server starts as theirs does
         where = "middle" if args.backend == "rnn" else "end"
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; model: default ({args.backend}), server defaults; typing {args.keys} keys into a new paragraph at the {where}")
         if args.backend == "rnn":

@@ -93,6 +93,25 @@ def test_codes_past_their_table_and_unsorted_keys_are_refused(saved):
         store.load("kn")
 
 
+def test_every_key_is_checked_once_per_version_of_the_files(saved, monkeypatch):
+    """Loading maps the files: the check that reads every key and code runs on the first load of
+    the files as they are, not at every start; a file written since is checked again."""
+    store, _ = saved
+    checked = []
+    real = PackedKeys.problem
+    monkeypatch.setattr(PackedKeys, "problem", lambda self: checked.append(len(self)) or real(self))
+    first = scores(store.load("kn"))
+    assert len(checked) == 2  # orders 2 and 3
+    assert np.array_equal(scores(store.load("kn")), first, equal_nan=True) and len(checked) == 2
+    folder = store.path("kn")
+    low = np.load(folder / "keys3.low.npy")
+    np.save(folder / "keys3.low.npy", low[::-1].copy())  # the same size, written after the check
+    with pytest.raises(ModelFormatError, match="not sorted"):
+        store.load("kn")
+    np.save(folder / "keys3.low.npy", low)
+    assert np.array_equal(scores(store.load("kn")), first, equal_nan=True) and len(checked) == 6
+
+
 def test_the_8_bit_copy_stays_close_saves_and_refuses_to_learn(saved):
     store, model = saved
     small = model.quantized()

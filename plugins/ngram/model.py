@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.checked import passed_before, remember_passed
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel, option, sentence_pieces
 from engine.parallel import map_on_two_threads
@@ -211,17 +212,21 @@ class NgramModel(LanguageModel):
         keys, logp, backoff, counts = packed.load(folder, options.order, len(vocab))
         if len(logp[0]) != len(vocab) or len(backoff[0]) != len(vocab):
             raise ModelFormatError(f"{folder.name}: the arrays of order 1 disagree in length")
+        deep = not passed_before(folder)  # every key and code read: once per version of the files
         for k in range(options.order):
             lengths = {len(keys[k]), len(logp[k]), len(backoff[k])}
             problem = "the arrays disagree in length" if len(lengths) != 1 else None
             if problem is None and k:
-                problem = keys[k].problem() or _packed_values_problem(logp[k], backoff[k])
+                if deep:
+                    problem = keys[k].problem() or _packed_values_problem(logp[k], backoff[k])
                 if problem is None and len(keys[k]) and int(keys[k][len(keys[k]) - 1]) // len(vocab) >= len(keys[k - 1]):
                     problem = "a key names a context that does not exist"
             elif problem is None:
                 problem = _table_problem(0, keys[0], 1, len(vocab), logp[0], backoff[0])
             if problem:
                 raise ModelFormatError(f"{folder.name}: order {k + 1}: {problem}")
+        if deep:
+            remember_passed(folder)
         return cls(vocab, options, keys, logp, backoff, counts, facts)
 
     def quantized(self) -> "NgramModel":

@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.distribution import top_k
 from engine.model import LanguageModel
-from engine.scripts import is_whole_unit
+from engine.scripts import compile_classes, is_whole_unit
 from engine.tokenizer import Token, tokenize
 from engine.vocab import BOS_ID, EOS_ID, SPECIALS, UNK_ID, Vocabulary
 
@@ -48,9 +48,10 @@ class PrefixIndex:
         return [lowered[i] for i in folded], np.array(folded, dtype=np.int64)
 
     def warm(self) -> "PrefixIndex":
-        """Sort both views now (a language server does this before the first key, so no
-        completion pays for it)."""
+        """Sort both views now, and compile the script classes completion and detokenizing
+        use (a language server does this before the first key, so no completion pays for it)."""
         self._exact, self._folded
+        compile_classes()
         return self
 
     @functools.cached_property

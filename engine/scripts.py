@@ -83,6 +83,12 @@ def _matcher(chars: str):
     return re.compile(f"[{chars}]").match
 
 
+def compile_classes() -> None:
+    """Compile the classes now (a language server does this before the first key)."""
+    _matcher(UNSPACED_CLASS)
+    _matcher(_SPACELESS_NEIGHBOUR)
+
+
 def is_unspaced(token: str) -> bool:
     """Whether ``token`` is a unit of a script written without spaces."""
     return _matcher(UNSPACED_CLASS)(token) is not None

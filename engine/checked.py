@@ -10,6 +10,7 @@ or a copy changes them (the change time cannot be set back), and the check runs 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zlib
@@ -50,3 +51,9 @@ def remember_passed(folder: Path) -> None:
         write_atomic(record, json.dumps(_signature(folder)))
     except OSError:
         pass
+
+
+def forget(folder: Path) -> None:
+    """Drop ``folder``'s record (its model was removed)."""
+    with contextlib.suppress(OSError):
+        _record(folder).unlink()

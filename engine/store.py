@@ -21,6 +21,7 @@ from pathlib import Path
 from engine import __version__
 from engine.adaptation import AdaptationLayer
 from engine.capabilities import CombinesModels
+from engine.checked import forget as forget_checked
 from engine.errors import ForetellError, ModelFormatError
 from engine.files import locked, read_json, regular_file, write_atomic
 from engine.model import LanguageModel, options_from_strings, options_to_dict
@@ -241,6 +242,7 @@ class ModelStore:
             trash = self.models / f".old-{name}-{os.getpid()}-{time.monotonic_ns()}"
             os.rename(folder, trash)
             shutil.rmtree(trash, ignore_errors=True)
+        forget_checked(folder)
         self.layer(name).remove()
         if self._config().get("default_model") == name:
             config = self._config()

@@ -110,6 +110,10 @@ def test_every_key_is_checked_once_per_version_of_the_files(saved, monkeypatch):
         store.load("kn")
     np.save(folder / "keys3.low.npy", low)
     assert np.array_equal(scores(store.load("kn")), first, equal_nan=True) and len(checked) == 6
+    records = list((store.root / "checked").iterdir())
+    assert len(records) == 1
+    store.remove("kn")  # and its record goes with it
+    assert not records[0].exists()
 
 
 def test_the_8_bit_copy_stays_close_saves_and_refuses_to_learn(saved):

@@ -3,6 +3,7 @@
 import gzip
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,6 +189,45 @@ def test_unique_inverse_is_numpys_unique_whether_or_not_keys_pack_with_their_pos
             assert np.array_equal(sorted_search(table, values), np.searchsorted(table, values))
     signed = np.array([-3, 5, -3, 0])
     assert np.array_equal(unique_inverse(signed)[1], [0, 2, 0, 1])
+
+
+def test_a_small_memory_budget_gives_the_same_model_bit_for_bit(ptb, tmp_path):
+    """Under a small budget the counts, the estimate and the saved model are worked through
+    files a block at a time (a budget of 256 KB here: tables of over 16 KB are files, blocks of
+    2,048 n-grams cut at context boundaries): every array equals the in-memory build's, and the
+    model files are byte for byte the same."""
+    from plugins.ngram import counts as C
+    from plugins.ngram.scratch import Scratch
+    from plugins.ngram.smoothing import kneser_ney
+
+    corpus = build_corpus([str(ptb / "ptb5k.train.txt")], pretokenized=True)
+    ids, V = np.asarray(corpus.ids), len(corpus.vocab)
+    whole = C.count_ngrams(ids, 5, V)
+    expected = kneser_ney(whole)
+    (tmp_path / "scratch").mkdir()
+    scratch = Scratch(tmp_path / "scratch", 256 << 10)
+    small = C.count_ngrams(ids, 5, V, scratch=scratch)
+    assert any(isinstance(o.keys, np.memmap) for o in small.orders)  # (the budget did send tables to files)
+    for a, b in zip(whole.orders, small.orders):
+        for field in ("keys", "counts", "suffix", "starts_bos"):
+            if getattr(a, field) is not None:
+                assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    got = kneser_ney(small, scratch=scratch)
+    assert got.facts == expected.facts
+    for column in ("logp", "backoff"):
+        for a, b in zip(getattr(expected, column), getattr(got, column)):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), column
+    folders = []
+    for counts, tables in ((whole, expected), (small, got)):
+        folders.append(tmp_path / f"model{len(folders)}")
+        folders[-1].mkdir()
+        NgramModel(corpus.vocab, NgramOptions(order=5), [o.keys for o in counts.orders], tables.logp, tables.backoff,
+                   [o.counts for o in counts.orders]).save(folders[-1])
+    names = sorted(f.name for f in folders[0].iterdir())
+    assert names == sorted(f.name for f in folders[1].iterdir()) and "counts.npz" in names
+    for name in names:  # (the zip of the counts holds the time it was written: its arrays are compared)
+        read = (lambda f: [np.load(f)[n].tobytes() for n in sorted(np.load(f).files)]) if name.endswith(".npz") else Path.read_bytes
+        assert read(folders[0] / name) == read(folders[1] / name), name
 
 
 def test_counts_merged_from_runs_on_disk_equal_counting_at_once(ptb, tmp_path):

@@ -256,6 +256,36 @@ def test_model_info_json_is_valid(tmp_path):
     assert info["backend"] == "ngram" and info["corpus"]["documents"] == 1
 
 
+def test_training_memory_follows_the_budget_not_the_model(tmp_path):
+    """With ``--memory 16M`` a model of over 1.5 million n-grams is counted, estimated and saved
+    through files a block at a time: the memory this process allocates stays near the budget,
+    where the default budget (1G) holds every table in memory, several times as much. Same
+    model files either way."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(3000)])
+    path = tmp_path / "random.txt"
+    path.write_text("\n".join(" ".join(words[rng.integers(0, 3000, 12)]) for _ in range(50_000)) + "\n")
+    corpus = build_corpus([str(path)], pretokenized=True)
+    cls = get_backend("ngram").cls
+    peaks, folders = {}, {}
+    for memory in ("16M", "1G"):
+        (tmp_path / memory).mkdir()
+        tracemalloc.start()
+        model = cls.fit(corpus, cls.Options(order=4, memory=memory), workdir=tmp_path / "work" / memory)
+        model.save(tmp_path / memory)
+        peaks[memory] = tracemalloc.get_traced_memory()[1] >> 20
+        tracemalloc.stop()
+        folders[memory] = tmp_path / memory
+        assert sum(len(k) for k in model.keys) > 1_500_000
+        del model
+    assert peaks["16M"] <= 24 and peaks["1G"] > 3 * peaks["16M"], f"peak MB by budget: {peaks}"
+    assert list((tmp_path / "work").iterdir()) == []  # (its files are gone)
+    for f in folders["1G"].glob("*.npy"):
+        assert f.read_bytes() == (folders["16M"] / f.name).read_bytes(), f.name
+
+
 def test_training_memory_follows_the_model_not_the_corpus(tmp_path, monkeypatch):
     """A corpus four times larger (same vocabulary and n-grams) must not need four times the
     memory: ids spill to a memory-mapped file and n-grams are counted a chunk at a time."""

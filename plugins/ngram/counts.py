@@ -19,6 +19,7 @@ import numpy as np
 from engine.model import sentence_starts
 from engine.parallel import map_on_two_threads, ordered_map
 from engine.vocab import BOS_ID
+from plugins.ngram.scratch import Scratch, ranges, release
 
 
 @dataclass
@@ -49,24 +50,30 @@ def last_in_lmplz_order(ids: np.ndarray, depth: np.ndarray, order: int) -> int:
     return int(candidates[0]) if len(candidates) else -1
 
 
-CHUNK = 2_000_000  # positions counted at once
-MERGE_BLOCK = 1 << 20  # n-grams read from all runs together, a merge step
+CHUNK = 2_000_000  # positions counted at once, at most
+MERGE_BLOCK = 1 << 20  # n-grams read from all runs together, a merge step, at most
+COUNTING_BYTES = 400  # working memory a position of a chunk takes, both chunks counted at once together
+MERGE_BYTES = 128  # and an n-gram of a merge step (its keys, counts, sort and where it went)
+SUFFIX_BYTES = 96  # and an n-gram whose suffix is looked up
 
 
-def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None = None, spill: Path | None = None) -> NgramCounts:
+def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None = None, spill: Path | None = None,
+                 scratch: Scratch | None = None) -> NgramCounts:
     """Raw counts of every n-gram of orders 1..``order`` in ``ids`` (sentences ``<s> ... </s>``,
     possibly a memory-mapped file). A long stream is counted a chunk of whole sentences at a
-    time, each chunk's sorted tables written to a temporary folder (in ``spill``) as a run, and
-    the runs merged an order at a time, a block of each at once: the working memory is one
-    chunk's and the model's, and the time grows with the text, not with chunks times model."""
-    chunk = chunk or CHUNK
+    time, each chunk's sorted tables written to a temporary folder (in ``spill``, else the
+    scratch's) as a run, and the runs merged an order at a time, a block of each at once, into
+    ``scratch``'s arrays (files when large): the working memory follows the scratch's budget,
+    and the time grows with the text, not with chunks times model."""
+    scratch = scratch or Scratch.in_memory()
+    chunk = chunk or min(CHUNK, scratch.block(COUNTING_BYTES))
     if len(ids) <= chunk:
         return _count_chunk(np.asarray(ids, dtype=np.int64), order, vocab_size)
     release_freed_memory(ids)  # (what reading the text freed, and the pages of the text read so far)
-    with tempfile.TemporaryDirectory(prefix="counts-", dir=spill) as folder:
+    with tempfile.TemporaryDirectory(prefix="counts-", dir=spill or scratch.folder) as folder:
         jobs = ((Path(folder) / str(n), start, stop) for n, (start, stop) in enumerate(_sentence_chunks(ids, chunk)))
         runs = list(ordered_map(_counted_run, jobs, (ids, order, vocab_size)))  # two chunks at once on two cores
-        return _merge_runs(runs, order, vocab_size)
+        return _merge_runs(runs, order, vocab_size, scratch)
 
 
 def _counted_run(shared, job) -> "_Run":
@@ -95,19 +102,20 @@ class _Run:
     each of its n-grams went in the merged table (``places``), as raw arrays read back a slice at
     a time (not mapped, so what was merged does not stay resident)."""
 
-    def __init__(self, folder: Path, unigrams: np.ndarray, sizes: list[int], last):
-        self.folder, self.unigrams, self.sizes, self.last = folder, unigrams, sizes, last
+    def __init__(self, folder: Path, sizes: list[int], last):
+        self.folder, self.sizes, self.last = folder, sizes, last
 
     @classmethod
     def write(cls, folder: Path, part: NgramCounts) -> "_Run":
         folder.mkdir()
+        part.orders[0].counts.tofile(folder / "counts1")  # (on disk too: a run in memory is a few numbers, whatever the vocabulary)
         for k, o in enumerate(part.orders[1:], start=2):
             np.asarray(o.keys, dtype=np.uint64).tofile(folder / f"keys{k}")
             np.asarray(o.counts, dtype=np.uint32).tofile(folder / f"counts{k}")  # (a chunk's counts fit)
-        return cls(folder, part.orders[0].counts, [len(o.keys) for o in part.orders], part.last)
+        return cls(folder, [len(o.keys) for o in part.orders], part.last)
 
     def read(self, field: str, k: int, start: int, stop: int) -> np.ndarray:
-        dtype = {"keys": np.uint64, "counts": np.uint32, "places": np.int64}[field]
+        dtype = {"keys": np.uint64, "counts": np.uint32 if k > 1 else np.int64, "places": np.int64}[field]
         size = np.dtype(dtype).itemsize
         return np.fromfile(self.folder / f"{field}{k}", dtype=dtype, count=stop - start, offset=start * size).astype(np.int64 if field == "counts" else dtype)
 
@@ -123,24 +131,24 @@ class _Run:
         return places[prefix - prefix[0]].astype(np.uint64) * Vu + keys % Vu
 
 
-def _merge_runs(runs: list[_Run], order: int, V: int) -> NgramCounts:
+def _merge_runs(runs: list[_Run], order: int, V: int, scratch: Scratch) -> NgramCounts:
     """The runs' counts added up, as if one stream held them all. Each run's tables are sorted
     in the lexicographic order of their words, so once a run's (k-1)-grams are placed in the
     merged table (increasing places), its k-gram keys translate to merged keys still in order,
     and an order is a k-way merge: a block of every run, cut at the smallest last key among
     runs with more to read, united, and where the block's n-grams went appended to each run's
-    places. Memory: the merged tables and a block, whatever the number of runs."""
+    places. Memory: a block, whatever the number of runs; the merged tables are the scratch's."""
     unigrams = np.zeros(V, dtype=np.int64)
     for run in runs:
-        unigrams[: len(run.unigrams)] += run.unigrams
+        unigrams[: run.sizes[0]] += run.read("counts", 1, 0, run.sizes[0])
     orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, np.arange(V) == BOS_ID)]
-    block = max(1 << 12, MERGE_BLOCK // len(runs))
+    block = max(1 << 12, min(MERGE_BLOCK, scratch.block(MERGE_BYTES)) // len(runs))
     for k in range(2, order + 1):
         sizes = [run.sizes[k - 1] for run in runs]
         read = [0] * len(runs)
         pending = [(np.zeros(0, np.uint64), np.zeros(0, np.int64))] * len(runs)
-        places = [open(run.folder / f"places{k}", "wb") for run in runs] if k < order else []  # (read by the order above)
-        pieces_keys, pieces_counts, merged = [], [], 0
+        places = _Places([run.folder / f"places{k}" for run in runs], block * len(runs)) if k < order else None  # (read by the order above)
+        merged_keys, merged_counts, merged = scratch.writer(np.uint64, f"keys{k}"), scratch.writer(np.uint32, f"counts{k}"), 0
         while True:
             for r, run in enumerate(runs):  # refill the runs whose block is used up
                 if len(pending[r][0]) == 0 and read[r] < sizes[r]:
@@ -162,17 +170,14 @@ def _merge_runs(runs: list[_Run], order: int, V: int) -> NgramCounts:
             if places:
                 at = 0
                 for r, keys, _ in taken:
-                    (merged + inverse[at : at + len(keys)]).astype(np.int64).tofile(places[r])
+                    places.add(r, merged + inverse[at : at + len(keys)])
                     at += len(keys)
-            pieces_keys.append(unique)
-            pieces_counts.append(counts.astype(np.int64))
+            merged_keys.add(unique)
+            merged_counts.add(counts)
             merged += len(unique)
-        for f in places:
-            f.close()
-        keys = np.concatenate(pieces_keys) if pieces_keys else np.zeros(0, np.uint64)
-        counts = np.concatenate(pieces_counts) if pieces_counts else np.zeros(0, np.int64)
-        del pieces_keys, pieces_counts
-        orders.append(_with_suffixes(keys, counts, orders[-1], k, V))
+        if places:
+            places.flush()
+        orders.append(_with_suffixes(merged_keys.finish(), merged_counts.finish(), orders[-1], k, V, scratch))
         release_freed_memory()
     last = None
     for run in runs:
@@ -181,18 +186,52 @@ def _merge_runs(runs: list[_Run], order: int, V: int) -> NgramCounts:
     return _with_last(V, order, orders, last)
 
 
-def _with_suffixes(keys: np.ndarray, counts: np.ndarray, below: OrderCounts, k: int, V: int) -> OrderCounts:
+class _Places:
+    """Where each run's n-grams went in the merged table, appended to a file per run: held
+    until a merge block's worth waits, then written, each file opened for that alone (a merge
+    step takes a little from every run: writing each piece at once was most of a merge of a
+    hundred runs, and thousands of open files would pass the system's limit)."""
+
+    def __init__(self, paths: list[Path], limit: int):
+        self.paths, self.limit = paths, limit
+        self.waiting: list[list[np.ndarray]] = [[] for _ in paths]
+        self.held = 0
+
+    def add(self, run: int, places: np.ndarray) -> None:
+        self.waiting[run].append(places.astype(np.int64))
+        self.held += len(places)
+        if self.held >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        for path, pieces in zip(self.paths, self.waiting):
+            if pieces:
+                with open(path, "ab") as f:
+                    np.concatenate(pieces).tofile(f)
+                pieces.clear()
+        self.held = 0
+
+
+def _with_suffixes(keys: np.ndarray, counts: np.ndarray, below: OrderCounts, k: int, V: int, scratch: Scratch | None = None) -> OrderCounts:
     """Order ``k``'s table with each n-gram's suffix (the suffix of w1..wk is the suffix of
-    w1..wk-1 followed by wk: one search in the order below) and whether it starts with <s>."""
+    w1..wk-1 followed by wk: one search in the order below) and whether it starts with <s>,
+    a block at a time into ``scratch``'s arrays."""
+    scratch = scratch or Scratch.in_memory()
     Vu = np.uint64(V)
-    prefix = (keys // Vu).astype(np.int64)
-    word = (keys % Vu).astype(np.int64)
-    if k == 2:
-        suffix = word
-    else:  # (millions of searches: half on each core)
-        halves = [slice(0, len(keys) // 2), slice(len(keys) // 2, len(keys))]
-        suffix = np.concatenate(map_on_two_threads(lambda half: lookup(below.keys, below.suffix[prefix[half]], word[half], V), halves))
-    return OrderCounts(keys, counts, suffix, below.starts_bos[prefix])
+    suffixes, starts_bos = scratch.writer(np.int64, f"suffix{k}"), scratch.writer(bool, f"bos{k}")
+    for start, stop in ranges(len(keys), scratch.block(SUFFIX_BYTES)):
+        block = np.asarray(keys[start:stop])
+        prefix = (block // Vu).astype(np.int64)
+        word = (block % Vu).astype(np.int64)
+        if k == 2:
+            suffix = word
+        else:  # (millions of searches: half on each core)
+            halves = [slice(0, len(block) // 2), slice(len(block) // 2, len(block))]
+            suffix = np.concatenate(map_on_two_threads(lambda half: lookup(below.keys, below.suffix[prefix[half]], word[half], V), halves))
+        suffixes.add(suffix)
+        starts_bos.add(below.starts_bos[prefix])
+        release(keys, below.keys, below.suffix, below.starts_bos)
+    return OrderCounts(keys, counts, suffixes.finish(), starts_bos.finish())
 
 
 def accumulate(vocab_size: int, order: int, parts) -> NgramCounts:

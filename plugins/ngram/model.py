@@ -4,6 +4,7 @@ backoff, vectorised sequence scoring, incremental state and ARPA in and out."""
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
 from plugins.ngram import packed, prune
 from plugins.ngram.counts import accumulate, count_ngrams, from_tables, lookup
+from plugins.ngram.scratch import DEFAULT_MEMORY, Scratch, parse_memory
 from plugins.ngram.smoothing import fallback_note, kneser_ney, stupid_backoff
 from plugins.ngram.stats import backoff_token_stats, bigram_summary
 
@@ -41,6 +43,7 @@ class NgramOptions:
     k: float = option(0.1, "add-k's delta")
     alpha: float = option(0.4, "stupid backoff's factor")
     discount_fallback: bool = option(True, "Kneser-Ney: where the text gives no discounts for an order, use lmplz's fallback ones (and say so) instead of stopping")
+    memory: str = option(DEFAULT_MEMORY, "working memory training may use, as lmplz's -S (512M, 2G, ...): larger tables go to files in the store's work folder, worked on a block at a time")
 
     def __post_init__(self):
         if not 1 <= self.order <= 9:
@@ -51,6 +54,7 @@ class NgramOptions:
             raise ValueError(f"k must be a positive number, not {self.k}")
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be between 0 and 1, not {self.alpha}")
+        parse_memory(self.memory)
 
 
 class NgramModel(LanguageModel):
@@ -89,20 +93,24 @@ class NgramModel(LanguageModel):
         if workdir is not None:  # counts of a long text spill beside the store's models, not into a RAM-backed /tmp
             spill = workdir.parent
             spill.mkdir(parents=True, exist_ok=True)
-        counts = count_ngrams(corpus.ids, options.order, len(corpus.vocab), spill=spill)
-        if progress:
-            progress("estimating probabilities", 0.5)
-        return cls._from_counts(corpus.vocab, options, counts)
+        # The model's large tables are files in this folder, mapped: removed on the way out, they
+        # stay readable through their mappings until the model is saved and dropped.
+        with tempfile.TemporaryDirectory(prefix="ngram-", dir=spill, ignore_cleanup_errors=True) as folder:
+            scratch = Scratch(Path(folder), parse_memory(options.memory))
+            counts = count_ngrams(corpus.ids, options.order, len(corpus.vocab), scratch=scratch)
+            if progress:
+                progress("estimating probabilities", 0.5)
+            return cls._from_counts(corpus.vocab, options, counts, scratch)
 
     @classmethod
-    def _from_counts(cls, vocab: Vocabulary, options: NgramOptions, counts) -> "NgramModel":
+    def _from_counts(cls, vocab: Vocabulary, options: NgramOptions, counts, scratch: Scratch | None = None) -> "NgramModel":
         keys = [o.keys for o in counts.orders]
         raw = [o.counts for o in counts.orders]
         facts = {"ngrams": [len(k) for k in keys]}
         if counts.last is not None:
             facts["last_ngram"] = [int(i) for i in counts.last]  # to add counts later exactly
         if options.smoothing == "kneser-ney":
-            tables = kneser_ney(counts, options.discount_fallback)
+            tables = kneser_ney(counts, options.discount_fallback, scratch)
         elif options.smoothing == "stupid-backoff":
             tables = stupid_backoff(counts, options.alpha)
         else:

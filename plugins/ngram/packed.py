@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ModelFormatError
+from plugins.ngram.scratch import release
 
 LOW_BITS = np.uint64(32)
 LOW_MASK = np.uint64(0xFFFFFFFF)
@@ -196,25 +197,64 @@ def is_packed(folder: Path) -> bool:
     return (folder / "logp1.npy").exists() and not (folder / "keys1.npy").exists()
 
 
+SAVE_BLOCK = 1 << 20  # n-grams written at once: a model is saved in blocks, whatever its size
+
+
 def save(folder: Path, keys, logp, backoff, counts) -> None:
-    """Write a model's tables (and its counts, if any) in the packed layout; log10
+    """Write a model's tables (and its counts, if any) in the packed layout, a block at a time
+    (a freshly trained model's tables are mapped files: they are not read whole); log10
     probabilities already coded (an 8-bit copy's) stay coded."""
     order = len(keys)
-    np.save(folder / "logp1.npy", np.asarray(logp[0], dtype=np.float32), allow_pickle=False)
-    np.save(folder / "backoff1.npy", np.asarray(backoff[0], dtype=np.float32), allow_pickle=False)
+    _save_blocks(folder / "logp1.npy", logp[0], np.float32)
+    _save_blocks(folder / "backoff1.npy", backoff[0], np.float32)
     for k in range(2, order + 1):
-        packed = keys[k - 1] if isinstance(keys[k - 1], PackedKeys) else PackedKeys.of(keys[k - 1])
-        np.save(folder / f"keys{k}.low.npy", packed.low, allow_pickle=False)
-        np.save(folder / f"keys{k}.blocks.npy", packed.blocks, allow_pickle=False)
+        if isinstance(keys[k - 1], PackedKeys):
+            np.save(folder / f"keys{k}.low.npy", keys[k - 1].low, allow_pickle=False)
+            np.save(folder / f"keys{k}.blocks.npy", keys[k - 1].blocks, allow_pickle=False)
+        else:
+            _save_blocks(folder / f"keys{k}.low.npy", keys[k - 1], np.uint32, lambda block: block & LOW_MASK)
+            np.save(folder / f"keys{k}.blocks.npy", _key_blocks(keys[k - 1]), allow_pickle=False)
         if isinstance(logp[k - 1], CodedValues):
             _save_coded(folder, f"logp{k}", logp[k - 1])
         else:
-            np.save(folder / f"logp{k}.npy", np.asarray(logp[k - 1], dtype=np.float32), allow_pickle=False)
-        if k < order:
-            coded = backoff[k - 1] if isinstance(backoff[k - 1], CodedValues) else CodedValues.exact(backoff[k - 1])
-            _save_coded(folder, f"backoff{k}", coded)
+            _save_blocks(folder / f"logp{k}.npy", logp[k - 1], np.float32)
+        if k < order and isinstance(backoff[k - 1], CodedValues):
+            _save_coded(folder, f"backoff{k}", backoff[k - 1])
+        elif k < order:  # exact codes: the order's distinct values, then each n-gram's index among them
+            values = backoff[k - 1]
+            table = np.unique(np.concatenate([np.zeros(0, np.float32)] + [_distinct(values, a, b) for a, b in _blocks(len(values))]))
+            np.save(folder / f"backoff{k}.values.npy", table, allow_pickle=False)
+            code = _code_type(len(table))
+            _save_blocks(folder / f"backoff{k}.codes.npy", values, code, lambda block: np.searchsorted(table, block.astype(np.float32)))
     if counts is not None:
         _save_counts(folder / "counts.npz", [np.asarray(c, dtype=np.uint32) for c in counts])
+
+
+def _blocks(n: int):
+    return ((start, min(start + SAVE_BLOCK, n)) for start in range(0, n, SAVE_BLOCK))
+
+
+def _distinct(values, start: int, stop: int) -> np.ndarray:
+    distinct = np.unique(np.asarray(values[start:stop], dtype=np.float32))
+    release(values)
+    return distinct
+
+
+def _save_blocks(path: Path, values, dtype, convert=lambda block: block) -> None:
+    """``np.save(path, convert(values).astype(dtype))``, a block at a time."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (len(values),)})
+        for start, stop in _blocks(len(values)):
+            np.asarray(convert(np.asarray(values[start:stop])), dtype=dtype).tofile(f)
+            release(values)
+
+
+def _key_blocks(keys) -> np.ndarray:
+    """``PackedKeys.of(keys).blocks``: where each value of the keys' high 32 bits starts."""
+    top = int(keys[len(keys) - 1] >> LOW_BITS) + 1 if len(keys) else 0
+    blocks = np.searchsorted(keys, np.arange(top + 1, dtype=np.uint64) << LOW_BITS).astype(np.int64)
+    blocks[-1] = len(keys)
+    return blocks
 
 
 def _save_coded(folder: Path, stem: str, coded: CodedValues) -> None:
@@ -227,7 +267,8 @@ def _save_counts(path: Path, counts: list[np.ndarray]) -> None:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for k, c in enumerate(counts, start=1):
             with archive.open(f"counts{k}.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, c, allow_pickle=False)
+                np.lib.format.write_array(f, c, allow_pickle=False)  # (16 MB at a time)
+            release(c)
 
 
 def load(folder: Path, order: int, V: int):

@@ -14,6 +14,7 @@ import numpy as np
 from engine.errors import ForetellError
 from engine.vocab import BOS_ID
 from plugins.ngram.counts import NgramCounts
+from plugins.ngram.scratch import Scratch, ranges, release
 
 F32 = np.float32
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz --discount_fallback
@@ -26,33 +27,63 @@ class BackoffTables:
     facts: dict
 
 
-def adjusted_counts(counts: NgramCounts) -> list[np.ndarray]:
-    """KenLM's a(g): continuation counts, except the top order and n-grams starting with <s>."""
+KN_BYTES = 128  # working memory an n-gram of an estimation block takes (its arrays and temporaries)
+
+
+def adjusted_counts(counts: NgramCounts, scratch: Scratch | None = None) -> list[np.ndarray]:
+    """KenLM's a(g): continuation counts, except the top order and n-grams starting with <s>
+    (the top order's are its raw counts, not copied)."""
+    scratch = scratch or Scratch.in_memory()
     orders = counts.orders
+    block = scratch.block(KN_BYTES)
     adjusted = []
     for k, o in enumerate(orders, start=1):
         if k == len(orders):
-            a = o.counts.copy()
+            a = o.counts if k > 1 else np.array(o.counts, dtype=np.int64)
         else:
-            a = np.bincount(orders[k].suffix, minlength=len(o.keys)).astype(np.int64)
-            a[o.starts_bos] = o.counts[o.starts_bos]
+            a = scratch.zeros(len(o.keys), np.int64, f"adjusted{k}")
+            _count_into(a, orders[k].suffix, block)
+            _keep_raw_where_bos(a, o, block)
         if k == 1:
             a[BOS_ID] = 0
         adjusted.append(a)
     return adjusted
 
 
-def count_of_counts(counts: NgramCounts, adjusted: list[np.ndarray]) -> list[list[int]]:
+def _keep_raw_where_bos(a: np.ndarray, o, block: int) -> None:
+    """n-grams starting with <s> have no left extensions: their raw counts stand."""
+    for start, stop in ranges(len(a), block):
+        bos = np.asarray(o.starts_bos[start:stop])
+        if bos.any():
+            a[start:stop][bos] = np.asarray(o.counts[start:stop])[bos]
+        release(a, o.starts_bos, o.counts)
+
+
+def _count_into(target: np.ndarray, indices: np.ndarray, block: int) -> None:
+    """``target += np.bincount(indices)``, a block of ``indices`` at a time."""
+    if len(indices) <= block:
+        target += np.bincount(np.asarray(indices), minlength=len(target))
+        return
+    for start, stop in ranges(len(indices), block):
+        ordered = np.sort(indices[start:stop])
+        first = np.flatnonzero(np.diff(ordered, prepend=-1))
+        target[ordered[first]] += np.diff(np.append(first, len(ordered)))
+        release(target, indices)
+
+
+def count_of_counts(counts: NgramCounts, adjusted: list[np.ndarray], block: int = 1 << 22) -> list[list[int]]:
     """n1..n4 of a(g) per order, with lmplz's quirk: the suffixes of the N-gram it sorts last
     count with their raw count here (and nowhere else)."""
     result = []
     for k, a in enumerate(adjusted, start=1):
-        stats = a
+        small = np.zeros(6, dtype=np.int64)
+        for start, stop in ranges(len(a), block):
+            small += np.bincount(np.minimum(np.asarray(a[start:stop]), 5), minlength=6)
+            release(a)
         if k < len(adjusted) and counts.last_suffixes[k - 1] >= 0:
-            stats = a.copy()
             g = counts.last_suffixes[k - 1]
-            stats[g] = counts.orders[k - 1].counts[g]
-        small = np.bincount(np.minimum(stats, 5), minlength=6)
+            small[min(int(a[g]), 5)] -= 1
+            small[min(int(counts.orders[k - 1].counts[g]), 5)] += 1
         result.append([int(small[j]) for j in range(1, 5)])
     return result
 
@@ -71,12 +102,14 @@ def discounts_from(n: list[int]) -> np.ndarray | None:
     return np.array(d, dtype=F32)
 
 
-def kneser_ney(counts: NgramCounts, allow_fallback: bool = True) -> BackoffTables:
+def kneser_ney(counts: NgramCounts, allow_fallback: bool = True, scratch: Scratch | None = None) -> BackoffTables:
     """Interpolated modified Kneser-Ney, number for number as lmplz (float32 throughout). An
     order whose counts of counts give no valid discounts takes lmplz's fallback ones (recorded
-    in the facts), or, when ``allow_fallback`` is off, the training stops saying so."""
+    in the facts), or, when ``allow_fallback`` is off, the training stops saying so. Each order
+    is estimated a block of whole contexts at a time into ``scratch``'s arrays."""
+    scratch = scratch or Scratch.in_memory()
     V = counts.vocab_size
-    adjusted = adjusted_counts(counts)
+    adjusted = adjusted_counts(counts, scratch)
     stats = count_of_counts(counts, adjusted)
     estimated = [discounts_from(n) for n in stats]
     fell_back = [k for k, d in enumerate(estimated, start=1) if d is None]
@@ -92,41 +125,81 @@ def kneser_ney(counts: NgramCounts, allow_fallback: bool = True) -> BackoffTable
     uniform = F32(1.0 / F32(V - 1))  # over the vocabulary without <s>
     logp, backoff = [], []
     lower = None
-    for k, (o, a, d) in enumerate(zip(counts.orders, adjusted, discounts), start=1):
-        if k == 1:
-            ctx, n_ctx = np.zeros(len(a), dtype=np.int64), 1
-        else:
-            ctx, n_ctx = (o.keys // np.uint64(V)).astype(np.int64), len(counts.orders[k - 2].keys)
-        capped = np.minimum(a, 3).astype(np.int8)
-        gamma = np.zeros(n_ctx, dtype=F32)
-        for j in (1, 2, 3):
-            gamma += d[j] * np.bincount(ctx[capped == j], minlength=n_ctx).astype(F32)
-        denominator = np.bincount(ctx, weights=a, minlength=n_ctx).astype(F32)
-        is_context = denominator > 0
-        gamma = np.divide(gamma, denominator, out=np.zeros(n_ctx, dtype=F32), where=is_context)
-        # (a - D) / c(context) + gamma(context) * p(w | shorter context), in place: the top
-        # order is the largest array training holds, and each temporary of it counts
-        prob = a.astype(F32)
-        adjusted[k - 1] = None
-        del a
-        prob -= d[capped]
-        del capped
-        prob /= denominator[ctx]
-        interpolation = gamma[ctx]
-        del ctx
-        interpolation *= uniform if k == 1 else lower[o.suffix]
-        prob += interpolation
-        del interpolation
-        logp.append(_log10(prob))
-        if k > 1:
-            backoff.append(_log10_backoff(gamma, is_context))
-        lower = prob
-    logp[0][BOS_ID] = 0.0  # KenLM's convention: <s> is context only
-    backoff.append(np.zeros(len(logp[-1]), dtype=F32))
+    top = len(counts.orders)
+    for k, (o, d) in enumerate(zip(counts.orders, discounts), start=1):
+        a, adjusted[k - 1] = adjusted[k - 1], None
+        n_contexts = 1 if k == 1 else len(counts.orders[k - 2].keys)
+        logp_k = scratch.writer(F32, f"logp{k}")
+        prob_k = scratch.zeros(len(a), F32, f"prob{k}") if k < top else None  # (the next order's lower estimate)
+        backoff_below = scratch.zeros(n_contexts, F32, f"backoff{k - 1}") if k > 1 else None
+        blocks = [(0, len(a))] if k == 1 else _context_blocks(o.keys, V, scratch.block(KN_BYTES))
+        for start, stop in blocks:
+            first, contexts, gamma, is_context, prob = _interpolated(o, a, d, start, stop, V, k == 1)
+            # gamma(context) * p(w | shorter context), the shorter context's from the order below
+            interpolation = gamma[contexts]
+            interpolation *= uniform if k == 1 else lower[np.asarray(o.suffix[start:stop])]
+            prob += interpolation
+            del interpolation
+            values = _log10(prob)
+            if k == 1:
+                values[BOS_ID] = 0.0  # KenLM's convention: <s> is context only
+            logp_k.add(values)
+            if prob_k is not None:
+                prob_k[start:stop] = prob
+            if backoff_below is not None:
+                backoff_below[first : first + len(gamma)] = _log10_backoff(gamma, is_context)
+            release(a, o.keys, o.suffix, lower, prob_k, backoff_below)
+        logp.append(logp_k.finish())
+        if backoff_below is not None:
+            backoff.append(backoff_below)
+        lower = prob_k
+    backoff.append(scratch.zeros(len(logp[-1]), F32, f"backoff{top}"))
     facts = {"discounts": [[float(x) for x in d[1:]] for d in discounts], "counts_of_counts": stats}
     if fell_back:
         facts["discount_fallback"] = {"orders": fell_back, "discounts": list(FALLBACK_DISCOUNTS)}
     return BackoffTables(logp, backoff, facts)
+
+
+def _interpolated(o, a: np.ndarray, d: np.ndarray, start: int, stop: int, V: int, unigrams: bool):
+    """For n-grams ``start:stop`` of one order (whole contexts): the first context's index, each
+    n-gram's context relative to it, each context's gamma (the mass discounting frees) and
+    whether it has continuations, and each n-gram's discounted estimate (a - D) / c(context)."""
+    counts = np.asarray(a[start:stop])
+    if unigrams:
+        first, contexts = 0, np.zeros(len(counts), dtype=np.int64)
+    else:
+        absolute = (np.asarray(o.keys[start:stop]) // np.uint64(V)).astype(np.int64)
+        first = int(absolute[0]) if len(absolute) else 0
+        contexts = absolute - first
+        del absolute
+    n_contexts = int(contexts[-1]) + 1 if len(contexts) else 0
+    capped = np.minimum(counts, 3).astype(np.int8)
+    gamma = np.zeros(n_contexts, dtype=F32)
+    for j in (1, 2, 3):
+        gamma += d[j] * np.bincount(contexts[capped == j], minlength=n_contexts).astype(F32)
+    denominator = np.bincount(contexts, weights=counts, minlength=n_contexts).astype(F32)
+    is_context = denominator > 0
+    gamma = np.divide(gamma, denominator, out=np.zeros(n_contexts, dtype=F32), where=is_context)
+    # (a - D) / c(context), in place: each temporary of a block counts
+    prob = counts.astype(F32)
+    del counts
+    prob -= d[capped]
+    prob /= denominator[contexts]
+    return first, contexts, gamma, is_context, prob
+
+
+def _context_blocks(keys: np.ndarray, V: int, block: int):
+    """(start, stop) of blocks of about ``block`` n-grams of one order, each ending where a
+    context does (a context's n-grams are contiguous: the keys sort by context first)."""
+    n, start, Vu = len(keys), 0, np.uint64(V)
+    while start < n:
+        stop = min(start + block, n)
+        if stop < n:
+            context = int(keys[stop]) // V
+            cut = int(np.searchsorted(keys, np.uint64(context) * Vu))  # the first n-gram of the context at ``stop``
+            stop = cut if cut > start else int(np.searchsorted(keys, np.uint64(context + 1) * Vu))  # (one context larger than a block)
+        yield start, stop
+        start = stop
 
 
 def _log10(values: np.ndarray, block: int = 1 << 20) -> np.ndarray:

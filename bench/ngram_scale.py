@@ -121,7 +121,7 @@ def measure(size: str, lines: list[str], work: Path, test: Path, one: Path, test
     row["ours_build"] = timed([*foretell, "train", "--name", size, "--order", str(order), "--pretokenized", str(train)], env)
     # Again with lmplz's budget: like for like, and that the memory follows the budget.
     row["ours_build_64M"] = timed([*foretell, "train", "--name", f"{size}-64M", "--memory", "64M", "--order", str(order), "--pretokenized", str(train)], env)
-    subprocess.run([*foretell, "models", "remove", f"{size}-64M"], env=env, check=True, capture_output=True, cwd=ROOT)
+    subprocess.run([*foretell, "models", "rm", f"{size}-64M"], env=env, check=True, capture_output=True, cwd=ROOT)
     arpa = work / f"{size}.arpa"
     row["lmplz_build"] = timed([str(kenlm / "lmplz"), "-o", str(order), "-S", "64M", "-T", str(work), "--discount_fallback"], env, train, arpa)
     train.unlink()

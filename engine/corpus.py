@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from engine.errors import ForetellError
+from engine.memory import release_pages
 from engine.parallel import ordered_map, two_cores
 from engine.privacy import excluded_by
 from engine.secrets import redact, redact_lines, secret_file
@@ -285,10 +286,12 @@ class IdStream:
 
 
 def chunks(ids: np.ndarray, size: int | None = None):
-    """``ids`` a bounded slice at a time (``IdStream.SPILL`` ids unless told)."""
+    """``ids`` a bounded slice at a time (``IdStream.SPILL`` ids unless told); the pages of a
+    mapped stream are handed back after each, so a pass over it holds one slice, not the text."""
     size = size or IdStream.SPILL
     for start in range(0, len(ids), size):
         yield np.asarray(ids[start : start + size])
+        release_pages(ids)
 
 
 class CorpusBuilder:

@@ -39,6 +39,10 @@ class LanguageModel(ABC):
     # True when a sentence's scores depend only on its own words (every sentence starts afresh
     # at <s>): document analysis then re-scores only the sentences an edit touched.
     sentence_independent: ClassVar[bool] = False
+    # True when training is numpy passes over large arrays within a memory budget: `train` then
+    # keeps this process to one malloc arena, so that what a pass frees goes back to the system
+    # (engine.memory.one_malloc_arena). Off where threads allocate in parallel (torch).
+    one_malloc_arena: ClassVar[bool] = False
     # Set by the store: the name the model was loaded or saved under (None for one in memory).
     model_name: str | None = None
     # Set by the adaptation layer: how many of the user's documents the model has learned.

@@ -10,6 +10,7 @@ import click
 from engine.cli.common import exclude_option, exclusions, pretokenized_option, store
 from engine.corpus import build_corpus
 from engine.errors import ForetellError
+from engine.memory import one_malloc_arena
 from engine.model import option_fields, options_from_strings
 from engine.plugins import get_backend
 from engine.store import DEFAULT_MODEL, validate_name
@@ -110,6 +111,8 @@ def train(paths, backend, name, min_count, max_vocab, extra, pretokenized, exclu
     and can also be given as -O KEY=VALUE."""
     validate_name(name)
     cls = get_backend(backend).cls
+    if cls.one_malloc_arena:
+        one_malloc_arena()
     given = {key: value for key, value in flags.items() if value is not None}
     known = {f.name for f in option_fields(cls.Options)}
     for key in given.keys() - known:

@@ -67,6 +67,7 @@ class NgramModel(LanguageModel):
     Options = NgramOptions
     format_version = 2  # 2: the packed layout (plugins.ngram.packed); folders of 1 still load
     sentence_independent = True  # every sentence starts afresh at <s>
+    one_malloc_arena = True  # training keeps to --memory (plugins.ngram.scratch)
 
     def __init__(self, vocab: Vocabulary, options: NgramOptions, keys, logp=None, backoff=None, counts=None, facts=None):
         super().__init__(vocab, options)

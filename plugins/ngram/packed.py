@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ModelFormatError
-from plugins.ngram.scratch import release
+from engine.memory import release_pages
+
 
 LOW_BITS = np.uint64(32)
 LOW_MASK = np.uint64(0xFFFFFFFF)
@@ -236,7 +237,7 @@ def _blocks(n: int):
 
 def _distinct(values, start: int, stop: int) -> np.ndarray:
     distinct = np.unique(np.asarray(values[start:stop], dtype=np.float32))
-    release(values)
+    release_pages(values)
     return distinct
 
 
@@ -246,7 +247,7 @@ def _save_blocks(path: Path, values, dtype, convert=lambda block: block) -> None
         np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (len(values),)})
         for start, stop in _blocks(len(values)):
             np.asarray(convert(np.asarray(values[start:stop])), dtype=dtype).tofile(f)
-            release(values)
+            release_pages(values)
 
 
 def _key_blocks(keys) -> np.ndarray:
@@ -268,7 +269,7 @@ def _save_counts(path: Path, counts: list[np.ndarray]) -> None:
         for k, c in enumerate(counts, start=1):
             with archive.open(f"counts{k}.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, c, allow_pickle=False)  # (16 MB at a time)
-            release(c)
+            release_pages(c)
 
 
 def load(folder: Path, order: int, V: int):

@@ -9,11 +9,11 @@ touched are handed back (``release``), so what stays resident is about a block's
 
 from __future__ import annotations
 
-import mmap
 import re
 from pathlib import Path
 
 import numpy as np
+
 
 DEFAULT_MEMORY = "1G"
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -104,18 +104,6 @@ class Appender:
         values = np.fromfile(self.path, dtype=self.dtype)
         self.path.unlink()
         return values
-
-
-def release(*arrays) -> None:
-    """Hand back the pages of mapped arrays touched so far (a file's pages stay in the page
-    cache, written back if changed, and are read again when next needed); arrays in memory are
-    left alone."""
-    for a in arrays:
-        while a is not None and not isinstance(a, np.memmap) and isinstance(a, np.ndarray):
-            a = a.base
-        mapping = getattr(a, "_mmap", None)
-        if mapping is not None and hasattr(mapping, "madvise"):
-            mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def ranges(n: int, block: int):

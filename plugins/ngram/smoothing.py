@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import ForetellError
+from engine.memory import release_pages
 from engine.vocab import BOS_ID
 from plugins.ngram.counts import NgramCounts
-from plugins.ngram.scratch import Scratch, ranges, release
+from plugins.ngram.scratch import Scratch, ranges
 
 F32 = np.float32
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz --discount_fallback
@@ -56,7 +57,7 @@ def _keep_raw_where_bos(a: np.ndarray, o, block: int) -> None:
         bos = np.asarray(o.starts_bos[start:stop])
         if bos.any():
             a[start:stop][bos] = np.asarray(o.counts[start:stop])[bos]
-        release(a, o.starts_bos, o.counts)
+        release_pages(a, o.starts_bos, o.counts)
 
 
 def _count_into(target: np.ndarray, indices: np.ndarray, block: int) -> None:
@@ -68,7 +69,7 @@ def _count_into(target: np.ndarray, indices: np.ndarray, block: int) -> None:
         ordered = np.sort(indices[start:stop])
         first = np.flatnonzero(np.diff(ordered, prepend=-1))
         target[ordered[first]] += np.diff(np.append(first, len(ordered)))
-        release(target, indices)
+        release_pages(target, indices)
 
 
 def count_of_counts(counts: NgramCounts, adjusted: list[np.ndarray], block: int = 1 << 22) -> list[list[int]]:
@@ -79,7 +80,7 @@ def count_of_counts(counts: NgramCounts, adjusted: list[np.ndarray], block: int 
         small = np.zeros(6, dtype=np.int64)
         for start, stop in ranges(len(a), block):
             small += np.bincount(np.minimum(np.asarray(a[start:stop]), 5), minlength=6)
-            release(a)
+            release_pages(a)
         if k < len(adjusted) and counts.last_suffixes[k - 1] >= 0:
             g = counts.last_suffixes[k - 1]
             small[min(int(a[g]), 5)] -= 1
@@ -148,7 +149,7 @@ def kneser_ney(counts: NgramCounts, allow_fallback: bool = True, scratch: Scratc
                 prob_k[start:stop] = prob
             if backoff_below is not None:
                 backoff_below[first : first + len(gamma)] = _log10_backoff(gamma, is_context)
-            release(a, o.keys, o.suffix, lower, prob_k, backoff_below)
+            release_pages(a, o.keys, o.suffix, lower, prob_k, backoff_below)
         logp.append(logp_k.finish())
         if backoff_below is not None:
             backoff.append(backoff_below)

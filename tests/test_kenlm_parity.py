@@ -242,15 +242,17 @@ def test_counts_merged_from_runs_on_disk_equal_counting_at_once(ptb, tmp_path):
     whole = C.count_ngrams(ids, 5, V)
     old_block, C.MERGE_BLOCK = C.MERGE_BLOCK, 3000
     try:
-        merged = C.count_ngrams(ids, 5, V, chunk=7001, spill=tmp_path)
+        for fan_in in (64, 3):  # (3: more runs than a merge takes, merged in groups first, twice)
+            C.FAN_IN = fan_in
+            merged = C.count_ngrams(ids, 5, V, chunk=7001, spill=tmp_path)
+            assert list(tmp_path.iterdir()) == []  # the runs are removed
+            for a, b in zip(whole.orders, merged.orders):
+                for field in ("keys", "counts", "suffix", "starts_bos"):
+                    if getattr(a, field) is not None:
+                        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+            assert merged.last == whole.last and merged.last_suffixes == whole.last_suffixes
     finally:
-        C.MERGE_BLOCK = old_block
-    assert list(tmp_path.iterdir()) == []  # the runs are removed
-    for a, b in zip(whole.orders, merged.orders):
-        for field in ("keys", "counts", "suffix", "starts_bos"):
-            if getattr(a, field) is not None:
-                assert np.array_equal(getattr(a, field), getattr(b, field)), field
-    assert merged.last == whole.last and merged.last_suffixes == whole.last_suffixes
+        C.MERGE_BLOCK, C.FAN_IN = old_block, 64
 
 
 def test_cli_train_and_perplexity_give_kenlms_figure(ptb):

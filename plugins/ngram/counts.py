@@ -8,6 +8,7 @@ context are one contiguous run, and lookups are ``np.searchsorted``. Following K
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,62 +121,106 @@ class _Run:
         return places[prefix - prefix[0]].astype(np.uint64) * Vu + keys % Vu
 
 
+FAN_IN = 64  # runs merged at once, at most: more are first merged in groups into longer runs
+
+
 def _merge_runs(runs: list[_Run], order: int, V: int, scratch: Scratch) -> NgramCounts:
-    """The runs' counts added up, as if one stream held them all. Each run's tables are sorted
-    in the lexicographic order of their words, so once a run's (k-1)-grams are placed in the
-    merged table (increasing places), its k-gram keys translate to merged keys still in order,
-    and an order is a k-way merge: a block of every run, cut at the smallest last key among
-    runs with more to read, united, and where the block's n-grams went appended to each run's
-    places. Every run is topped up once its block is half used, so the runs' blocks stay
-    abreast and a step takes about half a block of each (refilling only the emptied run made a
-    step of one run's block: steps grew with runs squared, 300 s for 383 runs). Memory: a block, whatever the number of runs; the merged tables are the scratch's."""
+    """The runs' counts added up, as if one stream held them all, into ``scratch``'s arrays
+    (see ``_merged_blocks``). Past ``FAN_IN`` runs, groups of them are first merged into
+    longer runs, so a merge's blocks (one per run) stay within the budget however long the
+    text: lmplz's way too."""
+    block = min(MERGE_BLOCK, scratch.block(MERGE_BYTES))
+    while len(runs) > FAN_IN:
+        runs = [_merged_into_run(runs[i : i + FAN_IN], order, V, block) for i in range(0, len(runs), FAN_IN)]
+    orders = [OrderCounts(np.arange(V, dtype=np.uint64), _unigrams(runs, V), None, np.arange(V) == BOS_ID)]
+    for k in range(2, order + 1):
+        merged_keys, merged_counts = scratch.writer(np.uint64, f"keys{k}"), scratch.writer(np.uint32, f"counts{k}")
+        for keys, counts in _merged_blocks(runs, k, order, V, block):
+            merged_keys.add(keys)
+            merged_counts.add(counts)
+        orders.append(_with_suffixes(merged_keys.finish(), merged_counts.finish(), orders[-1], k, V, scratch))
+        release_freed_memory()
+    return _with_last(V, order, orders, _last_of(runs))
+
+
+def _merged_into_run(runs: list[_Run], order: int, V: int, block: int) -> _Run:
+    """One run holding the counts of ``runs`` (whose folders are then removed)."""
+    folder = runs[0].folder.with_name(runs[0].folder.name + "+")
+    folder.mkdir()
+    _unigrams(runs, V).tofile(folder / "counts1")
+    sizes = [V]
+    for k in range(2, order + 1):
+        with open(folder / f"keys{k}", "wb") as keys_file, open(folder / f"counts{k}", "wb") as counts_file:
+            sizes.append(0)
+            for keys, counts in _merged_blocks(runs, k, order, V, block):
+                keys.tofile(keys_file)
+                counts.astype(np.uint32).tofile(counts_file)
+                sizes[-1] += len(keys)
+    for run in runs:
+        shutil.rmtree(run.folder)
+    return _Run(folder, sizes, _last_of(runs))
+
+
+def _unigrams(runs: list[_Run], V: int) -> np.ndarray:
     unigrams = np.zeros(V, dtype=np.int64)
     for run in runs:
         unigrams[: run.sizes[0]] += run.read("counts", 1, 0, run.sizes[0])
-    orders = [OrderCounts(np.arange(V, dtype=np.uint64), unigrams, None, np.arange(V) == BOS_ID)]
-    block = max(1 << 12, min(MERGE_BLOCK, scratch.block(MERGE_BYTES)) // len(runs))
-    for k in range(2, order + 1):
-        sizes = [run.sizes[k - 1] for run in runs]
-        read = [0] * len(runs)
-        pending = [(np.zeros(0, np.uint64), np.zeros(0, np.int64))] * len(runs)
-        places = _Places([run.folder / f"places{k}" for run in runs], block * len(runs)) if k < order else None  # (read by the order above)
-        merged_keys, merged_counts, merged = scratch.writer(np.uint64, f"keys{k}"), scratch.writer(np.uint32, f"counts{k}"), 0
-        while True:
-            for r, run in enumerate(runs):  # top up every run whose block is half used
-                if len(pending[r][0]) < block // 2 and read[r] < sizes[r]:
-                    stop = min(read[r] + block, sizes[r])
-                    keys, counts = run.keys_in_merged_space(k, read[r], stop, V), run.read("counts", k, read[r], stop)
-                    pending[r] = (np.concatenate((pending[r][0], keys)), np.concatenate((pending[r][1], counts)))
-                    read[r] = stop
-            live = [r for r in range(len(runs)) if len(pending[r][0])]
-            if not live:
-                break
-            more = [pending[r][0][-1] for r in live if read[r] < sizes[r]]
-            taken = []
-            for r in live:
-                keys, counts = pending[r]
-                n = int(np.searchsorted(keys, min(more), side="right")) if more else len(keys)
-                taken.append((r, keys[:n], counts[:n]))
-                pending[r] = (keys[n:], counts[n:])
-            unique, inverse, _ = unique_inverse(np.concatenate([t[1] for t in taken]))
-            counts = np.bincount(inverse, weights=np.concatenate([t[2] for t in taken]), minlength=len(unique))
-            if places:
-                at = 0
-                for r, keys, _ in taken:
-                    places.add(r, merged + inverse[at : at + len(keys)])
-                    at += len(keys)
-            merged_keys.add(unique)
-            merged_counts.add(counts)
-            merged += len(unique)
-        if places:
-            places.flush()
-        orders.append(_with_suffixes(merged_keys.finish(), merged_counts.finish(), orders[-1], k, V, scratch))
-        release_freed_memory()
+    return unigrams
+
+
+def _last_of(runs: list[_Run]):
+    """lmplz's last N-gram among the runs' (see ``last_in_lmplz_order``)."""
     last = None
     for run in runs:
         if run.last is not None and (last is None or run.last[::-1] > last[::-1]):
             last = run.last
-    return _with_last(V, order, orders, last)
+    return last
+
+
+def _merged_blocks(runs: list[_Run], k: int, order: int, V: int, block: int):
+    """Order ``k`` of the runs added up: (keys, counts) a block at a time, in order. Each run's
+    tables are sorted in the lexicographic order of their words, so once a run's (k-1)-grams
+    are placed in the merged table (increasing places), its k-gram keys translate to merged
+    keys still in order, and an order is a k-way merge: a block of every run, cut at the
+    smallest last key among runs with more to read, united, and where the block's n-grams went
+    appended to each run's places (read by the order above). Every run is topped up once its
+    block is half used, so the runs' blocks stay abreast and a step takes about half a block of
+    each (refilling only the emptied run made a step of one run's block: steps grew with runs
+    squared, 300 s for 383 runs)."""
+    block = max(1 << 12, block // len(runs))
+    sizes = [run.sizes[k - 1] for run in runs]
+    read = [0] * len(runs)
+    pending = [(np.zeros(0, np.uint64), np.zeros(0, np.int64))] * len(runs)
+    places = _Places([run.folder / f"places{k}" for run in runs], block * len(runs)) if k < order else None
+    merged = 0
+    while True:
+        for r, run in enumerate(runs):  # top up every run whose block is half used
+            if len(pending[r][0]) < block // 2 and read[r] < sizes[r]:
+                stop = min(read[r] + block, sizes[r])
+                keys, counts = run.keys_in_merged_space(k, read[r], stop, V), run.read("counts", k, read[r], stop)
+                pending[r] = (np.concatenate((pending[r][0], keys)), np.concatenate((pending[r][1], counts)))
+                read[r] = stop
+        live = [r for r in range(len(runs)) if len(pending[r][0])]
+        if not live:
+            break
+        more = [pending[r][0][-1] for r in live if read[r] < sizes[r]]
+        taken = []
+        for r in live:
+            keys, counts = pending[r]
+            n = int(np.searchsorted(keys, min(more), side="right")) if more else len(keys)
+            taken.append((r, keys[:n], counts[:n]))
+            pending[r] = (keys[n:], counts[n:])
+        unique, inverse, _ = unique_inverse(np.concatenate([t[1] for t in taken]))
+        counts = np.bincount(inverse, weights=np.concatenate([t[2] for t in taken]), minlength=len(unique))
+        if places:
+            at = 0
+            for r, keys, _ in taken:
+                places.add(r, merged + inverse[at : at + len(keys)])
+                at += len(keys)
+        merged += len(unique)
+        yield unique, counts.astype(np.int64)
+    if places:
+        places.flush()
 
 
 class _Places:

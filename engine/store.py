@@ -32,6 +32,7 @@ MANIFEST = "manifest.json"
 FORMAT = "foretell-model"
 FORMAT_VERSION = 1
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SCRATCH = ".scratch-"  # then the training's pid: a folder of the store's work/ for intermediate files
 DEFAULT_MODEL = "default"
 MANIFEST_BYTES = 16 << 20
 
@@ -266,12 +267,19 @@ class ModelStore:
                     os.rename(olds[-1], folder)
 
     def _sweep(self) -> None:
-        """Remove temporary folders left by trainings that were killed."""
-        for tmp in self.models.glob(".tmp-*"):
+        """Remove temporary folders left by trainings that were killed: half-written models,
+        and the scratch folders of their large intermediate files (gigabytes at scale)."""
+        for tmp, skip in [(t, 2) for t in self.models.glob(".tmp-*")] + [(t, 1) for t in (self.root / "work").glob(SCRATCH + "*")]:
             parts = tmp.name.split("-")
-            pid = next((int(p) for p in parts[2:] if p.isdigit()), None)
+            pid = next((int(p) for p in parts[skip:] if p.isdigit()), None)
             if pid is not None and not _alive(pid):
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def scratch_prefix() -> str:
+    """How a training names its scratch folders in the store's work/ (``tempfile``'s prefix),
+    so that one left by a killed training is swept away."""
+    return f"{SCRATCH}{os.getpid()}-"
 
 
 def _identity(folder: Path):

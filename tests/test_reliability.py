@@ -67,6 +67,7 @@ def test_killing_a_retraining_leaves_the_old_model_as_it_was(tmp_path, sig):
     store = ModelStore()
     store.names()
     assert not [p for p in store.models.iterdir() if p.name.startswith(".tmp-") and p.is_dir()]
+    assert not list((store.root / "work").glob(".scratch-*"))  # (nor a killed training's intermediate files)
 
 
 def test_two_trainings_of_one_name_at_once_end_with_one_complete_model(tmp_path):

@@ -49,6 +49,26 @@ def test_a_failed_save_leaves_the_previous_model_intact(model, small_corpus, mon
     assert not [p for p in store.models.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_scratch_folders_of_killed_trainings_are_swept_and_live_ones_kept(model, tmp_path):
+    """A training's large intermediate files live in the store's work/ under its pid; when the
+    training was killed (its pid gone) the next listing removes them, gigabytes at scale."""
+    import subprocess
+    import sys
+
+    store = ModelStore()
+    store.save("notes", model)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    work = store.root / "work"
+    dead = work / f".scratch-{gone.pid}-abc"
+    live = work / f".scratch-{os.getpid()}-def"
+    checkpoints = work / "notes"  # (a model's checkpoint folder is never swept)
+    for folder in (dead, live, checkpoints):
+        (folder / "runs").mkdir(parents=True)
+    assert store.names() == ["notes"]
+    assert not dead.exists() and live.exists() and checkpoints.exists()
+
+
 def test_a_crash_between_the_two_renames_is_recovered(model):
     store = ModelStore()
     store.save("notes", model)

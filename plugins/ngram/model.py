@@ -13,6 +13,7 @@ import numpy as np
 from engine.checked import passed_before, remember_passed
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel, option, sentence_pieces
+from engine.store import scratch_prefix
 from engine.parallel import map_on_two_threads
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
@@ -96,7 +97,7 @@ class NgramModel(LanguageModel):
             spill.mkdir(parents=True, exist_ok=True)
         # The model's large tables are files in this folder, mapped: removed on the way out, they
         # stay readable through their mappings until the model is saved and dropped.
-        with tempfile.TemporaryDirectory(prefix="ngram-", dir=spill, ignore_cleanup_errors=True) as folder:
+        with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=spill, ignore_cleanup_errors=True) as folder:
             scratch = Scratch(Path(folder), parse_memory(options.memory))
             counts = count_ngrams(corpus.ids, options.order, len(corpus.vocab), scratch=scratch)
             if progress:

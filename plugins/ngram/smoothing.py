@@ -62,7 +62,7 @@ def _keep_raw_where_bos(a: np.ndarray, o, block: int) -> None:
 
 def _count_into(target: np.ndarray, indices: np.ndarray, block: int) -> None:
     """``target += np.bincount(indices)``, a block of ``indices`` at a time."""
-    if len(indices) <= block:
+    if len(indices) <= block and len(target) <= block:
         target += np.bincount(np.asarray(indices), minlength=len(target))
         return
     for start, stop in ranges(len(indices), block):

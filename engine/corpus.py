@@ -264,7 +264,7 @@ class IdStream:
 
     def extend(self, values) -> None:
         if isinstance(values, np.ndarray):
-            self.buffer.frombytes(values.astype(np.int32).tobytes())
+            self.buffer.frombytes(memoryview(np.ascontiguousarray(values, dtype=np.int32)).cast("B"))  # (its buffer: no copy in bytes)
         else:
             self.buffer.extend(values)
         if self.spill and len(self.buffer) >= self.SPILL:

@@ -53,8 +53,8 @@ def last_in_lmplz_order(ids: np.ndarray, depth: np.ndarray, order: int) -> int:
 CHUNK = 2_000_000  # positions counted at once, at most
 MERGE_BLOCK = 1 << 20  # n-grams read from all runs together, a merge step, at most
 COUNTING_BYTES = 400  # working memory a position of a chunk takes, both chunks counted at once together
-MERGE_BYTES = 128  # and an n-gram of a merge step (its keys, counts, sort and where it went)
-SUFFIX_BYTES = 96  # and an n-gram whose suffix is looked up
+MERGE_BYTES = 192  # and an n-gram of a merge step (its keys, counts, sort and where it went)
+SUFFIX_BYTES = 192  # and an n-gram whose suffix is looked up
 
 
 def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None = None, spill: Path | None = None,

@@ -227,6 +227,7 @@ def save(folder: Path, keys, logp, backoff, counts) -> None:
             np.save(folder / f"backoff{k}.values.npy", table, allow_pickle=False)
             code = _code_type(len(table))
             _save_blocks(folder / f"backoff{k}.codes.npy", values, code, lambda block: np.searchsorted(table, block.astype(np.float32)))
+        release_pages(keys[k - 1], logp[k - 1], backoff[k - 1])  # (what the searches for the key blocks touched)
     if counts is not None:
         _save_counts(folder / "counts.npz", [np.asarray(c, dtype=np.uint32) for c in counts])
 

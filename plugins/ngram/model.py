@@ -13,8 +13,8 @@ import numpy as np
 from engine.checked import passed_before, remember_passed
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel, option, sentence_pieces
-from engine.store import scratch_prefix
 from engine.parallel import map_on_two_threads
+from engine.store import scratch_prefix
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram.arpa import read_arpa, write_arpa
 from plugins.ngram import packed, prune

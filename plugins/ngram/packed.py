@@ -29,7 +29,7 @@ import numpy as np
 
 from engine.errors import ModelFormatError
 from engine.memory import release_pages
-
+from plugins.ngram.scratch import ranges
 
 LOW_BITS = np.uint64(32)
 LOW_MASK = np.uint64(0xFFFFFFFF)
@@ -130,11 +130,6 @@ class CodedValues:
         self.values = values
 
     @classmethod
-    def exact(cls, values: np.ndarray) -> "CodedValues":
-        table, codes = np.unique(np.asarray(values, dtype=np.float32), return_inverse=True)
-        return cls(codes.astype(_code_type(len(table))), table)
-
-    @classmethod
     def quantized(cls, values: np.ndarray, levels: int = QUANTIZED_LEVELS, exact_zero: bool = False) -> "CodedValues":
         """Equal-count bins of the sorted values, each the mean of its members. With
         ``exact_zero``, code 0 is 0.0 itself (as KenLM keeps it for backoffs): a context with no
@@ -223,17 +218,13 @@ def save(folder: Path, keys, logp, backoff, counts) -> None:
             _save_coded(folder, f"backoff{k}", backoff[k - 1])
         elif k < order:  # exact codes: the order's distinct values, then each n-gram's index among them
             values = backoff[k - 1]
-            table = np.unique(np.concatenate([np.zeros(0, np.float32)] + [_distinct(values, a, b) for a, b in _blocks(len(values))]))
+            table = np.unique(np.concatenate([np.zeros(0, np.float32)] + [_distinct(values, a, b) for a, b in ranges(len(values), SAVE_BLOCK)]))
             np.save(folder / f"backoff{k}.values.npy", table, allow_pickle=False)
             code = _code_type(len(table))
             _save_blocks(folder / f"backoff{k}.codes.npy", values, code, lambda block: np.searchsorted(table, block.astype(np.float32)))
         release_pages(keys[k - 1], logp[k - 1], backoff[k - 1])  # (what the searches for the key blocks touched)
     if counts is not None:
         _save_counts(folder / "counts.npz", [np.asarray(c, dtype=np.uint32) for c in counts])
-
-
-def _blocks(n: int):
-    return ((start, min(start + SAVE_BLOCK, n)) for start in range(0, n, SAVE_BLOCK))
 
 
 def _distinct(values, start: int, stop: int) -> np.ndarray:
@@ -246,7 +237,7 @@ def _save_blocks(path: Path, values, dtype, convert=lambda block: block) -> None
     """``np.save(path, convert(values).astype(dtype))``, a block at a time."""
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (len(values),)})
-        for start, stop in _blocks(len(values)):
+        for start, stop in ranges(len(values), SAVE_BLOCK):
             np.asarray(convert(np.asarray(values[start:stop])), dtype=dtype).tofile(f)
             release_pages(values)
 

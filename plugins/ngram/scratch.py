@@ -4,7 +4,7 @@ not the corpus or the model: like lmplz's ``-S``.
 Arrays stay in memory, where they are fastest, until together they would take more than a
 quarter of the budget (every array of a small corpus stays there); past that each is a file
 in a temporary folder, mapped, and worked on a block at a time; after each block the pages it
-touched are handed back (``release``), so what stays resident is about a block's worth.
+touched are handed back (``engine.memory.release_pages``), so what stays resident is about a block's worth.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-
 
 DEFAULT_MEMORY = "1G"
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

@@ -166,6 +166,8 @@ def test_export_and_import_arpa(trained, tmp_path):
         (["train", "--order", "0", "README.md"], "order must be between 1 and 9"),
         (["train", "--smoothing", "witten-bell", "README.md"], "smoothing must be one of"),
         (["train", "--k", "-1", "--smoothing", "add-k", "README.md"], "k must be a positive number"),
+        (["train", "--memory", "8M", "README.md"], "memory must be at least 16M"),
+        (["train", "--memory", "lots", "README.md"], "memory must be a size such as 512M or 2G"),
         (["train", "--name", "../x", "README.md"], "invalid model name"),
         (["train", "-O", "nonsense=1", "README.md"], "unknown option 'nonsense'"),
         (["train", "/no/such/folder"], "no usable text found"),

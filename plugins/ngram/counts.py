@@ -130,8 +130,9 @@ def _merge_runs(runs: list[_Run], order: int, V: int, scratch: Scratch) -> Ngram
     longer runs, so a merge's blocks (one per run) stay within the budget however long the
     text: lmplz's way too."""
     block = min(MERGE_BLOCK, scratch.block(MERGE_BYTES))
-    while len(runs) > FAN_IN:
-        runs = [_merged_into_run(runs[i : i + FAN_IN], order, V, block) for i in range(0, len(runs), FAN_IN)]
+    while len(runs) > FAN_IN:  # (groups are independent: two at once on two cores, each with half the block)
+        groups = [runs[i : i + FAN_IN] for i in range(0, len(runs), FAN_IN)]
+        runs = list(ordered_map(_merged_group, groups, (order, V, block // 2)))
     orders = [OrderCounts(np.arange(V, dtype=np.uint64), _unigrams(runs, V), None, np.arange(V) == BOS_ID)]
     for k in range(2, order + 1):
         merged_keys, merged_counts = scratch.writer(np.uint64, f"keys{k}"), scratch.writer(np.uint32, f"counts{k}")
@@ -141,6 +142,11 @@ def _merge_runs(runs: list[_Run], order: int, V: int, scratch: Scratch) -> Ngram
         orders.append(_with_suffixes(merged_keys.finish(), merged_counts.finish(), orders[-1], k, V, scratch))
         release_freed_memory()
     return _with_last(V, order, orders, _last_of(runs))
+
+
+def _merged_group(shared, group: list[_Run]) -> _Run:
+    order, V, block = shared
+    return _merged_into_run(group, order, V, block)
 
 
 def _merged_into_run(runs: list[_Run], order: int, V: int, block: int) -> _Run:

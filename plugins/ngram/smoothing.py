@@ -204,7 +204,9 @@ def _context_blocks(keys: np.ndarray, V: int, block: int):
 
 
 def _log10(values: np.ndarray, block: int = 1 << 20) -> np.ndarray:
-    """float32 log10 of float32 values, computed in float64 as lmplz does, a block at a time."""
+    """float32 log10 of float32 values, computed in float64 and rounded once (correctly
+    rounded), a block at a time. lmplz calls libm's ``log10f``, which glibc 2.36 does not round
+    correctly: a quarter of values land one float32 step away (docs/benchmarks.md, ARPA export)."""
     out = np.empty(len(values), dtype=F32)
     for start in range(0, len(values), block):
         out[start : start + block] = np.log10(values[start : start + block].astype(np.float64))

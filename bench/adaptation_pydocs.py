@@ -106,7 +106,7 @@ def main():
     for name in ("ngram", "rnn", "cache", "mix-ngram-cache", "mix-all"):
         model = store.load(name)
         t0 = time.monotonic()
-        result = evaluate(model, evaluation_sentences, 5)
+        result = evaluate(model, [evaluation_sentences], 5)
         print(row(name, model, result, time.monotonic() - t0), flush=True)
 
     # Adaptation: learn each held-out file's first half, type its second half.
@@ -126,7 +126,7 @@ def main():
         adapted = store.load("ngram")
         layer.forget(None)
         for name, model in (("ngram", base), ("ngram adapted to the first half", adapted), ("mix-all", store.load("mix-all"))):
-            result = evaluate(model, sentences, 5)
+            result = evaluate(model, [sentences], 5)
             for field in ("tokens", "top1", "top5", "log_prob", "characters", "keystrokes"):
                 setattr(totals[name], field, getattr(totals[name], field) + getattr(result, field))
     print("\nSecond halves of the evaluation files, after learning each first half:\n")

@@ -76,19 +76,21 @@ def first_words(text: str, n: int) -> str:
     return "".join(out)
 
 
-def presage(work: Path, train: Path, held: Path) -> dict:
-    db = work / "presage.sqlite"
+def presage(work: Path, train: Path, held: Path, learning: bool = False) -> dict:
+    """Presage's savings on ``held``; ``learning``: with its online learning (its own default),
+    which adds each word typed to the database as it goes."""
+    db = work / ("presage-learning.sqlite" if learning else "presage.sqlite")
     for n in (1, 2, 3):
         subprocess.run(["text2ngram", "-n", str(n), "-a", "-f", "sqlite", "-o", str(db), str(train)], check=True, capture_output=True)
     config = Path("/etc/presage.xml").read_text()
     for old, new in ((r"<PREDICTORS>.*?</PREDICTORS>", "<PREDICTORS>DefaultSmoothedNgramPredictor</PREDICTORS>"),
                      (r"<LOWERCASE_MODE>.*?</LOWERCASE_MODE>", "<LOWERCASE_MODE>no</LOWERCASE_MODE>"),
-                     (r"<ONLINE_LEARNING>.*?</ONLINE_LEARNING>", "<ONLINE_LEARNING>no</ONLINE_LEARNING>"),
+                     (r"<ONLINE_LEARNING>.*?</ONLINE_LEARNING>", f"<ONLINE_LEARNING>{'yes' if learning else 'no'}</ONLINE_LEARNING>"),
                      (r"<SUGGESTIONS>.*?</SUGGESTIONS>", "<SUGGESTIONS>5</SUGGESTIONS>"),
                      (r"<DBFILENAME>[^<]*database_en.db</DBFILENAME>", f"<DBFILENAME>{db}</DBFILENAME>")):
         config = re.sub(old, new, config, count=1, flags=re.S)
-    (work / "presage.xml").write_text(config)
-    out = subprocess.run(["presage_simulator", "-q", "-c", str(work / "presage.xml"), str(held)], check=True, capture_output=True, text=True).stdout
+    (work / f"{db.stem}.xml").write_text(config)
+    out = subprocess.run(["presage_simulator", "-q", "-c", str(work / f"{db.stem}.xml"), str(held)], check=True, capture_output=True, text=True).stdout
     figures = {key: float(value) for key, value in re.findall(r"^(ki|ks|kn|KSR)\s*:\s*([\d.]+)", out, re.M)}
     return {"savings": figures["KSR"] / 100, "characters": int(figures["kn"]), "keystrokes": int(figures["ki"] + figures["ks"])}
 

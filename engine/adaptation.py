@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.capabilities import check_can_learn
+from engine.capabilities import CombinesModels, check_can_learn
 from engine.corpus import CorpusBuilder
 from engine.errors import ForetellError, ModelFormatError
 from engine.files import locked, read_json, regular_file, write_atomic
@@ -38,6 +38,19 @@ LAYER_FILE = "layer.json"
 WORDS_FILE = "words.json"
 ADAPTED = "adapted-"  # + stamp: the model with the layer applied, kept for the next load
 FACTS_FILE = "facts.json"
+
+
+def learned(model: LanguageModel, text: str, pretokenized: bool = False) -> LanguageModel:
+    """``model`` having learned ``text`` in memory, read as ``AdaptationLayer.learn`` reads a
+    document (secrets left out, new words added) but with no store: a simulation's learning
+    (``foretell evaluate --learn-as-you-go``). Learned copies learn again on top."""
+    check_can_learn(model)
+    builder = CorpusBuilder(pretokenized, known=list(model.vocab.tokens), spill=False)
+    builder.add_lines(split_lines(text))
+    if builder.sentences == 0:
+        return model
+    ids = np.asarray(builder.ids.finish(), dtype=np.int64)
+    return model.with_documents(builder.vocab.tokens[len(model.vocab) :], [ids])
 
 
 class AdaptationLayer:
@@ -117,10 +130,13 @@ class AdaptationLayer:
             return base
         parts = [base.name, base.format_version, repr(base_identity)]
         stamp = self._stamp(layer, parts)
-        model = self._cached(base, stamp) if base_identity is not None else None
+        # A combined model (a mixture) is saved as its parts' names, so a copy of it would load
+        # its parts unadapted: it is adapted afresh at each load instead.
+        keep = base_identity is not None and not isinstance(type(base), CombinesModels)
+        model = self._cached(base, stamp) if keep else None
         if model is None:
             model = self._adapted(base, layer)
-            if base_identity is not None:
+            if keep:
                 self._keep(model, stamp, parts)
         model.model_name = base.model_name or self.name
         model.learned_documents = len(layer["documents"])

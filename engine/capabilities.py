@@ -94,7 +94,7 @@ def has_training_curves(model) -> bool:
 def check_can_learn(model) -> None:
     """Raise ForetellError saying why ``model`` cannot learn online, if it cannot."""
     if not isinstance(model, Learnable):
-        raise ForetellError(f"{model.name!r} models cannot learn online (n-gram, rnn and window models can)")
+        raise ForetellError(f"{model.name!r} models cannot learn online (n-gram, rnn and window models can, and mixtures with one of them)")
     model.check_can_learn()
 
 

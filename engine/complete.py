@@ -93,6 +93,7 @@ def top_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: int)
     return [(int(i), float(score)) for i, score in zip(ids, scores)]
 
 
+HISTORY_TOKENS = 2_000  # of the user's earlier text read into a state with memory (a cache holds 500)
 VARIANTS = 3  # spellings of a word that can share a completion ("the", "The", "THE")
 
 
@@ -172,15 +173,29 @@ class Prediction:
     predictions: list[tuple[str, float]]  # (token, natural log-probability)
 
 
-def state_after(model: LanguageModel, sentences: list[list[Token]], open_sentence: bool = True):
-    """The model state after ``sentences``; the last one is left open (no ``</s>``)."""
+def state_after(model: LanguageModel, sentences: list[list[Token]], open_sentence: bool = True, start=None):
+    """The model state after ``sentences`` read from ``start`` (by default the initial state);
+    the last one is left open (no ``</s>``)."""
     get = model.vocab.ids.get
     ids: list[int] = []
     for n, sentence in enumerate(sentences):
         ids.extend(get(token.text, UNK_ID) for token in sentence)
         if sentence and (n < len(sentences) - 1 or not open_sentence):
             ids.append(EOS_ID)
-    return model.advance_many(model.initial_state(), ids)
+    return model.advance_many(model.initial_state() if start is None else start, ids)
+
+
+def state_after_history(model: LanguageModel, sentences: list[list[Token]]):
+    """The state a model with memory (a cache, a recurrent network) starts a document in after
+    the user's earlier text ``sentences``: its last whole sentences of at least HISTORY_TOKENS
+    tokens read. A model whose sentences start afresh starts in its initial state."""
+    if model.sentence_independent or not sentences:
+        return model.initial_state()
+    held, start = 0, len(sentences)
+    while start > 0 and held < HISTORY_TOKENS:
+        start -= 1
+        held += len(sentences[start]) + 1
+    return state_after(model, sentences[start:], open_sentence=False)
 
 
 def split_prefix(text: str) -> tuple[list[list[Token]], str]:
@@ -223,16 +238,17 @@ class Cursor:
         return takes_capital(model, dist, previous)
 
 
-def at_cursor(model: LanguageModel, text: str) -> Cursor:
-    """The ``Cursor`` at the end of ``text``."""
+def at_cursor(model: LanguageModel, text: str, start=None) -> Cursor:
+    """The ``Cursor`` at the end of ``text``, read from state ``start`` (by default the initial one)."""
     sentences, prefix = split_prefix(text)
     open_sentence = bool(sentences) and not _ended(text, sentences)
-    return Cursor(sentences, prefix, open_sentence, state_after(model, sentences, open_sentence=open_sentence))
+    return Cursor(sentences, prefix, open_sentence, state_after(model, sentences, open_sentence=open_sentence, start=start))
 
 
-def predict(model: LanguageModel, text: str, k: int = 10) -> Prediction:
-    """Next words after ``text`` (if it ends in whitespace) or completions of its last word."""
-    cursor = at_cursor(model, text)
+def predict(model: LanguageModel, text: str, k: int = 10, start=None) -> Prediction:
+    """Next words after ``text`` (if it ends in whitespace) or completions of its last word;
+    ``start``: the state before ``text`` (``state_after_history``)."""
+    cursor = at_cursor(model, text, start)
     dist = model.next_logprobs(cursor.state)
     ranked = cased_completions(model, dist, cursor.prefix, k, cursor.takes_capital(model, dist))
     return Prediction(cursor.context, cursor.prefix, [(word, lp) for word, lp, _ in ranked])

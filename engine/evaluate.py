@@ -12,8 +12,9 @@ it, as Presage's simulator leaves it out of the text it types."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-from engine.complete import cased_completions, greedy_phrase, takes_capital
+from engine.complete import cased_completions, greedy_phrase, state_after_history, takes_capital
 from engine.model import LanguageModel
 from engine.distribution import rank_and_entropy
 from engine.tokenizer import Token
@@ -79,12 +80,31 @@ def right_phrase(model: LanguageModel, state, ids: list[int]):
     return entered
 
 
-def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> Evaluation:
+def evaluate(model: LanguageModel, documents: list[list[list[Token]]], k: int = 5, history: list[list[Token]] = (),
+             learn: Callable[[LanguageModel, int], LanguageModel] | None = None) -> Evaluation:
+    """Type ``documents`` (each a list of sentences) in turn, the model's state running on from
+    one into the next, after reading ``history``'s sentences (text the user wrote before, as an
+    editor keeps recent documents: ``state_after_history``) without typing them. With ``learn``,
+    the model learns each document once it is typed (``learn(model, n)`` gives the model that
+    learned document n, as saving it in the editor does), and reads its history again to go on."""
     result = Evaluation()
-    get = model.vocab.ids.get
-    state = model.initial_state()
-    spaced = _followed_by_space(sentences)
+    read = list(history)  # sentences read so far, typed or not
+    state = state_after_history(model, read)
     previous = None
+    for n, sentences in enumerate(documents):
+        state, previous = _type_document(model, sentences, state, previous, k, result)
+        read.extend(sentences)
+        if learn is not None and n < len(documents) - 1:
+            model = learn(model, n)
+            state = state_after_history(model, read)
+    return result
+
+
+def _type_document(model: LanguageModel, sentences: list[list[Token]], state, previous, k: int, result: Evaluation):
+    """Type one document's sentences from ``state``, adding to ``result``; the state after them
+    and the last sentence (which says whether the next one takes a capital)."""
+    get = model.vocab.ids.get
+    spaced = _followed_by_space(sentences)
     for sentence in sentences:
         ids = [get(t.text, UNK_ID) for t in sentence]
         covered = 0  # words of this sentence entered by an accepted phrase
@@ -115,7 +135,7 @@ def evaluate(model: LanguageModel, sentences: list[list[Token]], k: int = 5) -> 
                     result.autospace_phrase_keystrokes += keys + int(id(sentence[covered - 1]) in spaced) if entered > 1 else word * (keys + (space and not accepted))
             state = model.advance(state, token_id)
         previous = sentence or previous
-    return result
+    return state, previous
 
 
 def is_word(text: str) -> bool:

@@ -70,6 +70,7 @@ def did_change_configuration(ls: ForetellServer, params: types.DidChangeConfigur
 @feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: ForetellServer, params: types.DidOpenTextDocumentParams):
     ls.schedule_analysis(params.text_document.uri, delay=0)
+    _remember(ls, params.text_document.uri)
 
 
 @feature(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -79,6 +80,7 @@ def did_change(ls: ForetellServer, params: types.DidChangeTextDocumentParams):
 
 @feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
 async def did_save(ls: ForetellServer, params: types.DidSaveTextDocumentParams):
+    _remember(ls, params.text_document.uri)
     doc = ls.document(params.text_document.uri)
     if doc is None or not ls.settings.learning.enabled or not ls.enabled(doc) or not learning.may_learn(ls, doc.uri):
         return  # decided now: a save made while incognito is never learned later
@@ -95,7 +97,16 @@ async def did_save(ls: ForetellServer, params: types.DidSaveTextDocumentParams):
 def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
     uri = params.text_document.uri
     ls.closed(uri)
+    ls.recent.closed(uri)
     ls.publish(uri, [])
+
+
+def _remember(ls: ForetellServer, uri: str) -> None:
+    """The document's text joins the history completion reads from (lsp_server.features.history),
+    if the server may learn from it."""
+    doc = ls.document(uri)
+    if doc is not None and ls.enabled(doc) and learning.may_learn(ls, uri):
+        ls.recent.remember(uri, doc.source)
 
 
 @feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[" "]))
@@ -105,9 +116,11 @@ async def on_completion(ls: ForetellServer, params: types.CompletionParams):
         return None
     version, offset = doc.version, offset_at(doc, params.position)
     text_before = doc.source[:offset]
-    result = await ls.interactive(
-        lambda: completion.completion_list(ls.model(), text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units)
-    )
+    def complete():
+        model = ls.model()
+        start = ls.recent.start_state(model, doc.uri)
+        return completion.completion_list(model, text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units, start)
+    result = await ls.interactive(complete)
     return result if doc.version == version else types.CompletionList(is_incomplete=True, items=[])
 
 
@@ -119,7 +132,10 @@ async def on_inline_completion(ls: ForetellServer, params: types.InlineCompletio
         return None
     version, offset = doc.version, offset_at(doc, params.position)
     text_before = doc.source[:offset]
-    text = await ls.interactive(lambda: completion.continuation(ls.model(), text_before, inline.maxWords, inline.minProbability))
+    def continue_phrase():
+        model = ls.model()
+        return completion.continuation(model, text_before, inline.maxWords, inline.minProbability, ls.recent.start_state(model, doc.uri))
+    text = await ls.interactive(continue_phrase)
     if not text or doc.version != version:
         return types.InlineCompletionList(items=[])
     here = types.Range(start=params.position, end=params.position)

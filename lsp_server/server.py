@@ -38,6 +38,7 @@ from engine.analysis import DocumentAnalysis
 from lsp_server.positions import PositionMap
 from lsp_server.config import Settings, parse_settings
 from lsp_server.features import surprisal
+from lsp_server.features.history import RecentWriting
 from lsp_server.encoded import Encoded, json_steps
 from lsp_server.lanes import Lanes
 from lsp_server.log import report_failure
@@ -114,6 +115,7 @@ class ForetellServer(LanguageServer):
         self.settings = Settings(model=model_name)
         self.store = ModelStore()
         self.lanes = Lanes()
+        self.recent = RecentWriting()  # history completion reads from (models with memory)
         self._model = None
         self._model_name = None
         self._model_lock = threading.Lock()
@@ -145,9 +147,10 @@ class ForetellServer(LanguageServer):
     def model(self):
         """The configured model, loaded on first use (lane threads only)."""
         with self._model_lock:
-            if self._model is None or self._model_name != self.settings.model:
-                self._model = load_model(self.store, self.settings.model)
-                self._model_name = self.settings.model
+            name = self.settings.model  # read once: a switch meanwhile must not take this model's place
+            if self._model is None or self._model_name != name:
+                self._model = load_model(self.store, name)
+                self._model_name = name
             return self._model
 
     def warm_model(self) -> None:
@@ -162,10 +165,11 @@ class ForetellServer(LanguageServer):
         """Build the model again now, on the calling (background) lane, after it learned or
         forgot something; requests meanwhile keep the model they had, so no completion waits
         for the learned counts to be added and the model re-estimated."""
-        fresh = load_model(self.store, self.settings.model)
+        name = self.settings.model
+        fresh = load_model(self.store, name)
         prefix_index(fresh).warm()
         with self._model_lock:
-            if self._model_name == self.settings.model:
+            if self._model_name == name == self.settings.model:
                 self._model = fresh
             else:
                 self._model = None

@@ -50,6 +50,27 @@ def test_learn_then_forget_equals_training_without_that_document(tmp_path, smoot
     assert np.array_equal(scores_by_word(store.load("m")), scores_by_word(store.load("m", adapted=False)), equal_nan=True)
 
 
+def test_a_mixture_learns_through_its_parts_that_can_and_forgets_exactly(tmp_path):
+    """The n-gram part learns the document, the cache stays as it was, the weights are kept;
+    every load adapts afresh (a mixture is saved as its parts' names, so no copy is kept)."""
+    (tmp_path / "base.txt").write_text(SMALL_TEXT)
+    (tmp_path / "notes.txt").write_text(NOTES)
+    run_cli("train", "--name", "n", "--order", "3", str(tmp_path / "base.txt"))
+    run_cli("train", "--backend", "cache", "--name", "c", str(tmp_path / "base.txt"))
+    run_cli("mix", "--name", "nc", "n", "c", "--fit", str(tmp_path / "base.txt"))
+    store = ModelStore()
+    base = store.load("nc")
+    run_cli("learn", "-m", "nc", str(tmp_path / "notes.txt"))
+    for _ in range(2):  # the second load finds no kept copy to trust
+        mixed = store.load("nc")
+        assert "Kubernetes" in mixed.vocab and list(mixed.weights) == list(base.weights)
+        assert np.nansum(scores_by_word(mixed, NOTES)) > np.nansum(scores_by_word(base, NOTES))
+    assert "Kubernetes" not in store.load("n").vocab  # the part's own model is untouched
+    assert not list(store.layer("nc").folder.glob("adapted-*"))
+    run_cli("forget", "-m", "nc", "--all")
+    assert np.array_equal(scores_by_word(store.load("nc")), scores_by_word(base), equal_nan=True)
+
+
 def test_relearning_a_changed_document_replaces_it_and_an_unchanged_one_is_a_no_op(tmp_path):
     (tmp_path / "base.txt").write_text(SMALL_TEXT)
     doc = tmp_path / "doc.txt"

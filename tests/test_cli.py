@@ -244,6 +244,39 @@ def test_keystroke_savings_under_both_conventions(tmp_path):
     assert (out["characters"], out["autospace_characters"], out["autospace_keystrokes"]) == (11, 12, 6)
 
 
+def test_evaluate_learns_each_file_after_typing_it_and_reads_history(tmp_path):
+    """--learn-as-you-go: a word the model first met in the file typed before is offered in the
+    next (as after saving that file in the editor), and the store keeps no trace of it.
+    --history: a cache that has read the user's earlier text offers its words at once."""
+    from engine.store import ModelStore
+
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("the cat sat\n" * 20)
+    run("train", "--name", "tiny", "--order", "2", str(corpus))
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("the dog sat\n")
+    second.write_text("the dog sat\n")
+    plain = json.loads(run("evaluate", "-m", "tiny", "--json", str(first), str(second)).output)
+    learning = json.loads(run("evaluate", "-m", "tiny", "--json", "--learn-as-you-go", str(first), str(second)).output)
+    assert plain["keystrokes"] == 2 * (1 + 3 + 1)  # "dog" typed out twice
+    assert learning["keystrokes"] == plain["keystrokes"] - 2  # the second "dog" offered: one key
+    assert learning["perplexity"] < plain["perplexity"]
+    assert ModelStore().layer("tiny").documents() == [] and not (ModelStore().root / "adaptation").exists()
+
+    words = "dab dad dam day den dew did dig dim din"  # words a "d" does not tell from "dog"
+    corpus.write_text(f"{words}\n" * 20 + "dog\n")
+    run("train", "--backend", "cache", "--name", "recent", str(corpus))
+    earlier = tmp_path / "earlier.txt"
+    earlier.write_text("dog dog dog\n")
+    held = tmp_path / "held.txt"
+    held.write_text("dog\n")
+    cold = json.loads(run("evaluate", "-m", "recent", "--json", str(held)).output)
+    warm = json.loads(run("evaluate", "-m", "recent", "--json", "--history", str(earlier), str(held)).output)
+    assert (cold["keystrokes"], warm["keystrokes"]) == (3, 1) and warm["perplexity"] < cold["perplexity"]
+    refused = run("evaluate", "-m", "recent", "--learn-as-you-go", str(held), ok=False)
+    assert refused.exit_code == 1 and "cannot learn online" in refused.output
+
+
 def test_keystroke_savings_with_phrases_accept_the_inline_continuation_in_one_key(tmp_path):
     """The continuation offered at a sentence's start is its first four words: one key enters
     them all when they are right. Word by word, each known word costs a key."""

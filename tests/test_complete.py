@@ -145,8 +145,8 @@ def test_the_typist_accepts_a_capitalised_word_the_model_knows_in_lowercase(lowe
     dist = lowercase_model.next_logprobs(lowercase_model.initial_state())
     assert keystrokes_for(lowercase_model, dist, "The", 5, capital=True) == (1, 1, True)
     assert keystrokes_for(lowercase_model, dist, "The", 5) != (1, 1, True)
-    first = evaluate(lowercase_model, tokenize("The pods come back.")).keystrokes
-    assert evaluate(lowercase_model, tokenize("The pods come back. The")).keystrokes == first + 1  # offered after a capital
+    first = evaluate(lowercase_model, [tokenize("The pods come back.")]).keystrokes
+    assert evaluate(lowercase_model, [tokenize("The pods come back. The")]).keystrokes == first + 1  # offered after a capital
 
 
 def test_the_inline_continuation_starts_a_sentence_with_a_capital(lowercase_model):

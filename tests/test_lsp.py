@@ -323,6 +323,21 @@ async def test_a_recurrent_model_learns_on_save_too(client: LanguageClient):
     assert not (await complete(client, probe)).items
 
 
+async def test_a_model_with_memory_reads_the_documents_opened_and_saved_before(client: LanguageClient):
+    """A cache's completions in one document offer the words of the others the user wrote
+    lately; a key file's words never come back so."""
+    cache = get_backend("cache").cls
+    ModelStore().save("recent", cache.fit(corpus_from_text(SMALL_TEXT + " The penguin swam. The password was zebra."), cache.Options()))
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="foretell.switchModel", arguments=["recent"]))
+    probe = "The "
+    open_doc(client, probe)
+    before = [i.label for i in (await complete(client, probe)).items]
+    open_doc(client, "zebra zebra zebra zebra zebra zebra.\n", uri="file:///tmp/.env", language="markdown")
+    open_doc(client, "Notes on penguin colonies, penguin chicks, penguin diets and penguin dives.\n", uri="file:///tmp/penguins.md")
+    after = [i.label for i in (await complete(client, probe)).items]
+    assert after[0] == "penguin" and before[0] != "penguin" and "zebra" not in after
+
+
 async def test_incognito_and_exclusions_stop_learning_on_save(client: LanguageClient):
     """The editor's settings and the command line's switches (read at each save) both hold."""
     def configure(**values):

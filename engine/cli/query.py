@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from engine.capabilities import has_training_curves
+from engine.adaptation import learned
+from engine.capabilities import check_can_learn, has_training_curves
 from engine.cli.common import bucket_colour, echo_json, json_text, json_option, load_model, model_option, pretokenized_option, use_colour
 from engine.complete import predict as predict_words
 from engine.corpus import clean_argument, iter_line_blocks, iter_lines, open_input, read_text
@@ -223,8 +224,11 @@ def perplexity(model_name, as_json, pretokenized, files):
 @json_option
 @pretokenized_option
 @click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="Completions offered per keystroke.")
+@click.option("--history", "history_files", metavar="FILE", multiple=True,
+              help="Text the user wrote before, read into the model's state but not typed (repeat for several files).")
+@click.option("--learn-as-you-go", "learn_as_you_go", is_flag=True, help="Learn each FILE once it is typed, as saving it in the editor does.")
 @click.argument("files", nargs=-1, required=True)
-def evaluate(model_names, as_json, pretokenized, k, files):
+def evaluate(model_names, as_json, pretokenized, k, history_files, learn_as_you_go, files):
     """Perplexity, next-word accuracy and keystroke savings on held-out FILES.
 
     Keystroke savings: a simulated typist is offered the top K completions before each
@@ -234,12 +238,20 @@ def evaluate(model_names, as_json, pretokenized, k, files):
     accepting inserts it. At a sentence start that takes a capital, as the text's previous
     sentence does, words are offered capitalised, as the editor offers them.
     "phrases" also offers the inline continuation an editor shows (up to four more words), which
-    one keystroke accepts when all of it is right."""
-    sentences = [s for path in files for s in tokenize(read_text(path), pretokenized)]
+    one keystroke accepts when all of it is right.
+
+    The FILES are typed in turn, the model's state (a cache's words, a recurrent network's
+    memory) running on from one into the next, after the --history files are read."""
+    texts = [read_text(path) for path in files]
+    documents = [tokenize(text, pretokenized) for text in texts]
+    history = [s for path in history_files for s in tokenize(read_text(path), pretokenized)]
+    learn = (lambda model, n: learned(model, texts[n], pretokenized)) if learn_as_you_go else None
     rows = []
     for name in model_names or (None,):
         model = load_model(name)
-        figures = evaluate_model(model, sentences, k).as_dict()
+        if learn_as_you_go:
+            check_can_learn(model)
+        figures = evaluate_model(model, documents, k, history, learn).as_dict()
         rows.append({"model": _model_name(model), "backend": model.name, **figures})
     if as_json:
         keys = ("model", "backend", "perplexity", "top1_accuracy", "top5_accuracy", "keystroke_savings", "keystroke_savings_autospace",

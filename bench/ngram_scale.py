@@ -22,7 +22,6 @@ training with one process and with two.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import re

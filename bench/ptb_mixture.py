@@ -49,7 +49,7 @@ def main():
         parts[name] = cls.fit(corpus, cls.Options(**options))
         minutes[name] = (time.monotonic() - started) / 60
     mix = get_backend("mix").cls
-    print(f"training minutes: " + ", ".join(f"{n} {m:.2f}" for n, m in minutes.items()) + f"; all together {sum(minutes.values()):.1f}")
+    print("training minutes: " + ", ".join(f"{n} {m:.2f}" for n, m in minutes.items()) + f"; all together {sum(minutes.values()):.1f}")
     print("| models | weights (EM on valid) | valid perplexity | test perplexity |")
     print("|---|---|---|---|")
     for size in (1, 2, 3):

@@ -156,3 +156,20 @@ def test_the_inline_continuation_starts_a_sentence_with_a_capital(lowercase_mode
     assert lowercase and lowercase[0].islower()
     assert continuation(lowercase_model, "The team likes kubernetes. ", 4, 0.05) == lowercase[0].upper() + lowercase[1:]
     assert continuation(lowercase_model, "The team likes Kub", 4, 0.05) == "ernetes."
+
+
+def test_history_is_read_from_the_last_sentences_holding_enough_tokens(model):
+    """A model with memory reads the last whole sentences of at least HISTORY_TOKENS tokens of
+    the user's earlier text; older text is not read, and a sentence-independent model starts
+    afresh whatever came before."""
+    from engine.complete import HISTORY_TOKENS, state_after_history
+    from engine.tokenizer import tokenize
+
+    cache = get_backend("cache").cls
+    remembering = cache.fit(corpus_from_text("dog cat\n" * 5), cache.Options(size=10 * HISTORY_TOKENS))
+    dog = remembering.vocab.id("dog")
+    filler = tokenize("cat " * 99 + "cat.")  # 100 words and </s>
+    for fillers, read in ((HISTORY_TOKENS // 101 - 1, True), (HISTORY_TOKENS // 101 + 1, False)):
+        state = state_after_history(remembering, tokenize("dog.") + filler * fillers)
+        assert (dog in state) == read
+    assert state_after_history(model, tokenize("The cat sat.")) == model.initial_state()

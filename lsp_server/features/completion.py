@@ -21,13 +21,13 @@ def context_window(text_before: str) -> str:
     return window[cut + 2 :] if cut >= 0 else window
 
 
-def completion_list(model: LanguageModel, text_before: str, position: types.Position, k: int, num_units=len, start=None) -> types.CompletionList:
+def completion_list(model: LanguageModel, text_before: str, position: types.Position, k: int, num_units=len, state=None) -> types.CompletionList:
     """Next words after whitespace, else completions of the half-typed word, most probable
     first; each edit replaces the typed part of the word. After whitespace, punctuation that
     closes (``,`` ``.`` ``)``) follows the words and its edit removes the space before it, so
-    accepting it gives "Congress," and not "Congress ,". ``start``: the state the context is
-    read from (lsp_server.features.history)."""
-    result = predict(model, context_window(text_before), k + EXTRA_PUNCTUATION, start)
+    accepting it gives "Congress," and not "Congress ,". ``state``: the one the context is read
+    from (lsp_server.features.history; by default the model's initial state)."""
+    result = predict(model, context_window(text_before), k + EXTRA_PUNCTUATION, state)
     start = types.Position(line=position.line, character=max(0, position.character - num_units(result.prefix)))
     space = text_before[len(text_before.rstrip()) :] if not result.prefix else ""
     words = [(w, lp) for w, lp in result.predictions if w[0].isalnum() or not space]
@@ -53,10 +53,10 @@ def _item(word: str, logprob: float, rank: int, replaced: types.Range, filter_te
     )
 
 
-def continuation(model: LanguageModel, text_before: str, max_words: int, min_probability: float, start=None) -> str:
+def continuation(model: LanguageModel, text_before: str, max_words: int, min_probability: float, state=None) -> str:
     """The likely rest of the phrase: greedy words until confidence drops or the sentence ends."""
     window = context_window(text_before)
-    cursor = at_cursor(model, window, start)
+    cursor = at_cursor(model, window, state)
     prefix = cursor.prefix
     ids = greedy_phrase(model, cursor.state, prefix, max_words, min_probability)
     if not ids:

@@ -3,6 +3,8 @@ answers with them (``create_server``)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import time
 from pathlib import Path
@@ -103,10 +105,24 @@ def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
 
 def _remember(ls: ForetellServer, uri: str) -> None:
     """The document's text joins the history completion reads from (lsp_server.features.history),
-    if the server may learn from it."""
+    if the server may learn from it; the document's own start state is brought up to date."""
     doc = ls.document(uri)
     if doc is not None and ls.enabled(doc) and learning.may_learn(ls, uri):
         ls.recent.remember(uri, doc.source)
+    if doc is not None and ls.enabled(doc):
+        _refresh_history(ls, uri)
+
+
+def _refresh_history(ls: ForetellServer, uri: str) -> None:
+    """Bring ``uri``'s start state up to date on the background lane, if it is behind the
+    history: completion reads from the one kept meanwhile and never waits for it."""
+    async def refresh():
+        try:
+            await ls.background(ls.recent.refresh, ls.model, uri)
+        except ForetellError:
+            pass  # the model does not load: completion says so itself
+    if ls.recent.needs_refresh(uri, ls.loaded_model):
+        asyncio.ensure_future(refresh())
 
 
 @feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[" "]))
@@ -118,9 +134,10 @@ async def on_completion(ls: ForetellServer, params: types.CompletionParams):
     text_before = doc.source[:offset]
     def complete():
         model = ls.model()
-        start = ls.recent.start_state(model, doc.uri)
-        return completion.completion_list(model, text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units, start)
+        return completion.completion_list(model, text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units,
+                                          ls.recent.kept(model, doc.uri))
     result = await ls.interactive(complete)
+    _refresh_history(ls, doc.uri)
     return result if doc.version == version else types.CompletionList(is_incomplete=True, items=[])
 
 
@@ -134,8 +151,9 @@ async def on_inline_completion(ls: ForetellServer, params: types.InlineCompletio
     text_before = doc.source[:offset]
     def continue_phrase():
         model = ls.model()
-        return completion.continuation(model, text_before, inline.maxWords, inline.minProbability, ls.recent.start_state(model, doc.uri))
+        return completion.continuation(model, text_before, inline.maxWords, inline.minProbability, ls.recent.kept(model, doc.uri))
     text = await ls.interactive(continue_phrase)
+    _refresh_history(ls, doc.uri)
     if not text or doc.version != version:
         return types.InlineCompletionList(items=[])
     here = types.Range(start=params.position, end=params.position)

@@ -153,6 +153,11 @@ class ForetellServer(LanguageServer):
                 self._model_name = name
             return self._model
 
+    @property
+    def loaded_model(self):
+        """The model in use if it is loaded, else None (never loads: any thread)."""
+        return self._model if self._model_name == self.settings.model else None
+
     def warm_model(self) -> None:
         """Load the model and build what the first completions need (its prefix index)."""
         prefix_index(self.model()).warm()

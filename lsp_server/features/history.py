@@ -12,6 +12,7 @@ and nothing of it is written anywhere.
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from engine.complete import HISTORY_TOKENS, state_after_history
 from engine.model import LanguageModel
@@ -23,13 +24,16 @@ KEEP_CHARS = 8 * HISTORY_TOKENS  # of each document's end: the whole history whe
 
 
 class RecentWriting:
-    """The ends of recently opened and saved documents, and each document's start state."""
+    """The ends of recently opened and saved documents, and each document's start state, worked
+    out on the background lane (``refresh``) so that completion never waits for it: until it is
+    ready, completion reads from the state kept before (or the model's initial state)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._texts: dict[str, str] = {}  # uri -> the end of its text, the most recent last
         self._generation = 0
         self._states: dict[str, tuple] = {}  # uri -> (model, generation, state)
+        self._pending: set[str] = set()  # uris whose refresh is scheduled
 
     def remember(self, uri: str, text: str) -> None:
         """``uri`` was opened or saved with ``text`` (called on the event loop: no model work)."""
@@ -45,23 +49,42 @@ class RecentWriting:
         with self._lock:
             self._states.pop(uri, None)
 
-    def start_state(self, model: LanguageModel, uri: str):
-        """The state ``uri``'s context is read from: after the other documents' recent text;
-        None for a model whose sentences start afresh. Kept until the history or model changes."""
-        if model.sentence_independent:
-            return None
+    def kept(self, model: LanguageModel, uri: str):
+        """The start state kept for ``uri`` and ``model`` (maybe from an older history), or None:
+        the model's initial state. Never any model work."""
         with self._lock:
-            generation = self._generation
-            others = [text for other, text in self._texts.items() if other != uri]
             kept = self._states.get(uri)
-        if kept is not None and kept[0] is model and kept[1] == generation:
-            return kept[2]
-        sentences: list = []
-        for text in reversed(others):  # the most recent first, until there is enough
-            sentences[:0] = tokenize(redact(text))
-            if sum(len(s) + 1 for s in sentences) >= HISTORY_TOKENS:
-                break
-        state = state_after_history(model, sentences)
+        return kept[2] if kept is not None and kept[0] is model else None
+
+    def needs_refresh(self, uri: str, model: LanguageModel | None) -> bool:
+        """Whether ``uri``'s start state is missing, or older than the history or than ``model``
+        (the one in use, if loaded), and no refresh is scheduled; if so, one is now taken to be
+        (call ``refresh`` next)."""
         with self._lock:
-            self._states[uri] = (model, generation, state)
-        return state
+            kept = self._states.get(uri)
+            if uri in self._pending or (kept is not None and kept[1] == self._generation and kept[0] is model):
+                return False
+            self._pending.add(uri)
+            return True
+
+    def refresh(self, load_model: Callable[[], LanguageModel], uri: str) -> None:
+        """Work out ``uri``'s start state for the model ``load_model()`` gives: after the other
+        documents' recent text (background lane). A model whose sentences start afresh keeps None."""
+        try:
+            model = load_model()
+            with self._lock:
+                generation = self._generation
+                others = [text for other, text in self._texts.items() if other != uri]
+            state = None
+            if not model.sentence_independent:
+                sentences: list = []
+                for text in reversed(others):  # the most recent first, until there is enough
+                    sentences[:0] = tokenize(redact(text))
+                    if sum(len(s) + 1 for s in sentences) >= HISTORY_TOKENS:
+                        break
+                state = state_after_history(model, sentences)
+            with self._lock:
+                self._states[uri] = (model, generation, state)
+        finally:
+            with self._lock:
+                self._pending.discard(uri)

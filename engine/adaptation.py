@@ -40,19 +40,6 @@ ADAPTED = "adapted-"  # + stamp: the model with the layer applied, kept for the 
 FACTS_FILE = "facts.json"
 
 
-def learned(model: LanguageModel, text: str, pretokenized: bool = False) -> LanguageModel:
-    """``model`` having learned ``text`` in memory, read as ``AdaptationLayer.learn`` reads a
-    document (secrets left out, new words added) but with no store: a simulation's learning
-    (``foretell evaluate --learn-as-you-go``). Learned copies learn again on top."""
-    check_can_learn(model)
-    builder = CorpusBuilder(pretokenized, known=list(model.vocab.tokens), spill=False)
-    builder.add_lines(split_lines(text))
-    if builder.sentences == 0:
-        return model
-    ids = np.asarray(builder.ids.finish(), dtype=np.int64)
-    return model.with_documents(builder.vocab.tokens[len(model.vocab) :], [ids])
-
-
 class AdaptationLayer:
     """The documents model ``name`` has learned, and how to apply or undo them."""
 
@@ -286,6 +273,15 @@ class AdaptationLayer:
             gone = []
         self.remove()
         return gone
+
+    def rehearsal(self, base: LanguageModel, texts: list[str], pretokenized: bool = False):
+        """For ``engine.evaluate``'s ``learn``: ``learn(model, n)`` learns ``texts[n]`` into this
+        layer (a throwaway one) and gives ``base`` with every document learned so far, as the
+        language server's learning on save would give it."""
+        def learn(model: LanguageModel, n: int) -> LanguageModel:
+            self.learn(f"document {n + 1}", texts[n], base, pretokenized)
+            return self.apply(base)
+        return learn
 
     def remove(self) -> None:
         if os.path.islink(self.folder):

@@ -85,8 +85,9 @@ def evaluate(model: LanguageModel, documents: list[list[list[Token]]], k: int = 
     """Type ``documents`` (each a list of sentences) in turn, the model's state running on from
     one into the next, after reading ``history``'s sentences (text the user wrote before, as an
     editor keeps recent documents: ``state_after_history``) without typing them. With ``learn``,
-    the model learns each document once it is typed (``learn(model, n)`` gives the model that
-    learned document n, as saving it in the editor does), and reads its history again to go on."""
+    each document is learned once it is typed (``learn(model, n)`` gives the model after
+    document n is learned, as saving it in the editor does:
+    ``engine.adaptation.AdaptationLayer.rehearsal``), which reads its history again to go on."""
     result = Evaluation()
     read = list(history)  # sentences read so far, typed or not
     state = state_after_history(model, read)

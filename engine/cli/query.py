@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import click
 
-from engine.adaptation import learned
+from engine.adaptation import AdaptationLayer
 from engine.capabilities import check_can_learn, has_training_curves
 from engine.cli.common import bucket_colour, echo_json, json_text, json_option, load_model, model_option, pretokenized_option, use_colour
 from engine.complete import predict as predict_words
@@ -245,14 +246,16 @@ def evaluate(model_names, as_json, pretokenized, k, history_files, learn_as_you_
     texts = [read_text(path) for path in files]
     documents = [tokenize(text, pretokenized) for text in texts]
     history = [s for path in history_files for s in tokenize(read_text(path), pretokenized)]
-    learn = (lambda model, n: learned(model, texts[n], pretokenized)) if learn_as_you_go else None
     rows = []
-    for name in model_names or (None,):
-        model = load_model(name)
-        if learn_as_you_go:
-            check_can_learn(model)
-        figures = evaluate_model(model, documents, k, history, learn).as_dict()
-        rows.append({"model": _model_name(model), "backend": model.name, **figures})
+    with tempfile.TemporaryDirectory(prefix="foretell-evaluate-") as scratch:  # --learn-as-you-go's layers: never the store's
+        for n, name in enumerate(model_names or (None,)):
+            model = load_model(name)
+            learn = None
+            if learn_as_you_go:
+                check_can_learn(model)
+                learn = AdaptationLayer(Path(scratch), f"model-{n}").rehearsal(model, texts, pretokenized)
+            figures = evaluate_model(model, documents, k, history, learn).as_dict()
+            rows.append({"model": _model_name(model), "backend": model.name, **figures})
     if as_json:
         keys = ("model", "backend", "perplexity", "top1_accuracy", "top5_accuracy", "keystroke_savings", "keystroke_savings_autospace",
                 "keystroke_savings_phrases", "keystroke_savings_phrases_autospace", "tokens", "characters", "keystrokes", "autospace_characters",

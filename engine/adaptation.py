@@ -279,7 +279,10 @@ class AdaptationLayer:
         layer (a throwaway one) and gives ``base`` with every document learned so far, as the
         language server's learning on save would give it."""
         def learn(model: LanguageModel, n: int) -> LanguageModel:
-            self.learn(f"document {n + 1}", texts[n], base, pretokenized)
+            try:
+                self.learn(f"document {n + 1}", texts[n], base, pretokenized)
+            except ForetellError:  # no words in it (``base`` was checked to learn): nothing learned
+                return model
             return self.apply(base)
         return learn
 

@@ -257,7 +257,9 @@ def test_evaluate_learns_each_file_after_typing_it_and_reads_history(tmp_path):
     first.write_text("the dog sat\n")
     second.write_text("the dog sat\n")
     plain = json.loads(run("evaluate", "-m", "tiny", "--json", str(first), str(second)).output)
-    learning = json.loads(run("evaluate", "-m", "tiny", "--json", "--learn-as-you-go", str(first), str(second)).output)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    learning = json.loads(run("evaluate", "-m", "tiny", "--json", "--learn-as-you-go", str(first), str(empty), str(second)).output)
     assert plain["keystrokes"] == 2 * (1 + 3 + 1)  # "dog" typed out twice
     assert learning["keystrokes"] == plain["keystrokes"] - 2  # the second "dog" offered: one key
     assert learning["perplexity"] < plain["perplexity"]

@@ -35,6 +35,11 @@ class LearningSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    enabled: bool = True  # models with memory read the documents opened and saved lately (lsp_server.features.history)
+
+
+@dataclass(frozen=True)
 class Settings:
     model: str | None = None
     maxSuggestions: int = 10
@@ -45,6 +50,7 @@ class Settings:
     surprisal: SurprisalSettings = field(default_factory=SurprisalSettings)
     inlineCompletion: InlineSettings = field(default_factory=InlineSettings)
     learning: LearningSettings = field(default_factory=LearningSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
 
 
 _CHECKS = {

@@ -107,10 +107,16 @@ def _remember(ls: ForetellServer, uri: str) -> None:
     """The document's text joins the history completion reads from (lsp_server.features.history),
     if the server may learn from it; the document's own start state is brought up to date."""
     doc = ls.document(uri)
-    if doc is not None and ls.enabled(doc) and learning.may_learn(ls, uri):
+    if doc is None or not ls.enabled(doc) or not ls.settings.history.enabled:
+        return
+    if learning.may_learn(ls, uri):
         ls.recent.remember(uri, doc.source)
-    if doc is not None and ls.enabled(doc):
-        _refresh_history(ls, uri)
+    _refresh_history(ls, uri)
+
+
+def _history_state(ls: ForetellServer, model, uri: str):
+    """The state completion reads ``uri``'s context from (None: the model's initial state)."""
+    return ls.recent.kept(model, uri) if ls.settings.history.enabled else None
 
 
 def _refresh_history(ls: ForetellServer, uri: str) -> None:
@@ -121,7 +127,7 @@ def _refresh_history(ls: ForetellServer, uri: str) -> None:
             await ls.background(ls.recent.refresh, ls.model, uri)
         except ForetellError:
             pass  # the model does not load: completion says so itself
-    if ls.recent.needs_refresh(uri, ls.loaded_model):
+    if ls.settings.history.enabled and ls.recent.needs_refresh(uri, ls.loaded_model):
         asyncio.ensure_future(refresh())
 
 
@@ -135,7 +141,7 @@ async def on_completion(ls: ForetellServer, params: types.CompletionParams):
     def complete():
         model = ls.model()
         return completion.completion_list(model, text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units,
-                                          ls.recent.kept(model, doc.uri))
+                                          _history_state(ls, model, doc.uri))
     result = await ls.interactive(complete)
     _refresh_history(ls, doc.uri)
     return result if doc.version == version else types.CompletionList(is_incomplete=True, items=[])
@@ -151,7 +157,7 @@ async def on_inline_completion(ls: ForetellServer, params: types.InlineCompletio
     text_before = doc.source[:offset]
     def continue_phrase():
         model = ls.model()
-        return completion.continuation(model, text_before, inline.maxWords, inline.minProbability, ls.recent.kept(model, doc.uri))
+        return completion.continuation(model, text_before, inline.maxWords, inline.minProbability, _history_state(ls, model, doc.uri))
     text = await ls.interactive(continue_phrase)
     _refresh_history(ls, doc.uri)
     if not text or doc.version != version:

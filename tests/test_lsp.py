@@ -340,6 +340,8 @@ async def test_a_model_with_memory_reads_the_documents_opened_and_saved_before(c
             break
         await asyncio.sleep(0.05)
     assert after[0] == "penguin" and before[0] != "penguin" and "zebra" not in after
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"foretell": {"history": {"enabled": False}}}))
+    assert [i.label for i in (await complete(client, probe)).items] == before  # switched off: the document alone
 
 
 async def test_incognito_and_exclusions_stop_learning_on_save(client: LanguageClient):

@@ -81,6 +81,9 @@ export function serverSettings(get: Get): Record<string, unknown> {
     learning: {
       enabled: get("learning.enabled", false),
     },
+    history: {
+      enabled: get("history.enabled", true),
+    },
   };
 }
 

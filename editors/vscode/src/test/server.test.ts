@@ -86,6 +86,7 @@ describe("settings sent to the server", () => {
     assert.equal(s.maxSuggestions, 10);
     assert.equal(s.model, null);
     assert.equal(s.learning.enabled, false);
+    assert.equal(s.history.enabled, true);
     assert.equal(s.incognito, false);
     assert.deepEqual(s.exclude, ["private"]);
   });

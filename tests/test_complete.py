@@ -173,3 +173,23 @@ def test_history_is_read_from_the_last_sentences_holding_enough_tokens(model):
         state = state_after_history(remembering, tokenize("dog.") + filler * fillers)
         assert (dog in state) == read
     assert state_after_history(model, tokenize("The cat sat.")) == model.initial_state()
+
+
+def test_the_servers_history_reads_other_documents_and_keeps_no_old_model_alive():
+    import gc
+    import weakref
+
+    from lsp_server.features.history import RecentWriting
+
+    cache = get_backend("cache").cls
+    model = cache.fit(corpus_from_text("dog cat bird\n" * 5), cache.Options())
+    recent = RecentWriting()
+    recent.remember("file:///a.md", "dog dog dog.")
+    assert recent.needs_refresh("file:///b.md", None) and not recent.needs_refresh("file:///b.md", None)  # one refresh at a time
+    recent.refresh(lambda: model, "file:///b.md")
+    state = recent.kept(model, "file:///b.md")
+    assert list(state).count(model.vocab.id("dog")) == 3 and recent.kept(model, "file:///a.md") is None  # not its own text
+    old = weakref.ref(model)
+    del model, state
+    gc.collect()
+    assert old() is None

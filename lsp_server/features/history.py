@@ -12,6 +12,7 @@ and nothing of it is written anywhere.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Callable
 
 from engine.complete import HISTORY_TOKENS, state_after_history
@@ -32,7 +33,7 @@ class RecentWriting:
         self._lock = threading.Lock()
         self._texts: dict[str, str] = {}  # uri -> the end of its text, the most recent last
         self._generation = 0
-        self._states: dict[str, tuple] = {}  # uri -> (model, generation, state)
+        self._states: dict[str, tuple] = {}  # uri -> (weak reference to the model, generation, state)
         self._pending: set[str] = set()  # uris whose refresh is scheduled
 
     def remember(self, uri: str, text: str) -> None:
@@ -54,7 +55,7 @@ class RecentWriting:
         the model's initial state. Never any model work."""
         with self._lock:
             kept = self._states.get(uri)
-        return kept[2] if kept is not None and kept[0] is model else None
+        return kept[2] if kept is not None and kept[0]() is model else None
 
     def needs_refresh(self, uri: str, model: LanguageModel | None) -> bool:
         """Whether ``uri``'s start state is missing, or older than the history or than ``model``
@@ -62,7 +63,7 @@ class RecentWriting:
         (call ``refresh`` next)."""
         with self._lock:
             kept = self._states.get(uri)
-            if uri in self._pending or (kept is not None and kept[1] == self._generation and kept[0] is model):
+            if uri in self._pending or (kept is not None and kept[1] == self._generation and kept[0]() is model):
                 return False
             self._pending.add(uri)
             return True
@@ -83,8 +84,8 @@ class RecentWriting:
                     if sum(len(s) + 1 for s in sentences) >= HISTORY_TOKENS:
                         break
                 state = state_after_history(model, sentences)
-            with self._lock:
-                self._states[uri] = (model, generation, state)
+            with self._lock:  # (weakly: a state kept for a document not typed in must not keep an old model alive)
+                self._states[uri] = (weakref.ref(model), generation, state)
         finally:
             with self._lock:
                 self._pending.discard(uri)

@@ -11,7 +11,6 @@ base the next one reuses (engine.analysis): an edit costs what it changed.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import gc
 import inspect
@@ -33,6 +32,7 @@ from engine import __version__
 from engine.complete import prefix_index
 from engine.default_model import load_model
 from engine.errors import ForetellError
+from engine.memory import release_freed_memory
 from engine.store import ModelStore
 from engine.analysis import DocumentAnalysis
 from lsp_server.positions import PositionMap
@@ -263,7 +263,7 @@ class ForetellServer(LanguageServer):
             yield
             yield from running.analysis.steps()
             if previous is None:
-                trim_heap()  # a fresh analysis's working memory (every position's features) goes back
+                release_freed_memory()  # a fresh analysis's working memory (every position's features) goes back
             return running.analysis
 
         def overtaken() -> bool:
@@ -381,12 +381,5 @@ def release_memory() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-    trim_heap()
+    release_freed_memory()
 
-
-def trim_heap() -> None:
-    """Hand freed heap back to the system (glibc keeps it otherwise); 1-3 ms."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass

@@ -4,7 +4,6 @@ answers with them (``create_server``)."""
 from __future__ import annotations
 
 import asyncio
-
 import json
 import time
 from pathlib import Path
@@ -99,7 +98,6 @@ async def did_save(ls: ForetellServer, params: types.DidSaveTextDocumentParams):
 def did_close(ls: ForetellServer, params: types.DidCloseTextDocumentParams):
     uri = params.text_document.uri
     ls.closed(uri)
-    ls.recent.closed(uri)
     ls.publish(uri, [])
 
 

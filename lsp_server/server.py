@@ -321,6 +321,7 @@ class ForetellServer(LanguageServer):
     def closed(self, uri: str) -> None:
         """Let go of everything kept for a document the editor closed, and give the memory back."""
         self._forget_analysis(uri)
+        self.recent.closed(uri)
         self.last_used.pop(uri, None)
         self.windows.pop(uri, None)
         asyncio.ensure_future(self.background(release_memory))

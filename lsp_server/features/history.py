@@ -79,9 +79,12 @@ class RecentWriting:
             state = None
             if not model.sentence_independent:
                 sentences: list = []
+                held = 0
                 for text in reversed(others):  # the most recent first, until there is enough
-                    sentences[:0] = tokenize(redact(text))
-                    if sum(len(s) + 1 for s in sentences) >= HISTORY_TOKENS:
+                    read = tokenize(redact(text))
+                    sentences[:0] = read
+                    held += sum(len(s) + 1 for s in read)
+                    if held >= HISTORY_TOKENS:
                         break
                 state = state_after_history(model, sentences)
             with self._lock:  # (weakly: a state kept for a document not typed in must not keep an old model alive)

@@ -15,6 +15,7 @@ import functools
 import math
 import weakref
 from dataclasses import dataclass
+from typing import Callable, Collection
 
 import numpy as np
 
@@ -124,6 +125,17 @@ def cased_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: in
         merged[text] = (float(np.logaddexp(total, lp)), best, own)
     ranked = sorted(merged.items(), key=lambda item: -item[1][0])[: k - len(exact)]
     return exact + [(text, lp, i) for text, (lp, i, _) in ranked]
+
+
+def shown_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: int, capitalise: bool = False,
+                      passed: Collection[str] = ()) -> list[tuple[str, float, int]]:
+    """The ``k`` completions shown for ``prefix`` (``cased_completions``), those the user typed on
+    past at earlier keystrokes of the same word (``passed``: likely not the word meant) after the
+    new ones, as Presage's selector does by default (REPEAT_SUGGESTIONS no, where it drops
+    them): each keystroke brings other words to the top, and a passed word stays where room is."""
+    ranked = cased_completions(model, dist, prefix, k + len(passed), capitalise)
+    new = [offer for offer in ranked if offer[0] not in passed]
+    return (new + [offer for offer in ranked if offer[0] in passed])[:k]
 
 
 def typed_case(prefix: str, capitalise: bool) -> str | None:
@@ -245,12 +257,13 @@ def at_cursor(model: LanguageModel, text: str, start=None) -> Cursor:
     return Cursor(sentences, prefix, open_sentence, state_after(model, sentences, open_sentence=open_sentence, start=start))
 
 
-def predict(model: LanguageModel, text: str, k: int = 10, start=None) -> Prediction:
+def predict(model: LanguageModel, text: str, k: int = 10, start=None, passed: Callable[[str], Collection[str]] | None = None) -> Prediction:
     """Next words after ``text`` (if it ends in whitespace) or completions of its last word;
-    ``start``: the state before ``text`` (``state_after_history``)."""
+    ``start``: the state before ``text`` (``state_after_history``); ``passed(prefix)``: the
+    words offered at earlier keystrokes of the word being typed (``shown_completions``)."""
     cursor = at_cursor(model, text, start)
     dist = model.next_logprobs(cursor.state)
-    ranked = cased_completions(model, dist, cursor.prefix, k, cursor.takes_capital(model, dist))
+    ranked = shown_completions(model, dist, cursor.prefix, k, cursor.takes_capital(model, dist), passed(cursor.prefix) if passed else ())
     return Prediction(cursor.context, cursor.prefix, [(word, lp) for word, lp, _ in ranked])
 
 

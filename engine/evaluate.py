@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.complete import cased_completions, greedy_phrase, state_after_history, takes_capital
+from engine.complete import greedy_phrase, shown_completions, state_after_history, takes_capital
 from engine.model import LanguageModel
 from engine.distribution import rank_and_entropy
 from engine.tokenizer import Token
@@ -60,14 +60,18 @@ def keystrokes_for(model: LanguageModel, dist, word: str, k: int, phrase=None, c
     accepted: before each character, ``phrase(typed)`` (when given) says how many words the
     inline continuation of what was typed would enter if all of it is right, and one
     keystroke accepts them; else the top-k completions are offered (capitalised at a sentence
-    start when ``capital``, in the case typed so far) and accepting the right one costs one
+    start when ``capital``, in the case typed so far; new words before those offered at the
+    keystrokes before, as the editor shows them) and accepting the right one costs one
     keystroke; else the character is typed."""
+    passed: set[str] = set()
     for typed in range(len(word)):
         entered = phrase(word[:typed]) if phrase else 0
         if entered > 1:
             return typed + 1, entered, True
-        if any(text == word for text, _, _ in cased_completions(model, dist, word[:typed], k, capital)):
+        shown = [text for text, _, _ in shown_completions(model, dist, word[:typed], k, capital, passed)]
+        if word in shown:
             return typed + 1, 1, True
+        passed.update(shown)
     return len(word), 1, False
 
 

@@ -136,13 +136,17 @@ async def on_completion(ls: ForetellServer, params: types.CompletionParams):
         return None
     version, offset = doc.version, offset_at(doc, params.position)
     text_before = doc.source[:offset]
+    earlier = ls.offers.setdefault(doc.uri, completion.EarlierOffers())
     def complete():
         model = ls.model()
         return completion.completion_list(model, text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units,
-                                          _history_state(ls, model, doc.uri))
-    result = await ls.interactive(complete)
+                                          _history_state(ls, model, doc.uri), earlier)
+    result, shown = await ls.interactive(complete)
     _refresh_history(ls, doc.uri)
-    return result if doc.version == version else types.CompletionList(is_incomplete=True, items=[])
+    if doc.version != version:
+        return types.CompletionList(is_incomplete=True, items=[])
+    earlier.sent(shown)
+    return result
 
 
 @feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())

@@ -38,6 +38,7 @@ from engine.analysis import DocumentAnalysis
 from lsp_server.positions import PositionMap
 from lsp_server.config import Settings, parse_settings
 from lsp_server.features import surprisal
+from lsp_server.features.completion import EarlierOffers
 from lsp_server.features.history import RecentWriting
 from lsp_server.encoded import Encoded, json_steps
 from lsp_server.lanes import Lanes
@@ -127,6 +128,7 @@ class ForetellServer(LanguageServer):
         self._posmaps: dict[str, PositionMap] = {}
         self.refresh_when_done: set[str] = set()  # documents whose colours were sent in part
         self.semantic: dict[str, tuple[str, object]] = {}  # uri -> (result id, token data) last sent
+        self.offers: dict[str, EarlierOffers] = {}  # uri -> what completion offered for the word being typed
         self._results = itertools.count(1)
         self.editor_log = None  # lsp_server.log.EditorLog, once attached
         self.log = logging.getLogger("foretell")  # the session's own, once attached
@@ -322,6 +324,7 @@ class ForetellServer(LanguageServer):
         """Let go of everything kept for a document the editor closed, and give the memory back."""
         self._forget_analysis(uri)
         self.recent.closed(uri)
+        self.offers.pop(uri, None)
         self.last_used.pop(uri, None)
         self.windows.pop(uri, None)
         asyncio.ensure_future(self.background(release_memory))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.complete import PrefixIndex, cased_completions, predict, top_completions
+from engine.complete import PrefixIndex, cased_completions, predict, shown_completions, top_completions
 from engine.corpus import corpus_from_text
 from engine.generate import detokenize, generate, sample
 from engine.plugins import get_backend
@@ -147,6 +147,26 @@ def test_the_typist_accepts_a_capitalised_word_the_model_knows_in_lowercase(lowe
     assert keystrokes_for(lowercase_model, dist, "The", 5) != (1, 1, True)
     first = evaluate(lowercase_model, [tokenize("The pods come back.")]).keystrokes
     assert evaluate(lowercase_model, [tokenize("The pods come back. The")]).keystrokes == first + 1  # offered after a capital
+
+
+def test_words_typed_past_make_room_for_new_ones_as_presage_does():
+    """A word offered at an earlier keystroke of the same word and typed past goes after the new
+    ones: at "c" the five words offered before the first letter give way to "cow", one keystroke
+    sooner than when they are offered again (Presage: REPEAT_SUGGESTIONS no)."""
+    from engine.evaluate import keystrokes_for
+
+    cls = get_backend("ngram").cls
+    counts = {"cat": 10, "car": 9, "cab": 8, "cap": 7, "can": 6, "cow": 5, "dog": 4}
+    text = "".join(f"we saw a {word} .\n" * n for word, n in counts.items())
+    model = cls.fit(corpus_from_text(text, pretokenized=True), cls.Options(order=3))
+    dist = model.next_logprobs(model.advance_many(model.initial_state(), [model.vocab.id(w) for w in ("we", "saw", "a")]))
+    first = [text for text, _, _ in shown_completions(model, dist, "", 5)]
+    assert first == ["cat", "car", "cab", "cap", "can"]
+    assert [text for text, _, _ in shown_completions(model, dist, "c", 5, passed=first)][0] == "cow"
+    assert [text for text, _, _ in shown_completions(model, dist, "c", 6, passed=first)] == ["cow", *first]  # kept where room is
+    assert keystrokes_for(model, dist, "cow", 5) == (2, 1, True)  # "c", then accept
+    assert predict(model, "we saw a c", 5, passed=lambda prefix: first if prefix == "c" else ()).predictions[0][0] == "cow"
+    assert predict(model, "we saw a c", 5).predictions[0][0] == "cat"
 
 
 def test_the_inline_continuation_starts_a_sentence_with_a_capital(lowercase_model):

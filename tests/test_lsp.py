@@ -62,6 +62,15 @@ def end_of(text):
     return types.Position(line=len(lines) - 1, character=len(lines[-1]))
 
 
+def change_to(client, text, version, uri=URI):
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
+
+
 async def complete(client, text, uri=URI):
     return await client.text_document_completion_async(
         types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=end_of(text))
@@ -88,12 +97,7 @@ async def test_completion_of_the_next_word_and_of_a_partial_word(client: Languag
     assert result.items[0].text_edit.range.start == end_of(text)
 
     text2 = "The quick bro"
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text2)],
-        )
-    )
+    change_to(client, text2, version=2)
     partial = await complete(client, text2)
     assert partial.items[0].label == "brown"
     edit = partial.items[0].text_edit
@@ -204,6 +208,30 @@ async def test_configuration_changes_and_invalid_values(client: LanguageClient):
     open_doc(client, text)
     result = await complete(client, text)
     assert len(result.items) == 2
+
+
+async def test_each_keystroke_of_a_word_brings_new_words_first(client: LanguageClient):
+    """Words offered at an earlier keystroke of the word, looked at and typed past, go after new
+    ones (as Presage's selector does); asking again without typing gives the same list; a
+    keystroke that comes at once after a list (not looked at) keeps it; another word starts
+    afresh."""
+    counts = {"cat": 10, "car": 9, "cab": 8, "cap": 7, "can": 6, "cow": 5, "dog": 4}
+    train("animals", "".join(f"we saw a {word} .\n" * n for word, n in counts.items()))
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"foretell": {"model": "animals", "maxSuggestions": 5}}))
+    text = "we saw a "
+    open_doc(client, text)
+    first = [i.label for i in (await complete(client, text)).items]
+    assert first == ["cat", "car", "cab", "cap", "can"]
+    change_to(client, text + "c", version=2)
+    assert (await complete(client, text + "c")).items[0].label == "cat"  # typed straight on
+    text = text + "cow .\n" + text
+    change_to(client, text, version=3)
+    assert [i.label for i in (await complete(client, text)).items] == first
+    await asyncio.sleep(0.6)  # (the user reads the list, then types)
+    change_to(client, text + "c", version=4)
+    typed_on = [i.label for i in (await complete(client, text + "c")).items]
+    assert typed_on[0] == "cow" and set(typed_on[1:]) < set(first)
+    assert [i.label for i in (await complete(client, text + "c")).items] == typed_on
 
 
 async def test_switching_models_changes_predictions(client: LanguageClient):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 
 from lsprotocol import types
 
@@ -21,13 +23,58 @@ def context_window(text_before: str) -> str:
     return window[cut + 2 :] if cut >= 0 else window
 
 
-def completion_list(model: LanguageModel, text_before: str, position: types.Position, k: int, num_units=len, state=None) -> types.CompletionList:
+@dataclass(frozen=True)
+class Shown:
+    """What a completion list offered: for which word, after what was typed of it."""
+
+    word: tuple
+    prefix: str
+    words: tuple[str, ...]
+
+
+class EarlierOffers:
+    """The words a document's completion lists offered at each keystroke of the word being
+    typed: typing on past a word offered says it is likely not the one meant, so the next
+    keystroke's list shows new words first (engine.complete.shown_completions). Only lists the
+    user had time to look at count: sent to the editor (one overtaken by the next keystroke was
+    never shown) at least LOOKED_AT_S before the next keystroke asked again (a fast typist who
+    types through the lists keeps them as they are)."""
+
+    LOOKED_AT_S = 0.5
+
+    def __init__(self):
+        # (line, the text before the word): the word they were offered for; what was typed of it
+        # -> (the words offered then, when they were sent). Replaced whole, never changed:
+        # completion reads it on its lane.
+        self._kept: tuple[tuple | None, dict[str, tuple[tuple[str, ...], float]]] = (None, {})
+
+    def passed(self, word: tuple, prefix: str) -> set[str]:
+        """The words offered for ``word``, and looked at, when less of ``prefix`` was typed."""
+        kept_word, offered = self._kept
+        if word != kept_word:
+            return set()
+        seen_before = time.monotonic() - self.LOOKED_AT_S
+        return {w for typed, (words, sent) in offered.items() if len(typed) < len(prefix) and prefix.startswith(typed) and sent <= seen_before for w in words}
+
+    def sent(self, shown: Shown) -> None:
+        kept_word, offered = self._kept
+        self._kept = (shown.word, {**(offered if shown.word == kept_word else {}), shown.prefix: (shown.words, time.monotonic())})
+
+
+def completion_list(model: LanguageModel, text_before: str, position: types.Position, k: int, num_units=len, state=None,
+                    earlier: EarlierOffers | None = None) -> tuple[types.CompletionList, Shown]:
     """Next words after whitespace, else completions of the half-typed word, most probable
-    first; each edit replaces the typed part of the word. After whitespace, punctuation that
-    closes (``,`` ``.`` ``)``) follows the words and its edit removes the space before it, so
-    accepting it gives "Congress," and not "Congress ,". ``state``: the one the context is read
-    from (lsp_server.features.history; by default the model's initial state)."""
-    result = predict(model, context_window(text_before), k + EXTRA_PUNCTUATION, state)
+    first (new words before those ``earlier`` lists offered for the same word); each edit
+    replaces the typed part of the word. After whitespace, punctuation that closes (``,`` ``.``
+    ``)``) follows the words and its edit removes the space before it, so accepting it gives
+    "Congress," and not "Congress ,". ``state``: the one the context is read from
+    (lsp_server.features.history; by default the model's initial state). Also what the list
+    shows, for ``EarlierOffers.sent`` once the editor has it."""
+    window = context_window(text_before)
+    def word_at(prefix: str) -> tuple:
+        return position.line, window[: len(window) - len(prefix)]
+    passed = (lambda prefix: earlier.passed(word_at(prefix), prefix)) if earlier else None
+    result = predict(model, window, k + EXTRA_PUNCTUATION, state, passed)
     start = types.Position(line=position.line, character=max(0, position.character - num_units(result.prefix)))
     space = text_before[len(text_before.rstrip()) :] if not result.prefix else ""
     words = [(w, lp) for w, lp in result.predictions if w[0].isalnum() or not space]
@@ -39,7 +86,8 @@ def completion_list(model: LanguageModel, text_before: str, position: types.Posi
         before = types.Position(line=position.line, character=position.character - num_units(space))
         for rank, (word, logprob) in enumerate(closing[:EXTRA_PUNCTUATION], start=len(items) + 1):
             items.append(_item(word, logprob, rank, types.Range(start=before, end=position), space + word))
-    return types.CompletionList(is_incomplete=True, items=items)
+    shown = Shown(word_at(result.prefix), result.prefix, tuple(item.label for item in items))
+    return types.CompletionList(is_incomplete=True, items=items), shown
 
 
 def _item(word: str, logprob: float, rank: int, replaced: types.Range, filter_text: str) -> types.CompletionItem:

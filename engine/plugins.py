@@ -10,16 +10,18 @@ import functools
 import importlib
 import os
 from dataclasses import dataclass, field
-from importlib import metadata
+from pathlib import Path
 
 import pluggy
 
 from engine import hookspecs
+from engine.entry_points import entry_points
 from engine.errors import ForetellError
 
 ENTRY_POINT_GROUP = "foretell"
 
 _manager: pluggy.PluginManager | None = None
+_declared_in: dict[str, str] = {}  # plugin name -> the metadata folder of its entry point
 
 
 @dataclass
@@ -53,7 +55,24 @@ class BackendInfo:
         return self.target
 
 
-def _load_allowed_entry_points(pm: pluggy.PluginManager, allowed: set[str]) -> None:
+def _load_entry_points(pm: pluggy.PluginManager, allowed: set[str] | None) -> None:
+    """Register the ``foretell`` entry points (only those named in ``allowed``, when given)."""
+    found = entry_points(ENTRY_POINT_GROUP)
+    if found is None:  # (metadata engine.entry_points does not read: importlib.metadata's way)
+        _load_through_importlib(pm, allowed)
+        return
+    for ep in found:
+        if (allowed is None or ep.name in allowed) and pm.get_plugin(ep.name) is None:
+            pm.register(ep.load(), name=ep.name)
+            _declared_in[ep.name] = ep.distribution
+
+
+def _load_through_importlib(pm: pluggy.PluginManager, allowed: set[str] | None) -> None:
+    if allowed is None:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        return
+    from importlib import metadata
+
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in allowed and pm.get_plugin(ep.name) is None:
             pm.register(ep.load(), name=ep.name)
@@ -66,10 +85,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         pm.add_hookspecs(hookspecs)
         allow = os.environ.get("FORETELL_LOAD_PLUGINS")
-        if allow is None:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        else:
-            _load_allowed_entry_points(pm, {n.strip() for n in allow.split(",") if n.strip()})
+        _load_entry_points(pm, None if allow is None else {n.strip() for n in allow.split(",") if n.strip()})
         _manager = pm
     return _manager
 
@@ -78,12 +94,19 @@ def reset_plugin_manager() -> None:
     """Forget the manager so the next call rediscovers plugins (tests use this)."""
     global _manager
     _manager = None
+    _declared_in.clear()
 
 
 def _origin(pm: pluggy.PluginManager, plugin) -> tuple[str, str]:
     for plugin_obj, dist in pm.list_plugin_distinfo():
         if plugin_obj is plugin:
             return dist.project_name, dist.version
+    folder = _declared_in.get(pm.get_name(plugin) or "")
+    if folder is not None:
+        from importlib import metadata
+
+        dist = metadata.PathDistribution(Path(folder))
+        return dist.metadata["Name"] or Path(folder).name, dist.version or "-"
     module = getattr(plugin, "__name__", None) or type(plugin).__module__
     return f"registered in-process ({module})", "-"
 

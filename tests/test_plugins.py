@@ -136,3 +136,29 @@ def test_plugin_hooks_have_tests():
     source = open(__file__).read()
     for hook in hooks:
         assert f"def {hook}(" in UNIGRAM_PLUGIN and hook in source
+
+
+def test_entry_points_are_read_from_the_metadata_folders_without_importlib_metadata(tmp_path):
+    """Plugins are found by reading each distribution's entry_points.txt (importlib.metadata
+    costs every command 20-40 ms of start-up); the first of a name on the path wins; a path
+    holding metadata that reader does not read (a zip) says so, and importlib.metadata reads it."""
+    from engine.entry_points import entry_points
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, text in ((first, "# comment\n[console_scripts]\nx = a:b\n\n[foretell]\nunigram = foretell_unigram\n"
+                                  "bigram = foretell_bigram.plugin:hooks.impl [extra]\n"),
+                         (second, "[foretell]\nunigram = shadowed\n")):
+        (folder / "pkg-1.0.dist-info").mkdir(parents=True)
+        (folder / "pkg-1.0.dist-info" / "entry_points.txt").write_text(text)
+    (second / "nothing-2.0.dist-info").mkdir()  # no entry points at all
+    found = entry_points("foretell", [str(first), str(tmp_path / "missing"), str(second)])
+    assert [(ep.name, ep.module, ep.attr) for ep in found] == [
+        ("unigram", "foretell_unigram", None), ("bigram", "foretell_bigram.plugin", "hooks.impl"), ("unigram", "shadowed", None)]
+    assert found[0].distribution == str(first / "pkg-1.0.dist-info")
+    (tmp_path / "plugins.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    assert entry_points("foretell", [str(first), str(tmp_path / "plugins.zip")]) is None
+
+    env = install_fake_distribution(tmp_path)
+    code = "import sys; from engine.plugins import backends; print(sorted(backends())); print('importlib.metadata' in sys.modules)"
+    names, imported = run_cli_code(code, env).splitlines()
+    assert "unigram" in names and "ngram" in names and imported == "False"

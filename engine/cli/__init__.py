@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import os
 
-import click
+# numpy's BLAS starts a thread per core when numpy is imported (10-40 ms of every command on a
+# busy 2-core machine); nothing here multiplies matrices large enough to use them (torch has
+# its own threads). A user's own setting is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from engine import __version__
-from engine.errors import ForetellError, out_of_space
+import click  # noqa: E402
+
+from engine import __version__  # noqa: E402
+from engine.errors import ForetellError, out_of_space  # noqa: E402
 
 
 class ForetellGroup(click.Group):

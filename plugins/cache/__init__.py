@@ -5,6 +5,4 @@ from engine.hookspecs import hookimpl
 
 @hookimpl
 def register_backends(register):
-    from plugins.cache.model import CacheModel
-
-    register(CacheModel)
+    register("cache", "plugins.cache.model:CacheModel")  # (imported when a model of it is used)

@@ -5,6 +5,4 @@ from engine.hookspecs import hookimpl
 
 @hookimpl
 def register_backends(register):
-    from plugins.mix.model import MixtureModel
-
-    register(MixtureModel)
+    register("mix", "plugins.mix.model:MixtureModel")  # (imported when a model of it is used)

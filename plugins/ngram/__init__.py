@@ -5,6 +5,4 @@ from engine.hookspecs import hookimpl
 
 @hookimpl
 def register_backends(register):
-    from plugins.ngram.model import NgramModel
-
-    register(NgramModel)
+    register("ngram", "plugins.ngram.model:NgramModel")  # (imported when a model of it is used)

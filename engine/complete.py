@@ -29,29 +29,18 @@ _END = "\U0010ffff"
 
 
 class PrefixIndex:
-    """Words sorted as typed and case-folded, each sorted on first use: a next-word prediction
-    needs neither (sorting a 90,000-word vocabulary twice cost every predict 120 ms)."""
+    """Completion's search of the words by prefix: a binary search in the words sorted as typed
+    or case-folded (``Vocabulary.orders``, kept with the model), not a scan."""
 
     def __init__(self, vocab: Vocabulary):
-        self._tokens = vocab.tokens
-        self.word_ids = np.arange(len(SPECIALS), len(self._tokens), dtype=np.int64)  # (a Vocabulary holds the specials first, once)
-
-    @functools.cached_property
-    def _exact(self) -> tuple[list[str], np.ndarray]:
-        tokens = self._tokens
-        exact = sorted(self.word_ids.tolist(), key=tokens.__getitem__)
-        return [tokens[i] for i in exact], np.array(exact, dtype=np.int64)
-
-    @functools.cached_property
-    def _folded(self) -> tuple[list[str], np.ndarray]:
-        lowered = [t.lower() for t in self._tokens]  # a stable sort: equal folded words keep id order
-        folded = sorted(self.word_ids.tolist(), key=lowered.__getitem__)
-        return [lowered[i] for i in folded], np.array(folded, dtype=np.int64)
+        self._vocab = vocab
+        self.word_ids = np.arange(len(SPECIALS), len(vocab.tokens), dtype=np.int64)  # (a Vocabulary holds the specials first, once)
 
     def warm(self) -> "PrefixIndex":
-        """Sort both views now, and compile the script classes completion and detokenizing
-        use (a language server does this before the first key, so no completion pays for it)."""
-        self._exact, self._folded
+        """Have the sorted words now (sorted here for a vocabulary kept without them), and
+        compile the script classes completion and detokenizing use (a language server does
+        this before the first key, so no completion pays for it)."""
+        self._vocab.orders
         compile_classes()
         return self
 
@@ -59,19 +48,25 @@ class PrefixIndex:
     def initial_case(self) -> tuple[np.ndarray, np.ndarray]:
         """Ids of the words that begin with a capital letter, and of those that begin with a
         lowercase one."""
-        first = [self._tokens[i][0] for i in self.word_ids.tolist()]
+        tokens = self._vocab.tokens
+        first = [tokens[i][0] for i in self.word_ids.tolist()]
         upper = np.array([c.isupper() for c in first], dtype=bool)
         lower = np.array([c.islower() for c in first], dtype=bool)
         return self.word_ids[upper], self.word_ids[lower]
 
     def candidates(self, prefix: str) -> np.ndarray:
-        """Ids of the words that start with ``prefix`` (all words for an empty prefix)."""
+        """Ids of the words that start with ``prefix`` (all words for an empty prefix). A
+        lowercase prefix matches case-insensitively."""
         if not prefix:
             return self.word_ids
-        keys, ids = self._folded if prefix == prefix.lower() else self._exact
-        lo = bisect.bisect_left(keys, prefix)
-        hi = bisect.bisect_left(keys, prefix + _END, lo)
-        return ids[lo:hi]
+        tokens, (exact, folded) = self._vocab.tokens, self._vocab.orders
+        if prefix == prefix.lower():
+            order, key = folded, (lambda i: tokens[i].lower())
+        else:
+            order, key = exact, tokens.__getitem__
+        lo = bisect.bisect_left(order, prefix, key=key)
+        hi = bisect.bisect_left(order, prefix + _END, lo, key=key)
+        return order[lo:hi]
 
 
 _indexes: "weakref.WeakKeyDictionary[LanguageModel, PrefixIndex]" = weakref.WeakKeyDictionary()
@@ -110,7 +105,7 @@ def cased_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: in
     of two letters or more gives every word in capitals, spellings that come out the same as one
     completion, their probabilities added."""
     case = typed_case(prefix, capitalise)
-    tokens, known = model.vocab.tokens, model.vocab.ids
+    tokens, known = model.vocab.tokens, model.vocab
     exact = [(tokens[i], lp, i) for i, lp in top_completions(model, dist, prefix, k)] if case in (None, "title") else []
     if case is None or len(exact) == k:
         return exact
@@ -188,7 +183,7 @@ class Prediction:
 def state_after(model: LanguageModel, sentences: list[list[Token]], open_sentence: bool = True, start=None):
     """The model state after ``sentences`` read from ``start`` (by default the initial state);
     the last one is left open (no ``</s>``)."""
-    get = model.vocab.ids.get
+    get = model.vocab.get
     ids: list[int] = []
     for n, sentence in enumerate(sentences):
         ids.extend(get(token.text, UNK_ID) for token in sentence)

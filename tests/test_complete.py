@@ -24,6 +24,19 @@ def test_prefix_index_finds_exactly_the_words_with_the_prefix(model):
     assert not {"<s>", "</s>", "<unk>"} & {model.vocab.tokens[i] for i in index.candidates("")}
 
 
+def test_words_looked_up_in_the_stored_sorted_words_have_their_ids(model, tmp_path):
+    """A fresh process (``foretell predict``) looks its few words up in the sorted words kept
+    with the model, not in a dict of the whole vocabulary built first; both give the same ids."""
+    from engine.vocab import Vocabulary
+
+    model.vocab.save(tmp_path)
+    loaded = Vocabulary.load(tmp_path)
+    assert [loaded.get(t) for t in [*loaded.tokens, "nope"]] == [*range(len(loaded.tokens)), None]
+    assert "ids" not in loaded.__dict__ and "cat" in loaded and "nope" not in loaded
+    assert list(PrefixIndex(loaded).candidates("ca")) == list(PrefixIndex(model.vocab).candidates("ca"))
+    assert loaded.ids == model.vocab.ids
+
+
 def test_completions_are_ranked_by_the_model(model):
     dist = model.next_logprobs(model.advance(model.initial_state(), model.vocab.id("The")))
     ranked = top_completions(model, dist, "", 50)

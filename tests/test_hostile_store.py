@@ -234,3 +234,28 @@ def test_score_streams_so_memory_follows_a_batch_not_the_text(base, tmp_path):
             assert len(scored["tokens"]) == 5000 * 93 and scored["perplexity"] > 1
         assert form == ["--json"] or out.splitlines()[-1].startswith("465,000 tokens")
 
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "pickle", "not a permutation", "wrong shape"])
+def test_the_sorted_vocabulary_is_checked_and_a_model_without_it_completes_the_same(tmp_path, damage):
+    """The words sorted for completion are kept beside the vocabulary (no sort at each start);
+    a model saved before that, or whose file is damaged, sorts them again and completes the same."""
+    (tmp_path / "train.txt").write_text(SMALL_TEXT)
+    assert run("train", "--name", "plain", "--order", "3", str(tmp_path / "train.txt")).exit_code == 0
+    before = run("predict", "-m", "plain", "--json", "the ca").output
+    folder = ModelStore().path("plain")
+    path = folder / "vocab.order.npy"
+    orders = np.load(path)
+    assert orders.dtype == np.int32 and orders.shape == (2, len(json.loads((folder / "vocab.json").read_text())) - 3)
+    if damage == "missing":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"\x93NUMPY garbage" * 10)
+    elif damage == "pickle":
+        np.save(path, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    elif damage == "not a permutation":
+        np.save(path, np.full_like(orders, 3))
+    else:
+        np.save(path, orders[:, :-1])
+    assert run("predict", "-m", "plain", "--json", "the ca").output == before
+    assert run("predict", "-m", "plain", "--json", "The Ca").exit_code == 0

@@ -95,7 +95,7 @@ def test_offsets_always_point_at_the_token_text(text):
 
 
 def read_one_match_at_a_time(text):
-    """What _TOKEN alone reads (the editor's pausing path): the reference the fast path must equal."""
+    """What the token pattern alone reads (the editor's pausing path): the reference the fast path must equal."""
     steps = tokenize_block_steps(text, 0, ProseTokenizer.PLAIN, 1)
     while True:
         try:

@@ -111,6 +111,6 @@ def continuation(model: LanguageModel, text_before: str, max_words: int, min_pro
         return ""
     words = [model.vocab.tokens[i] for i in ids]
     capital = not prefix and cursor.takes_capital(model)
-    words[0] = as_typed(words[0], typed_case(prefix, capital), model.vocab.ids)
+    words[0] = as_typed(words[0], typed_case(prefix, capital), model.vocab)
     suffix = words.pop(0)[len(prefix) :] if prefix else ""
     return suffix + detokenize(words, after=window + suffix)

@@ -10,6 +10,7 @@ an ``.egg``), it says so and the caller asks ``importlib.metadata`` instead.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -26,10 +27,8 @@ class EntryPoint:
     distribution: str  # the metadata folder it was declared in
 
     def load(self):
-        import importlib
-
         target = importlib.import_module(self.module)
-        for part in (self.attr or "").split(".") if self.attr else ():
+        for part in self.attr.split(".") if self.attr else ():
             target = getattr(target, part)
         return target
 

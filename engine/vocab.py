@@ -37,7 +37,8 @@ class Vocabulary:
         if list(tokens[:3]) != list(SPECIALS):
             raise ModelFormatError("vocabulary must start with <unk>, <s>, </s>")
         self.tokens = list(tokens)
-        self._stored_orders = stored_orders if _are_orders(stored_orders, len(self.tokens)) else None
+        # (copied out of the file's map, which closes with it)
+        self._stored_orders = np.array(stored_orders, dtype=np.int64) if _are_orders(stored_orders, len(self.tokens)) else None
         self._name = name
 
     @functools.cached_property
@@ -52,7 +53,7 @@ class Vocabulary:
         """The words' ids (the specials left out) sorted as typed, and sorted case-folded (a
         stable sort: equal folded words keep id order)."""
         if self._stored_orders is not None:
-            return self._stored_orders[0].astype(np.int64), self._stored_orders[1].astype(np.int64)
+            return self._stored_orders[0], self._stored_orders[1]
         tokens, word_ids = self.tokens, range(len(SPECIALS), len(self.tokens))
         lowered = [t.lower() for t in tokens]
         exact, folded = sorted(word_ids, key=tokens.__getitem__), sorted(word_ids, key=lowered.__getitem__)

@@ -162,16 +162,22 @@ def test_the_typist_accepts_a_capitalised_word_the_model_knows_in_lowercase(lowe
     assert evaluate(lowercase_model, [tokenize("The pods come back. The")]).keystrokes == first + 1  # offered after a capital
 
 
-def test_words_typed_past_make_room_for_new_ones_as_presage_does():
+@pytest.fixture(scope="module")
+def animals():
+    """After "we saw a": cat, car, cab, cap, can, then cow, then dog."""
+    cls = get_backend("ngram").cls
+    counts = {"cat": 10, "car": 9, "cab": 8, "cap": 7, "can": 6, "cow": 5, "dog": 4}
+    text = "".join(f"we saw a {word} .\n" * n for word, n in counts.items())
+    return cls.fit(corpus_from_text(text, pretokenized=True), cls.Options(order=3))
+
+
+def test_words_typed_past_make_room_for_new_ones_as_presage_does(animals):
     """A word offered at an earlier keystroke of the same word and typed past goes after the new
     ones: at "c" the five words offered before the first letter give way to "cow", one keystroke
     sooner than when they are offered again (Presage: REPEAT_SUGGESTIONS no)."""
     from engine.evaluate import keystrokes_for
 
-    cls = get_backend("ngram").cls
-    counts = {"cat": 10, "car": 9, "cab": 8, "cap": 7, "can": 6, "cow": 5, "dog": 4}
-    text = "".join(f"we saw a {word} .\n" * n for word, n in counts.items())
-    model = cls.fit(corpus_from_text(text, pretokenized=True), cls.Options(order=3))
+    model = animals
     dist = model.next_logprobs(model.advance_many(model.initial_state(), [model.vocab.id(w) for w in ("we", "saw", "a")]))
     first = [text for text, _, _ in shown_completions(model, dist, "", 5)]
     assert first == ["cat", "car", "cab", "cap", "can"]
@@ -180,6 +186,24 @@ def test_words_typed_past_make_room_for_new_ones_as_presage_does():
     assert keystrokes_for(model, dist, "cow", 5) == (2, 1, True)  # "c", then accept
     assert predict(model, "we saw a c", 5, passed=lambda prefix: first if prefix == "c" else ()).predictions[0][0] == "cow"
     assert predict(model, "we saw a c", 5).predictions[0][0] == "cat"
+
+
+def test_the_server_knows_the_word_being_typed_in_a_paragraph_longer_than_its_window(animals):
+    """Completion reads at most 2,000 characters before the cursor, so in a long paragraph that
+    window moves with each keystroke; the word being typed is still known as the same one."""
+    from lsprotocol import types
+
+    from lsp_server.features.completion import EarlierOffers, completion_list
+
+    earlier = EarlierOffers()
+    earlier.LOOKED_AT_S = 0  # (the user looked at each list)
+    text = "we saw a cow . " * 200 + "we saw a "
+    at = lambda t: types.Position(line=0, character=len(t))  # noqa: E731
+    first, shown = completion_list(animals, text, at(text), 5, earlier=earlier)
+    earlier.sent(shown)
+    assert [i.label for i in first.items][:5] == ["cat", "car", "cab", "cap", "can"]
+    typed, _ = completion_list(animals, text + "c", at(text + "c"), 5, earlier=earlier)
+    assert typed.items[0].label == "cow"
 
 
 def test_the_inline_continuation_starts_a_sentence_with_a_capital(lowercase_model):

@@ -14,6 +14,7 @@ from engine.model import LanguageModel
 
 WINDOW = 2000  # characters of context before the cursor: bounded work on huge lines
 EXTRA_PUNCTUATION = 2  # closing punctuation offered after the words
+WORD_CONTEXT = 200  # characters before a word that say, with its line, which word it is (EarlierOffers)
 
 
 def context_window(text_before: str) -> str:
@@ -43,7 +44,7 @@ class EarlierOffers:
     LOOKED_AT_S = 0.5
 
     def __init__(self):
-        # (line, the text before the word): the word they were offered for; what was typed of it
+        # (line, the text just before the word): the word they were offered for; what was typed of it
         # -> (the words offered then, when they were sent). Replaced whole, never changed:
         # completion reads it on its lane.
         self._kept: tuple[tuple | None, dict[str, tuple[tuple[str, ...], float]]] = (None, {})
@@ -72,7 +73,9 @@ def completion_list(model: LanguageModel, text_before: str, position: types.Posi
     shows, for ``EarlierOffers.sent`` once the editor has it."""
     window = context_window(text_before)
     def word_at(prefix: str) -> tuple:
-        return position.line, window[: len(window) - len(prefix)]
+        """Which word is being typed: its line and the text just before it (the window's far
+        end moves with each keystroke in a long paragraph; this does not)."""
+        return position.line, window[: len(window) - len(prefix)][-WORD_CONTEXT:]
     passed = (lambda prefix: earlier.passed(word_at(prefix), prefix)) if earlier else None
     result = predict(model, window, k + EXTRA_PUNCTUATION, state, passed)
     start = types.Position(line=position.line, character=max(0, position.character - num_units(result.prefix)))

@@ -233,8 +233,10 @@ def evaluate(model_names, as_json, pretokenized, k, history_files, learn_as_you_
     """Perplexity, next-word accuracy and keystroke savings on held-out FILES.
 
     Keystroke savings: a simulated typist is offered the top K completions before each
-    keystroke (the next word after a space, the rest of a word inside one) and accepts a correct
-    one with a single keystroke; the figure is the share of characters not typed. "autospace"
+    keystroke (the next word after a space, the rest of a word inside one; at each letter, new
+    words before those offered at the letters before, as Presage and the editor offer them) and
+    accepts a correct one with a single keystroke; the figure is the share of characters not
+    typed. "autospace"
     is Presage's convention: words only (no punctuation), the space after each counts, and
     accepting inserts it. At a sentence start that takes a capital, as the text's previous
     sentence does, words are offered capitalised, as the editor offers them.

@@ -104,7 +104,8 @@ def read_one_match_at_a_time(text):
             return [[(t.text, t.start, t.end) for t in s] for s in done.value[0]]
 
 
-PIECES = list(string.punctuation + "\x1c\ufeffé東はー。「ภเาี่") + ["www.", "http://a.b/c", "U.S.", "3.14", ":ref:`", "Dr", "x", "7", "word"]
+PIECES = list(string.punctuation + "\x1c\ufeffé東はー。「ภเาี่") + ["www.", "http://a.b/c", "U.S.", "3.14", ":ref:`", "Dr", "x", "7", "word",
+                                                                  "don't", "well-known", "...", ":func:"]
 
 
 def test_reading_runs_of_non_space_equals_reading_match_by_match():

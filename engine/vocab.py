@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.checked import passed_before
 from engine.errors import ModelFormatError
 from engine.files import read_json, regular_file
 
@@ -33,19 +34,23 @@ class Vocabulary:
     ms). A few lookups made before ``ids`` is built (``foretell predict``) search the sorted
     words instead (``get``)."""
 
-    def __init__(self, tokens: list[str], stored_orders: np.ndarray | None = None, name: str = "vocabulary"):
+    def __init__(self, tokens: list[str], stored_orders: np.ndarray | None = None, folder_name: str | None = None, checked: bool = False):
+        """``stored_orders``: ORDER_FILE's array, checked to be ``orders`` unless ``checked``
+        says it was when its files were last read (engine.checked)."""
         if list(tokens[:3]) != list(SPECIALS):
             raise ModelFormatError("vocabulary must start with <unk>, <s>, </s>")
         self.tokens = list(tokens)
         # (copied out of the file's map, which closes with it)
-        self._stored_orders = np.array(stored_orders, dtype=np.int64) if _are_orders(stored_orders, len(self.tokens)) else None
-        self._name = name
+        usable = _are_orders(stored_orders, len(self.tokens), checked)
+        self._stored_orders = np.array(stored_orders, dtype=np.int64) if usable else None
+        self._folder_name = folder_name  # (read from this model folder: named in errors)
 
     @functools.cached_property
     def ids(self) -> dict[str, int]:
         ids = dict(zip(self.tokens, range(len(self.tokens))))  # (built in C)
         if len(ids) != len(self.tokens):
-            raise ModelFormatError(f"{self._name}: {VOCAB_FILE} has duplicate tokens; not one foretell wrote")
+            where = f"{self._folder_name}: {VOCAB_FILE}" if self._folder_name else "the vocabulary"
+            raise ModelFormatError(f"{where} has duplicate tokens; not one foretell wrote")
         return ids
 
     @functools.cached_property
@@ -99,7 +104,12 @@ class Vocabulary:
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is missing") from None
         if not isinstance(tokens, list) or not _all_strings(tokens) or tokens[: len(SPECIALS)] != list(SPECIALS):
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens")
-        return cls(tokens, _read_orders(folder), folder.name)
+        # Every token distinct and the sorted words a sort of them: checked once per version of
+        # the files (the backend's own deep check records them when all of it passed).
+        checked = passed_before(folder)
+        if not checked and len(set(tokens)) != len(tokens):
+            raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} has duplicate tokens; not one foretell wrote")
+        return cls(tokens, _read_orders(folder), folder.name, checked)
 
 
 def _read_orders(folder: Path) -> np.ndarray | None:
@@ -111,13 +121,14 @@ def _read_orders(folder: Path) -> np.ndarray | None:
         return None
 
 
-def _are_orders(orders: np.ndarray | None, size: int) -> bool:
+def _are_orders(orders: np.ndarray | None, size: int, checked: bool = False) -> bool:
     """Whether ``orders`` are two orders of the word ids of a vocabulary of ``size`` tokens:
-    each a permutation of them (what the store holds is checked before it indexes anything)."""
+    each a permutation of them (what the store holds is checked before it indexes anything;
+    ``checked``: the permutations were, when these files were last read)."""
     if not isinstance(orders, np.ndarray) or orders.dtype != np.int32 or orders.shape != (2, size - len(SPECIALS)):
         return False
     expected = np.arange(len(SPECIALS), size, dtype=np.int32)
-    return all(np.array_equal(np.sort(row), expected) for row in orders)
+    return checked or all(np.array_equal(np.sort(row), expected) for row in orders)
 
 
 def sentences_of_lines(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

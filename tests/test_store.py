@@ -96,6 +96,7 @@ def corrupt(store, name, filename, content):
         ("manifest.json", '{"model_type": "llama"}', "another tool"),
         ("logp1.npy", b"\x93NUMPY truncated", "corrupt"),
         ("vocab.json", "[1, 2", "corrupt"),
+        ("vocab.json", '["<unk>", "<s>", "</s>", "the", "the"]', "duplicate tokens"),
     ],
 )
 def test_corrupt_foreign_or_newer_files_are_refused(model, filename, content, message):

@@ -70,8 +70,11 @@ class ModelStore:
         return self.models / validate_name(name)
 
     def exists(self, name: str) -> bool:
-        self._recover(name)
-        return (self.path(name) / MANIFEST).is_file()
+        manifest = self.path(name) / MANIFEST
+        if manifest.is_file():
+            return True
+        self._recover(name)  # (a swap in progress: waited out)
+        return manifest.is_file()
 
     def workdir(self, name: str) -> Path:
         """A private folder for a training's checkpoints (kept if it is interrupted)."""
@@ -126,9 +129,10 @@ class ModelStore:
     # -- reading ---------------------------------------------------------------------------
     def manifest(self, name: str) -> dict:
         folder = self.path(name)
-        self._recover(name)
         if not folder.exists():
-            raise ForetellError(f"no model named {name!r}; see `foretell models list`")
+            self._recover(name)  # (a swap in progress: waited out)
+            if not folder.exists():
+                raise ForetellError(f"no model named {name!r}; see `foretell models list`")
         try:
             manifest = read_json(folder / MANIFEST, name, limit=MANIFEST_BYTES)
         except FileNotFoundError:
@@ -256,7 +260,9 @@ class ModelStore:
         return locked(self.models / f".lock-{name}")
 
     def _recover(self, name: str) -> None:
-        """A crash between the two renames of a swap leaves only ``.old-NAME-*``: put it back."""
+        """A crash between the two renames of a swap leaves only ``.old-NAME-*``: put it back.
+        A swap in progress leaves the same for a moment, under the lock: waited out, so a
+        reader that finds no folder sees the new one once it is in place."""
         folder = self.path(name)
         if folder.exists() or not self.models.is_dir():
             return

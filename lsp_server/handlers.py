@@ -136,7 +136,7 @@ async def on_completion(ls: ForetellServer, params: types.CompletionParams):
         return None
     version, offset = doc.version, offset_at(doc, params.position)
     text_before = doc.source[:offset]
-    earlier = ls.offers.setdefault(doc.uri, completion.EarlierOffers())
+    earlier = ls.offers[doc.uri]
     def complete():
         model = ls.model()
         return completion.completion_list(model, text_before, params.position, ls.settings.maxSuggestions, doc.position_codec.client_num_units,

@@ -19,6 +19,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 from lsprotocol import types
@@ -128,7 +129,7 @@ class ForetellServer(LanguageServer):
         self._posmaps: dict[str, PositionMap] = {}
         self.refresh_when_done: set[str] = set()  # documents whose colours were sent in part
         self.semantic: dict[str, tuple[str, object]] = {}  # uri -> (result id, token data) last sent
-        self.offers: dict[str, EarlierOffers] = {}  # uri -> what completion offered for the word being typed
+        self.offers: defaultdict[str, EarlierOffers] = defaultdict(EarlierOffers)  # uri -> what completion offered for the word being typed
         self._results = itertools.count(1)
         self.editor_log = None  # lsp_server.log.EditorLog, once attached
         self.log = logging.getLogger("foretell")  # the session's own, once attached

@@ -13,12 +13,10 @@ the base's ids keeps a layer valid when its base model is retrained.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
+# (hashlib, shutil, tempfile: imported in the functions that use them; foretell's start-up needs none of them)
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +147,7 @@ class AdaptationLayer:
     def _stamp(self, layer: dict, parts: list) -> str:
         """What the adapted model depends on: the entries, the words, each document file as it
         is on disk (a file changed since is read again, and found damaged if it is) and the base."""
+        import hashlib
         files = [self._file_identity(entry["file"]) for entry in layer["documents"]]
         what = json.dumps([layer["documents"], layer["words"], files, *parts], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(what.encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -179,6 +178,8 @@ class AdaptationLayer:
         (checked under the layer's lock: a document forgotten meanwhile is never written back),
         and drop older ones. Best effort: where the store cannot be written, loads go on as
         before."""
+        import shutil
+        import tempfile
         tmp = None
         try:
             tmp = Path(tempfile.mkdtemp(prefix=".adapted-", dir=self.folder))
@@ -200,6 +201,7 @@ class AdaptationLayer:
     def _drop_adapted(self, keep: str | None = None) -> None:
         """Remove the kept adapted models but ``keep``: after learning or forgetting, none may
         hold what the layer no longer does."""
+        import shutil
         for folder in list(self.folder.glob(f"{ADAPTED}*")) + list(self.folder.glob(".adapted-*")):
             if folder.name == f"{ADAPTED}{keep}" or (folder.name.startswith(".") and keep is not None):
                 continue
@@ -211,6 +213,7 @@ class AdaptationLayer:
     # -- writing ---------------------------------------------------------------------------
     def learn(self, key: str, text: str, base: LanguageModel, pretokenized: bool = False) -> dict | None:
         """Add (or replace) document ``key`` with ``text``; None when that text is learned already."""
+        import hashlib
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         with self._locked():
             layer = self._read()
@@ -287,6 +290,7 @@ class AdaptationLayer:
         return learn
 
     def remove(self) -> None:
+        import shutil
         if os.path.islink(self.folder):
             os.unlink(self.folder)
         else:

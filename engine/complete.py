@@ -34,7 +34,7 @@ class PrefixIndex:
 
     def __init__(self, vocab: Vocabulary):
         self._vocab = vocab
-        self.word_ids = np.arange(len(SPECIALS), len(vocab.tokens), dtype=np.int64)  # (a Vocabulary holds the specials first, once)
+        self.word_ids = np.arange(len(SPECIALS), len(vocab), dtype=np.int64)  # (a Vocabulary holds the specials first, once)
 
     def warm(self) -> "PrefixIndex":
         """Have the sorted words now (sorted here for a vocabulary kept without them), and
@@ -59,11 +59,11 @@ class PrefixIndex:
         lowercase prefix matches case-insensitively."""
         if not prefix:
             return self.word_ids
-        tokens, (exact, folded) = self._vocab.tokens, self._vocab.orders
+        token, (exact, folded) = self._vocab.token, self._vocab.orders
         if prefix == prefix.lower():
-            order, key = folded, (lambda i: tokens[i].lower())
+            order, key = folded, (lambda i: token(i).lower())
         else:
-            order, key = exact, tokens.__getitem__
+            order, key = exact, token
         lo = bisect.bisect_left(order, prefix, key=key)
         hi = bisect.bisect_left(order, prefix + _END, lo, key=key)
         return order[lo:hi]
@@ -105,17 +105,17 @@ def cased_completions(model: LanguageModel, dist: np.ndarray, prefix: str, k: in
     of two letters or more gives every word in capitals, spellings that come out the same as one
     completion, their probabilities added."""
     case = typed_case(prefix, capitalise)
-    tokens, known = model.vocab.tokens, model.vocab
-    exact = [(tokens[i], lp, i) for i, lp in top_completions(model, dist, prefix, k)] if case in (None, "title") else []
+    token, known = model.vocab.token, model.vocab
+    exact = [(token(i), lp, i) for i, lp in top_completions(model, dist, prefix, k)] if case in (None, "title") else []
     if case is None or len(exact) == k:
         return exact
     merged: dict[str, tuple[float, int, float]] = {}  # text -> (log-probability, id, its own)
     for i, lp in top_completions(model, dist, prefix.lower(), VARIANTS * k):
-        text = as_typed(tokens[i], case, known)
-        if not text.startswith(prefix) or (exact and text == tokens[i]):  # (offered already)
+        text = as_typed(token(i), case, known)
+        if not text.startswith(prefix) or (exact and text == token(i)):  # (offered already)
             continue
         total, best, own = merged.get(text, (-math.inf, i, -math.inf))
-        if tokens[i] == text or (tokens[best] != text and lp > own):
+        if token(i) == text or (token(best) != text and lp > own):
             best, own = i, lp
         merged[text] = (float(np.logaddexp(total, lp)), best, own)
     ranked = sorted(merged.items(), key=lambda item: -item[1][0])[: k - len(exact)]

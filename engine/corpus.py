@@ -12,7 +12,7 @@ import contextlib
 import glob
 import io
 import itertools
-import tempfile
+# (tempfile: imported in the functions that use them; foretell's start-up needs none of them)
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -271,6 +271,7 @@ class IdStream:
             self._spill()
 
     def _spill(self) -> None:
+        import tempfile
         if self.file is None:
             self.file = tempfile.TemporaryFile(prefix="foretell-ids-")
         self.buffer.tofile(self.file)
@@ -375,6 +376,7 @@ class CorpusBuilder:
 
 
 def _remap(ids: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    import tempfile
     if not isinstance(ids, np.memmap):
         return mapping[ids]
     out = tempfile.TemporaryFile(prefix="foretell-ids-")

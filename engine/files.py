@@ -92,11 +92,21 @@ def read_json(path: Path, what: str, limit: int = JSON_BYTES):
     """The JSON value in ``path``, read only if it is a regular file of at most ``limit`` bytes
     and nested at most JSON_DEPTH deep. Raises FileNotFoundError, or ModelFormatError naming
     ``what`` and the file."""
+    return parse_json(read_limited(path, what, limit), path, what)
+
+
+def read_limited(path: Path, what: str, limit: int = JSON_BYTES) -> bytes:
+    """The bytes of ``path``, read only if it is a regular file of at most ``limit`` bytes."""
     regular_file(path, what)
     with open(path, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise ModelFormatError(f"{what}: {Path(path).name} is larger than {limit >> 20} MB; not one foretell wrote")
+    return data
+
+
+def parse_json(data: bytes, path: Path, what: str):
+    """``read_json``'s value of the bytes read from ``path``."""
     if _depth(data) > JSON_DEPTH:
         raise ModelFormatError(f"{what}: {Path(path).name} is nested deeper than {JSON_DEPTH} levels; not one foretell wrote")
     try:

@@ -14,11 +14,19 @@ def release_pages(*arrays) -> None:
     page cache, written back if changed, and are read again when next needed); arrays in
     memory, and ``None``, are left alone."""
     for a in arrays:
-        while isinstance(a, np.ndarray) and not isinstance(a, np.memmap):
-            a = a.base
-        mapping = getattr(a, "_mmap", None)
+        mapping = mapping_of(a)
         if mapping is not None and hasattr(mapping, "madvise"):
             mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def mapping_of(a) -> mmap.mmap | None:
+    """The file map an array's memory lies in (an np.memmap's, or the mmap an array was made
+    over by engine.mapped), or None for an array in memory."""
+    while isinstance(a, np.ndarray) and not isinstance(a, np.memmap):
+        a = a.base
+    if isinstance(a, memoryview):
+        a = a.obj
+    return a if isinstance(a, mmap.mmap) else getattr(a, "_mmap", None)
 
 
 def release_freed_memory() -> None:

@@ -13,8 +13,7 @@ import datetime
 import json
 import os
 import re
-import shutil
-import tempfile
+# (shutil, tempfile: imported in the functions that use them; foretell's start-up needs none of them)
 import time
 from pathlib import Path
 
@@ -201,6 +200,8 @@ class ModelStore:
     # -- writing ---------------------------------------------------------------------------
     def save(self, name: str, model: LanguageModel, corpus: dict | None = None, vocabulary: dict | None = None) -> Path:
         """Write into a temporary folder beside the target, then swap it in under a lock."""
+        import shutil
+        import tempfile
         target = self.path(name)
         _private_mkdir(self.models)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-{os.getpid()}-", dir=self.models))
@@ -240,6 +241,7 @@ class ModelStore:
         return target
 
     def remove(self, name: str) -> None:
+        import shutil
         folder = self.path(name)
         if not self.exists(name):
             raise ForetellError(f"no model named {name!r}; see `foretell models list`")
@@ -275,6 +277,7 @@ class ModelStore:
     def _sweep(self) -> None:
         """Remove temporary folders left by trainings that were killed: half-written models,
         and the scratch folders of their large intermediate files (gigabytes at scale)."""
+        import shutil
         for tmp, skip in [(t, 2) for t in self.models.glob(".tmp-*")] + [(t, 1) for t in (self.root / "work").glob(SCRATCH + "*")]:
             parts = tmp.name.split("-")
             pid = next((int(p) for p in parts[skip:] if p.isdigit()), None)

@@ -15,35 +15,51 @@ import numpy as np
 
 from engine.checked import passed_before
 from engine.errors import ModelFormatError
-from engine.files import read_json, regular_file
+from engine.files import parse_json, read_limited, regular_file
+from engine.mapped import map_array
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 SPECIALS = (UNK, BOS, EOS)
 NEWLINE = -1  # Vocabulary.line_ids' id for a line's end, which no token holds
 VOCAB_FILE = "vocab.json"
+MAX_ESCAPES = 10_000  # in a vocabulary file read a token at a time (TokenFile); more: read whole
 ORDER_FILE = "vocab.order.npy"  # the words' ids sorted as typed and case-folded (Vocabulary.orders)
 
 
 class Vocabulary:
     """Token <-> id mapping. Unknown tokens map to ``<unk>``.
 
-    Its views are built on first use, not at load: ``ids`` (a dict: 16-28 ms for 90,000 words
-    in a fresh process) and ``orders`` (the words sorted for completion's prefix search, kept in
+    Its views are built on first use, not at load: ``tokens`` (the list: making 90,000 strings
+    cost 7-10 ms of every start; ``token(i)`` reads one from the file's bytes until then),
+    ``ids`` (a dict: 16-28 ms for 90,000 words in a fresh process) and ``orders (the words sorted for completion's prefix search, kept in
     ORDER_FILE beside the vocabulary: sorting them cost a prediction of a half-typed word 110-130
     ms). A few lookups made before ``ids`` is built (``foretell predict``) search the sorted
     words instead (``get``)."""
 
-    def __init__(self, tokens: list[str], stored_orders: np.ndarray | None = None, folder_name: str | None = None, checked: bool = False):
+    def __init__(self, tokens: "list[str] | TokenFile", stored_orders: np.ndarray | None = None, folder_name: str | None = None, checked: bool = False):
         """``stored_orders``: ORDER_FILE's array, checked to be ``orders`` unless ``checked``
         says it was when its files were last read (engine.checked)."""
-        if list(tokens[:3]) != list(SPECIALS):
+        if isinstance(tokens, TokenFile):
+            self._file = tokens
+        else:
+            self._file, self.tokens = None, list(tokens)
+        self._size = len(tokens)
+        if [self.token(i) for i in range(min(3, self._size))] != list(SPECIALS):
             raise ModelFormatError("vocabulary must start with <unk>, <s>, </s>")
-        self.tokens = list(tokens)
         # (copied out of the file's map, which closes with it)
-        usable = _are_orders(stored_orders, len(self.tokens), checked)
+        usable = _are_orders(stored_orders, self._size, checked)
         self._stored_orders = np.array(stored_orders, dtype=np.int64) if usable else None
         self._folder_name = folder_name  # (read from this model folder: named in errors)
+
+    @functools.cached_property
+    def tokens(self) -> list[str]:
+        return self._file.strings()
+
+    def token(self, i: int) -> str:
+        """``tokens[i]``, without making the list."""
+        made = self.__dict__.get("tokens")
+        return made[i] if made is not None else self._file[i]
 
     @functools.cached_property
     def ids(self) -> dict[str, int]:
@@ -70,7 +86,7 @@ class Vocabulary:
         return self.ids | {"\n": NEWLINE}
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return self._size
 
     def __contains__(self, token: str) -> bool:
         return self.get(token) is not None
@@ -81,9 +97,9 @@ class Vocabulary:
             return self.ids.get(token, default)
         if token in SPECIALS:
             return SPECIALS.index(token)
-        tokens, order = self.tokens, self.orders[0]
-        at = bisect.bisect_left(order, token, key=tokens.__getitem__)
-        return int(order[at]) if at < len(order) and tokens[order[at]] == token else default
+        order = self.orders[0]
+        at = bisect.bisect_left(order, token, key=self.token)
+        return int(order[at]) if at < len(order) and self.token(order[at]) == token else default
 
     def id(self, token: str) -> int:
         return self.get(token, UNK_ID)
@@ -98,11 +114,17 @@ class Vocabulary:
 
     @classmethod
     def load(cls, folder: Path) -> "Vocabulary":
+        path = folder / VOCAB_FILE
         try:
-            tokens = read_json(folder / VOCAB_FILE, folder.name)
+            data = read_limited(path, folder.name)
         except FileNotFoundError:
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is missing") from None
-        if not isinstance(tokens, list) or not _all_strings(tokens) or tokens[: len(SPECIALS)] != list(SPECIALS):
+        tokens = TokenFile.of(data)
+        if tokens is None:
+            tokens = parse_json(data, path, folder.name)
+            if not isinstance(tokens, list) or not _all_strings(tokens):
+                raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens")
+        if [tokens[i] for i in range(min(3, len(tokens)))] != list(SPECIALS):
             raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens")
         # Every token distinct and the sorted words a sort of them: checked once per version of
         # the files (the backend's own deep check records them when all of it passed).
@@ -112,11 +134,74 @@ class Vocabulary:
         return cls(tokens, _read_orders(folder), folder.name, checked)
 
 
+class TokenFile:
+    """The tokens of a vocabulary file as json.dumps writes them (``["<unk>", "<s>", "</s>",
+    "the", ...]``), each made a string when asked for; the few with an escape (a quote, a
+    backslash) are read by ``json``."""
+
+    def __init__(self, data: bytes, starts: np.ndarray, ends: np.ndarray, escaped: frozenset[int]):
+        self._data, self._starts, self._ends, self._escaped = data, starts, ends, escaped
+
+    @classmethod
+    def of(cls, data: bytes) -> "TokenFile | None":
+        """``data``'s tokens, or None where the file is not in that form or holds more than a
+        few escapes (then read as JSON). Every string is checked here as ``json`` would."""
+        if not (data.startswith(b'["') and data.endswith(b'"]')):
+            return None
+        raw = np.frombuffer(data, dtype=np.uint8)
+        quotes, slashes = np.flatnonzero(raw == ord('"')), np.flatnonzero(raw == ord("\\"))
+        if raw.min() < 0x20 or len(slashes) > MAX_ESCAPES:  # (JSON escapes control characters)
+            return None
+        if len(slashes):  # a quote after an odd run of backslashes is inside a string
+            after_slash = np.flatnonzero(raw[quotes - 1] == ord("\\")).tolist()
+            quotes = np.delete(quotes, [i for i in after_slash if _run_before(data, int(quotes[i])) % 2])
+        starts, ends = quotes[0::2] + 1, quotes[1::2]
+        if len(starts) != len(ends):
+            return None
+        between = ends[:-1]
+        if np.any(starts[1:] - between != 4) or np.any(raw[between + 1] != ord(",")) or np.any(raw[between + 2] != ord(" ")):
+            return None
+        escaped = frozenset(np.searchsorted(ends, slashes).tolist())
+        beyond_ascii = np.searchsorted(ends, np.flatnonzero(raw >= 0x80))  # (decoding the whole file makes a string of up to 4 MB)
+        try:
+            for i in escaped:
+                json.loads(data[starts[i] - 1:ends[i] + 1])
+            for i in beyond_ascii[np.diff(beyond_ascii, prepend=-1) != 0].tolist():
+                data[starts[i]:ends[i]].decode("utf-8")
+        except ValueError:  # (UnicodeDecodeError included)
+            return None
+        return cls(data, starts, ends, escaped)
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, i: int) -> str:
+        i = range(len(self))[i]  # (an index error as a list's; a negative index counted from the end)
+        start, end = self._starts[i], self._ends[i]
+        if i in self._escaped:
+            return json.loads(self._data[start - 1:end + 1])
+        return self._data[start:end].decode("utf-8")
+
+    def __iter__(self):
+        return iter(self.strings())
+
+    def strings(self) -> list[str]:
+        return json.loads(self._data)
+
+
+def _run_before(data: bytes, at: int) -> int:
+    """How many backslashes come right before ``data[at]``."""
+    run = 0
+    while data[at - 1 - run] == ord("\\"):
+        run += 1
+    return run
+
+
 def _read_orders(folder: Path) -> np.ndarray | None:
     """ORDER_FILE's array, or None where it is missing (a model saved before it was kept) or
     cannot be read (the words are sorted again)."""
     try:  # (mapped: a file of the wrong shape is never read whole)
-        return np.load(regular_file(folder / ORDER_FILE, folder.name), mmap_mode="r", allow_pickle=False)
+        return map_array(regular_file(folder / ORDER_FILE, folder.name))
     except (OSError, ValueError, ModelFormatError):
         return None
 

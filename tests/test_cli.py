@@ -204,6 +204,25 @@ def test_console_script_runs_end_to_end(tmp_path):
     assert bad.returncode != 0 and bad.stderr.strip().startswith("Error: no model named") and "Traceback" not in bad.stderr
 
 
+def test_the_quick_exit_keeps_the_status_the_output_and_the_exit_handlers(tmp_path):
+    """main() ends the process without Python's teardown (start-up): what a user sees is the
+    same, a long output through a pipe arrives whole and atexit handlers still run."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "t.txt"
+    f.write_text(SMALL_TEXT * 40)
+    program = "import atexit; atexit.register(print, 'exit handler ran'); from engine.cli import main; main()"
+    trained = subprocess.run([sys.executable, "-c", program, "train", "--name", "t", str(f)], capture_output=True, text=True)
+    assert trained.returncode == 0 and trained.stdout.endswith("exit handler ran\n")
+    scored = subprocess.run([sys.executable, "-c", program, "score", "-m", "t", str(f)], capture_output=True, text=True)
+    rows = scored.stdout.splitlines()
+    assert scored.returncode == 0 and len(rows) > 3000 and rows[-1] == "exit handler ran"
+    assert rows[:-1] == run("score", "-m", "t", str(f)).output.splitlines()
+    missing = subprocess.run([sys.executable, "-c", program, "predict", "-m", "missing", "x"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no model named" in missing.stderr and missing.stdout == "exit handler ran\n"
+
+
 def test_discount_fallback_is_said_aloud_and_can_be_refused(tmp_path):
     """Text with no n-gram seen once gives no modified Kneser-Ney discounts: training says which
     orders took lmplz's fallback ones (so does `models info`), or stops when told to refuse."""

@@ -9,6 +9,8 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from engine.errors import ForetellError, ModelFormatError
+from engine.mapped import map_array
+from engine.memory import mapping_of
 from engine.plugins import get_backend
 from engine.scoring import encode, perplexity
 from engine.store import ModelStore
@@ -28,6 +30,20 @@ def saved(small_corpus):
     return store, model
 
 
+@pytest.mark.parametrize("array", [np.arange(7, dtype=np.uint32), np.linspace(0, 1, 5, dtype=np.float32), np.arange(6, dtype=">i8").reshape(2, 3),
+                                   np.arange(6, dtype=np.int32).reshape(3, 2).T, np.array([], dtype=np.int64), np.array(3.5), np.array([True, False])])
+def test_arrays_are_mapped_as_numpy_maps_them(tmp_path, array):
+    path = tmp_path / "a.npy"
+    np.save(path, array)
+    ours, numpys = map_array(path), np.load(path, mmap_mode="r")
+    assert ours.dtype == numpys.dtype and ours.shape == numpys.shape and np.array_equal(ours, numpys)
+    assert not ours.flags.writeable and (mapping_of(ours) or ours.size == 0)
+    path.write_bytes(path.read_bytes()[:-1])  # a short file: numpy's own error
+    with pytest.raises(ValueError) as ours_error:
+        map_array(path) if array.size else np.load(path, mmap_mode="r")[0]
+    assert "mmap length" in str(ours_error.value) or not array.size
+
+
 def scores(model, text=HELD_OUT):
     return model.score_ids(encode(model, tokenize(text)))
 
@@ -36,7 +52,7 @@ def test_the_packed_folder_scores_exactly_as_the_model_trained_and_maps_its_file
     store, model = saved
     loaded = store.load("kn")
     assert isinstance(loaded.keys[2], PackedKeys) and isinstance(loaded.backoff[1], CodedValues)
-    assert isinstance(loaded.keys[2].low, np.memmap) and isinstance(loaded.logp[2], np.memmap)
+    assert mapping_of(loaded.keys[2].low) and mapping_of(loaded.logp[2])
     assert np.array_equal(scores(loaded), scores(model), equal_nan=True)
     for k in range(model.order):
         assert np.array_equal(np.asarray(loaded.keys[k]), model.keys[k])

@@ -7,11 +7,13 @@ import stat
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from engine.errors import ForetellError, ModelFormatError
 from engine.plugins import get_backend
 from engine.store import ModelStore
 from engine.tokenizer import tokenize
+from engine.vocab import SPECIALS, TokenFile, Vocabulary
 from engine.scoring import encode
 
 
@@ -97,6 +99,10 @@ def corrupt(store, name, filename, content):
         ("logp1.npy", b"\x93NUMPY truncated", "corrupt"),
         ("vocab.json", "[1, 2", "corrupt"),
         ("vocab.json", '["<unk>", "<s>", "</s>", "the", "the"]', "duplicate tokens"),
+        ("vocab.json", b'["<unk>", "<s>", "</s>", "caf\xc3"]', "corrupt"),  # (not UTF-8)
+        ("vocab.json", '["<unk>", "<s>", "</s>", "a\\x"]', "corrupt"),  # (no such escape)
+        ("vocab.json", '["<unk>", "<s>", "</s>", "a\tb"]', "corrupt"),  # (a raw control character)
+        ("vocab.json", '["<unk>", "</s>", "<s>", "the"]', "not a list of tokens"),
     ],
 )
 def test_corrupt_foreign_or_newer_files_are_refused(model, filename, content, message):
@@ -105,6 +111,29 @@ def test_corrupt_foreign_or_newer_files_are_refused(model, filename, content, me
     corrupt(store, "notes", filename, content)
     with pytest.raises(ModelFormatError, match=message):
         store.load("notes")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(max_size=6), max_size=40))
+def test_vocabulary_files_read_back_token_for_token(tmp_path_factory, words):
+    """The vocabulary is read a token at a time from the file's bytes (TokenFile): quotes,
+    backslashes, control characters and letters beyond ASCII come back as json reads them."""
+    tokens = [*SPECIALS, *dict.fromkeys(w for w in words if w not in SPECIALS)]
+    folder = tmp_path_factory.mktemp("vocab")
+    Vocabulary(tokens).save(folder)
+    assert TokenFile.of((folder / "vocab.json").read_bytes()) is not None
+    loaded = Vocabulary.load(folder)
+    assert [loaded.token(i) for i in range(len(tokens))] == tokens
+    assert [loaded.get(t) for t in tokens] == list(range(len(tokens)))  # (before the list is made)
+    assert loaded.tokens == tokens == json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+
+
+def test_a_vocabulary_another_json_writer_spaced_differently_reads_the_same(model):
+    store = ModelStore()
+    store.save("notes", model)
+    path = store.path("notes") / "vocab.json"
+    path.write_text(json.dumps(json.loads(path.read_text()), separators=(",", ":")))
+    assert np.array_equal(scores(store.load("notes")), scores(model), equal_nan=True)  # (<s> scores NaN)
 
 
 def test_a_folder_from_another_tool_is_refused():

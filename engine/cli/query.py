@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import tempfile
+# (tempfile: imported in the functions that use them; foretell's start-up needs none of them)
 from pathlib import Path
 
 import click
@@ -245,6 +245,7 @@ def evaluate(model_names, as_json, pretokenized, k, history_files, learn_as_you_
 
     The FILES are typed in turn, the model's state (a cache's words, a recurrent network's
     memory) running on from one into the next, after the --history files are read."""
+    import tempfile
     texts = [read_text(path) for path in files]
     documents = [tokenize(text, pretokenized) for text in texts]
     history = [s for path in history_files for s in tokenize(read_text(path), pretokenized)]

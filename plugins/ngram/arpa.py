@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import math
 import os
 import re
 import stat
+# (gzip: imported in the functions that use them; foretell's start-up needs none of them)
 from array import array
 from pathlib import Path
 
@@ -21,6 +21,7 @@ UNKNOWN_LOG10 = -100.0  # what KenLM assigns <unk> when an ARPA file lacks it
 
 
 def _open(path: Path, mode: str):
+    import gzip
     if str(path).endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, mode.replace("t", "") + "b"), encoding="utf-8", newline="\n")
     return open(path, mode, encoding="utf-8", newline="\n")
@@ -85,6 +86,7 @@ def read_arpa(path: Path):
     """(vocabulary, keys, logp, backoff) per order from an ARPA file, or a clear error. Only a
     regular file is opened (a pipe would block), lines have a length limit and every value is
     checked, so no file can exhaust memory or put a NaN into a model."""
+    import gzip
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise ForetellError(f"{path}: not a regular file")

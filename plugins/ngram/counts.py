@@ -8,8 +8,7 @@ context are one contiguous run, and lookups are ``np.searchsorted``. Following K
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+# (shutil, tempfile: imported in the functions that use them; foretell's start-up needs none of them)
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +64,7 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None
     scratch's) as a run, and the runs merged an order at a time, a block of each at once, into
     ``scratch``'s arrays (files when large): the working memory follows the scratch's budget,
     and the time grows with the text, not with chunks times model."""
+    import tempfile
     scratch = scratch or Scratch.in_memory()
     chunk = chunk or min(CHUNK, scratch.block(COUNTING_BYTES))
     if len(ids) <= chunk:
@@ -151,6 +151,7 @@ def _merged_group(shared, group: list[_Run]) -> _Run:
 
 def _merged_into_run(runs: list[_Run], order: int, V: int, block: int) -> _Run:
     """One run holding the counts of ``runs`` (whose folders are then removed)."""
+    import shutil
     folder = runs[0].folder.with_name(runs[0].folder.name + "+")
     folder.mkdir()
     _unigrams(runs, V).tofile(folder / "counts1")

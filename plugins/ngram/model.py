@@ -4,7 +4,7 @@ backoff, vectorised sequence scoring, incremental state and ARPA in and out."""
 from __future__ import annotations
 
 import math
-import tempfile
+# (tempfile: imported in the functions that use them; foretell's start-up needs none of them)
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +89,7 @@ class NgramModel(LanguageModel):
     # -- training --------------------------------------------------------------------------
     @classmethod
     def fit(cls, corpus, options: NgramOptions, progress=None, workdir=None):
+        import tempfile
         if progress:
             progress("counting n-grams", 0.0)
         spill = None

@@ -22,12 +22,13 @@ The classes below stand in for the numpy arrays the model otherwise holds: index
 from __future__ import annotations
 
 import io
-import zipfile
+# (zipfile: imported in the functions that use them; foretell's start-up needs none of them)
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import ModelFormatError
+from engine.mapped import map_array
 from engine.memory import release_pages
 from plugins.ngram.scratch import ranges
 
@@ -257,6 +258,7 @@ def _save_coded(folder: Path, stem: str, coded: CodedValues) -> None:
 
 def _save_counts(path: Path, counts: list[np.ndarray]) -> None:
     """Counts deflated at the fastest level (mostly ones and twos: about half a byte each)."""
+    import zipfile
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for k, c in enumerate(counts, start=1):
             with archive.open(f"counts{k}.npy", "w", force_zip64=True) as f:
@@ -312,7 +314,7 @@ def load_array(folder: Path, name: str, dtype) -> np.ndarray:
     names the file."""
     path = folder / name
     try:
-        a = np.load(path, mmap_mode="r", allow_pickle=False)
+        a = map_array(path)
     except FileNotFoundError:
         raise ModelFormatError(f"{folder.name}: {name} is missing") from None
     except (ValueError, OSError, EOFError) as exc:
@@ -338,6 +340,7 @@ def _array_of_codes(folder: Path, name: str) -> np.ndarray:
 
 
 def _load_counts(folder: Path, path: Path, order: int, lengths: list[int]) -> list[np.ndarray]:
+    import zipfile
     counts = []
     try:
         with zipfile.ZipFile(path) as archive:

@@ -223,6 +223,23 @@ def test_the_quick_exit_keeps_the_status_the_output_and_the_exit_handlers(tmp_pa
     assert missing.returncode == 1 and "no model named" in missing.stderr and missing.stdout == "exit handler ran\n"
 
 
+def test_every_command_is_found_through_the_table_of_lazily_imported_modules():
+    import importlib
+
+    import click
+
+    from engine.cli import COMMANDS
+
+    for module in {m for modules in COMMANDS.values() for m in modules.split()}:
+        group = click.Group()
+        importlib.import_module(f"engine.cli.{module}").register(group)
+        for name in group.commands:
+            assert module in COMMANDS[name].split(), f"{name} (in engine.cli.{module}) is missing from COMMANDS"
+    assert all(cli.get_command(None, name) is not None for name in COMMANDS)
+    listed = run("--help").output
+    assert all(f"  {name} " in listed for name in COMMANDS)
+
+
 def test_discount_fallback_is_said_aloud_and_can_be_refused(tmp_path):
     """Text with no n-gram seen once gives no modified Kneser-Ney discounts: training says which
     orders took lmplz's fallback ones (so does `models info`), or stops when told to refuse."""

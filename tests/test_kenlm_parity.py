@@ -175,7 +175,7 @@ def test_lmplz_tie_break_quirk_uses_raw_count_of_the_last_ngrams_suffixes():
 def test_unique_inverse_is_numpys_unique_whether_or_not_keys_pack_with_their_positions():
     # Small keys are sorted packed with their positions (one np.sort); keys too large for that,
     # or negative, take argsort: the answers must be np.unique's either way, first indices too.
-    from plugins.ngram.counts import sorted_search, unique_inverse
+    from plugins.ngram.search import sorted_search, unique_inverse
 
     rng = np.random.default_rng(7)
     for dtype, high in ((np.uint64, 50), (np.uint64, 1 << 40), (np.uint64, 1 << 63), (np.int64, 1 << 20)):

@@ -4,6 +4,7 @@ sentence on stderr and a non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import sys
 import threading
@@ -19,7 +20,25 @@ from engine import __version__  # noqa: E402
 from engine.errors import ForetellError, out_of_space  # noqa: E402
 
 
+# Each command and the modules that define it (``register``), imported when the command runs
+# or help lists it: ``foretell predict`` imports the query commands only. ``learn`` adds
+# ``models history``.
+COMMANDS = {
+    **dict.fromkeys(("predict", "score", "perplexity", "evaluate", "generate"), "query"),
+    "models": "models learn", "backends": "models", "train": "train", "learn": "learn", "forget": "learn",
+    "incognito": "privacy", "exclude": "privacy", "mix": "mix", "diagnose": "diagnose", "serve": "serve",
+}
+
+
 class ForetellGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        for module in COMMANDS.get(name, "").split():
+            importlib.import_module(f"engine.cli.{module}").register(self)
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -52,12 +71,6 @@ class ForetellGroup(click.Group):
 @click.version_option(__version__, prog_name="foretell")
 def cli():
     """Local, private text prediction trained on your own writing."""
-
-
-from engine.cli import diagnose, learn, mix, models, privacy, query, serve, train  # noqa: E402  (registers the commands)
-
-for module in (train, query, models, learn, privacy, mix, diagnose, serve):
-    module.register(cli)
 
 
 def main():

@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.errors import ForetellError
 from engine.vocab import BOS_ID, SPECIALS, Vocabulary
-from plugins.ngram.counts import lookup
+from plugins.ngram.search import lookup
 
 UNKNOWN_LOG10 = -100.0  # what KenLM assigns <unk> when an ARPA file lacks it
 

@@ -4,7 +4,8 @@ backoff, vectorised sequence scoring, incremental state and ARPA in and out."""
 from __future__ import annotations
 
 import math
-# (tempfile: imported in the functions that use them; foretell's start-up needs none of them)
+# (tempfile, and the modules that count, estimate, prune, rank and read or write ARPA: imported in
+# the functions that use them; a process that only predicts needs none of them)
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +17,9 @@ from engine.model import LanguageModel, option, sentence_pieces
 from engine.parallel import map_on_two_threads
 from engine.store import scratch_prefix
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
-from plugins.ngram.arpa import read_arpa, write_arpa
-from plugins.ngram import packed, prune
-from plugins.ngram.counts import accumulate, count_ngrams, from_tables, lookup
+from plugins.ngram import packed
 from plugins.ngram.scratch import DEFAULT_MEMORY, Scratch, parse_memory
-from plugins.ngram.smoothing import fallback_note, kneser_ney, stupid_backoff
-from plugins.ngram.stats import backoff_token_stats, bigram_summary
+from plugins.ngram.search import lookup
 
 LN10 = math.log(10.0)
 # Positions ranked at once. Each distinct longer context brings its continuations once per piece
@@ -90,6 +88,8 @@ class NgramModel(LanguageModel):
     @classmethod
     def fit(cls, corpus, options: NgramOptions, progress=None, workdir=None):
         import tempfile
+
+        from plugins.ngram.counts import count_ngrams
         if progress:
             progress("counting n-grams", 0.0)
         spill = None
@@ -107,6 +107,8 @@ class NgramModel(LanguageModel):
 
     @classmethod
     def _from_counts(cls, vocab: Vocabulary, options: NgramOptions, counts, scratch: Scratch | None = None) -> "NgramModel":
+        from plugins.ngram.smoothing import kneser_ney, stupid_backoff
+
         keys = [o.keys for o in counts.orders]
         raw = [o.counts for o in counts.orders]
         facts = {"ngrams": [len(k) for k in keys]}
@@ -136,6 +138,8 @@ class NgramModel(LanguageModel):
         """A copy with at least ``ngrams`` n-grams left by relative entropy (Stolcke 1998), or
         without those seen at most ``min_counts[k]`` times (order k + 2; the last repeats);
         backoffs renormalised. See plugins.ngram.prune."""
+        from plugins.ngram import prune
+
         if self.logp is None:
             raise ForetellError("an add-k model has no backoff weights to renormalise; prune a Kneser-Ney or stupid-backoff model")
         if self.order == 1:
@@ -161,6 +165,8 @@ class NgramModel(LanguageModel):
         """This model with the n-grams of ``streams`` added to its counts (online adaptation):
         ``words`` extend the vocabulary, the streams are ids over the extended one. Equal to a
         model trained on the original text and those documents together."""
+        from plugins.ngram.counts import accumulate, count_ngrams, from_tables
+
         self.check_can_learn()
         vocab = Vocabulary(self.vocab.tokens + list(words))
         V = len(vocab)
@@ -170,11 +176,15 @@ class NgramModel(LanguageModel):
 
     @classmethod
     def from_arpa(cls, path: Path) -> "NgramModel":
+        from plugins.ngram.arpa import read_arpa
+
         vocab, keys, logp, backoff = read_arpa(path)
         options = NgramOptions(order=len(keys), smoothing="arpa")
         return cls(vocab, options, keys, logp, backoff, facts={"ngrams": [len(k) for k in keys], "source": Path(path).name})
 
     def export_arpa(self, path: Path) -> None:
+        from plugins.ngram.arpa import write_arpa
+
         if self.logp is None:
             raise ForetellError("an add-k model is not a backoff model and has no ARPA form; train with --smoothing kneser-ney")
         write_arpa(path, self.vocab, self.keys, self.logp, self.backoff)
@@ -266,6 +276,8 @@ class NgramModel(LanguageModel):
             if key in self.facts:
                 info[key] = self.facts[key]
         if "discount_fallback" in self.facts:
+            from plugins.ngram.smoothing import fallback_note
+
             info["notes"] = [fallback_note(self.facts["discount_fallback"])]
         if self.options.smoothing == "add-k":
             info["k"] = self.options.k
@@ -359,6 +371,8 @@ class NgramModel(LanguageModel):
         return out
 
     def token_stats(self, ids: np.ndarray):
+        from plugins.ngram.stats import bigram_summary
+
         ids = np.asarray(ids, dtype=np.int64)
         if self.logp is None or self.order < 2 or len(ids) == 0 or ids[0] != BOS_ID:
             return super().token_stats(ids)  # add-k, unigram models, streams not opening a sentence
@@ -371,6 +385,8 @@ class NgramModel(LanguageModel):
         return self._token_stats(ids)
 
     def _token_stats(self, ids: np.ndarray):
+        from plugins.ngram.stats import backoff_token_stats
+
         logprob = self._score_ids(ids)
         pos, rank, entropy = backoff_token_stats(self, ids, logprob / LN10)
         ranks, entropies = np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plugins.ngram.counts import lookup
+from plugins.ngram.search import lookup
 
 F32 = np.float32
 LN10 = math.log(10.0)

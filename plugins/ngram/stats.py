@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.distribution import TIE
 from engine.vocab import BOS_ID
-from plugins.ngram.counts import lookup, sorted_search, unique_inverse
+from plugins.ngram.search import lookup, sorted_search, unique_inverse
 
 LOG2_10 = math.log2(10)
 

@@ -5,10 +5,9 @@ conventions (``</s>`` scored and counted, OOVs scored as ``<unk>`` and reported 
 from __future__ import annotations
 
 import collections
-import itertools
 import math
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, islice, repeat
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -197,17 +196,19 @@ def scored_batches(model: LanguageModel, sentences: Iterable[list[Token]]) -> It
     and writing a table of 400,000 tokens took this process 1 s of the 4 the ranking left it
     waiting for)."""
     batches = ((batch, encode(model, batch)) for batch in sentence_batches(sentences))
-    first = list(itertools.islice(batches, 2))
-    if len(first) > 1:  # (what a model builds on first use, the n-gram's bigram summary, built once before the fork)
-        model.token_stats(first[0][1][: np.flatnonzero(first[0][1] == EOS_ID)[0] + 1])
-    waiting: collections.deque = collections.deque()
+    head = collections.deque(islice(batches, 2))
+    several = len(head) > 1
+    if several:  # (what a model builds on first use, the n-gram's bigram summary, built once before the fork)
+        ids = head[0][1]
+        model.token_stats(ids[: np.flatnonzero(ids == EOS_ID)[0] + 1])
+    waiting: collections.deque = collections.deque()  # (read and sent to be ranked: at most two batches)
 
     def jobs():
-        for batch, ids in itertools.chain(first, batches):
+        for batch, ids in chain((head.popleft() for _ in range(len(head))), batches):
             waiting.append((batch, ids))
             yield ids
 
-    work = ordered_map(_token_stats, jobs(), model) if len(first) > 1 else (model.token_stats(ids) for ids in jobs())
+    work = ordered_map(_token_stats, jobs(), model, ahead=1) if several else (model.token_stats(ids) for ids in jobs())
     for logprob, rank, entropy in work:
         batch, ids = waiting.popleft()
         scored = ids != BOS_ID

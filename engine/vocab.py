@@ -31,11 +31,11 @@ class Vocabulary:
     """Token <-> id mapping. Unknown tokens map to ``<unk>``.
 
     Its views are built on first use, not at load: ``tokens`` (the list: making 90,000 strings
-    cost 7-10 ms of every start; ``token(i)`` reads one from the file's bytes until then),
-    ``ids`` (a dict: 16-28 ms for 90,000 words in a fresh process) and ``orders (the words sorted for completion's prefix search, kept in
-    ORDER_FILE beside the vocabulary: sorting them cost a prediction of a half-typed word 110-130
-    ms). A few lookups made before ``ids`` is built (``foretell predict``) search the sorted
-    words instead (``get``)."""
+    cost every start 10 ms; until then ``token(i)`` reads one from the file's bytes), ``ids``
+    (a dict: 16-28 ms for 90,000 words in a fresh process) and ``orders`` (the words sorted for
+    completion's prefix search, kept in ORDER_FILE beside the vocabulary: sorting them cost a
+    prediction of a half-typed word 110-130 ms). A few lookups made before ``ids`` is built
+    (``foretell predict``) search the sorted words instead (``get``)."""
 
     def __init__(self, tokens: "list[str] | TokenFile", stored_orders: np.ndarray | None = None, folder_name: str | None = None, checked: bool = False):
         """``stored_orders``: ORDER_FILE's array, checked to be ``orders`` unless ``checked``

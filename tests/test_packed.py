@@ -38,10 +38,10 @@ def test_arrays_are_mapped_as_numpy_maps_them(tmp_path, array):
     ours, numpys = map_array(path), np.load(path, mmap_mode="r")
     assert ours.dtype == numpys.dtype and ours.shape == numpys.shape and np.array_equal(ours, numpys)
     assert not ours.flags.writeable and (mapping_of(ours) or ours.size == 0)
-    path.write_bytes(path.read_bytes()[:-1])  # a short file: numpy's own error
-    with pytest.raises(ValueError) as ours_error:
-        map_array(path) if array.size else np.load(path, mmap_mode="r")[0]
-    assert "mmap length" in str(ours_error.value) or not array.size
+    if array.size:  # a short file: numpy's own error
+        path.write_bytes(path.read_bytes()[:-1])
+        with pytest.raises(ValueError, match="mmap length"):
+            map_array(path)
 
 
 def scores(model, text=HELD_OUT):

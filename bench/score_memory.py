@@ -23,17 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lsp_typing import ensure_model, split_files  # noqa: E402
 
 PEAK = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)"
-FORETELL = "import sys\nfrom engine.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n" + PEAK
+# The largest of the processes it forked too (score ranks a long text on two): ru_maxrss, in KB.
+FORKED_PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)"
+FORETELL = "import sys\nfrom engine.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n" + PEAK + "\n" + FORKED_PEAK
 KENLM = ("import sys, kenlm\nm = kenlm.Model(sys.argv[1])\nt = 0.0\nfor line in sys.stdin.buffer:\n"
          "    t += sum(p for p, _, _ in m.full_scores(line.decode('utf-8', 'replace')))\nprint(t)\n" + PEAK)
 
 
-def measured(code: str, args: list[str], text: Path, env: dict) -> tuple[float, float]:
-    """(seconds, peak MB) of ``python -c code args < text``; VmHWM, which exec resets."""
+def measured(code: str, args: list[str], text: Path, env: dict, peaks: int = 1) -> tuple[float, list[float]]:
+    """(seconds, peaks in MB) of ``python -c code args < text``: the last ``peaks`` numbers
+    ``code`` prints on stderr (VmHWM, which exec resets; the forked processes' largest)."""
     started = time.monotonic()
     with open(text, "rb") as stdin:
         proc = subprocess.run([sys.executable, "-c", code, *args], stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=True)
-    return time.monotonic() - started, int(proc.stderr.split()[-1]) / 1024
+    return time.monotonic() - started, [int(kb) / 1024 for kb in proc.stderr.split()[-peaks:]]
 
 
 def main() -> None:
@@ -55,11 +58,11 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "engine", "models", "export", name, str(arpa)], env=env, check=True, capture_output=True)
         size = text.stat().st_size / 1e6
         print(f"machine: {os.cpu_count()} cores; model {name!r} (ngram, Python docs); input {size:.0f} MB of held-out docs on stdin")
-        peer_s, peer_mb = measured(KENLM, [str(arpa)], text, env)
+        peer_s, (peer_mb,) = measured(KENLM, [str(arpa)], text, env)
         print(f"kenlm (query's code, ARPA loaded)   {peer_s:7.1f} s  peak {peer_mb:6.0f} MB")
         for form in ([], ["--json"]):
-            seconds, mb = measured(FORETELL, ["score", "--no-color", *form, "-"], text, env)
-            print(f"foretell score {' '.join(form) or '(plain)':<8}            {seconds:7.1f} s  peak {mb:6.0f} MB"
+            seconds, (mb, forked_mb) = measured(FORETELL, ["score", "--no-color", *form, "-"], text, env, peaks=2)
+            print(f"foretell score {' '.join(form) or '(plain)':<8}            {seconds:7.1f} s  peak {mb:6.0f} MB, each ranking process {forked_mb:6.0f} MB"
                   f"  | time {seconds / peer_s:.1f}x, memory {mb / peer_mb:.2f}x kenlm's")
 
 

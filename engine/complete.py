@@ -37,10 +37,13 @@ class PrefixIndex:
         self.word_ids = np.arange(len(SPECIALS), len(vocab), dtype=np.int64)  # (a Vocabulary holds the specials first, once)
 
     def warm(self) -> "PrefixIndex":
-        """Have the sorted words now (sorted here for a vocabulary kept without them), and
-        compile the script classes completion and detokenizing use (a language server does
-        this before the first key, so no completion pays for it)."""
+        """Have the sorted words, the list of words and their ids now (sorted here for a
+        vocabulary kept without them; the list and the dict are made on first bulk use), and
+        compile the script classes completion and detokenizing use (a language server does this
+        before the first key, so no completion pays for them)."""
         self._vocab.orders
+        self._vocab.tokens
+        self._vocab.ids  # (a completion's context words looked up in the dict, not by binary search)
         compile_classes()
         return self
 

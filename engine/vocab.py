@@ -10,6 +10,7 @@ import bisect
 import functools
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -56,10 +57,12 @@ class Vocabulary:
     def tokens(self) -> list[str]:
         return self._file.strings()
 
-    def token(self, i: int) -> str:
-        """``tokens[i]``, without making the list."""
+    @property
+    def token(self) -> Callable[[int], str]:
+        """``tokens[i]`` as a function, without making the list: the list's own (in C, for the
+        binary searches' keys) once it is made, until then one read from the file's bytes."""
         made = self.__dict__.get("tokens")
-        return made[i] if made is not None else self._file[i]
+        return made.__getitem__ if made is not None else self._file.__getitem__
 
     @functools.cached_property
     def ids(self) -> dict[str, int]:

@@ -132,8 +132,10 @@ class Vocabulary:
         # Every token distinct and the sorted words a sort of them: checked once per version of
         # the files (the backend's own deep check records them when all of it passed).
         checked = passed_before(folder)
-        if not checked and len(set(tokens)) != len(tokens):
-            raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} has duplicate tokens; not one foretell wrote")
+        if not checked:
+            tokens = list(tokens)  # (every word made once, for this check and the vocabulary both)
+            if len(set(tokens)) != len(tokens):
+                raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} has duplicate tokens; not one foretell wrote")
         return cls(tokens, _read_orders(folder), folder.name, checked)
 
 

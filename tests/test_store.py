@@ -121,10 +121,15 @@ def test_vocabulary_files_read_back_token_for_token(tmp_path_factory, words):
     tokens = [*SPECIALS, *dict.fromkeys(w for w in words if w not in SPECIALS)]
     folder = tmp_path_factory.mktemp("vocab")
     Vocabulary(tokens).save(folder)
-    assert TokenFile.of((folder / "vocab.json").read_bytes()) is not None
+    read = TokenFile.of((folder / "vocab.json").read_bytes())
+    assert read is not None and [read[i] for i in range(len(tokens))] == tokens
+    lazy = Vocabulary(read, np.load(folder / "vocab.order.npy"))  # (as a model's later loads: the list not made)
+    assert [lazy.token(i) for i in range(len(tokens))] == tokens
+    assert [lazy.get(t) for t in tokens] == list(range(len(tokens)))
+    assert "tokens" not in lazy.__dict__
     loaded = Vocabulary.load(folder)
     assert [loaded.token(i) for i in range(len(tokens))] == tokens
-    assert [loaded.get(t) for t in tokens] == list(range(len(tokens)))  # (before the list is made)
+    assert [loaded.get(t) for t in tokens] == list(range(len(tokens)))
     assert loaded.tokens == tokens == json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
 
 

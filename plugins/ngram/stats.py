@@ -39,15 +39,16 @@ class BigramSummary:
 
 def summarise(model) -> BigramSummary:
     V = model.V
-    u = model.logp[0].astype(np.float64)
+    u32, lp32 = np.asarray(model.logp[0], dtype=np.float32), np.asarray(model.logp[1], dtype=np.float32)  # (an 8-bit model's decoded once)
+    u = u32.astype(np.float64)
     keys = np.asarray(model.keys[1])  # (packed keys unpacked: every bigram is read here)
     ctx = (keys // np.uint64(V)).astype(np.int64)
     words = (keys % np.uint64(V)).astype(np.int64)
-    lp = model.logp[1].astype(np.float64)
+    lp = lp32.astype(np.float64)
     uw = u[words]
     # (ctx ascending, as the keys are: sorted within each context's run as lexsort would, 3-4 times faster)
-    lp_sorted = _sorted_within(ctx, np.asarray(model.logp[1], dtype=np.float32)).astype(np.float64)
-    u_sorted = _sorted_within(ctx, np.asarray(model.logp[0], dtype=np.float32)[words]).astype(np.float64)
+    lp_sorted = _sorted_within(ctx, lp32).astype(np.float64)
+    u_sorted = _sorted_within(ctx, u32[words]).astype(np.float64)
 
     def per_context(weights):
         return np.bincount(ctx, weights=weights, minlength=V)

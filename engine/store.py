@@ -69,11 +69,15 @@ class ModelStore:
         return self.models / validate_name(name)
 
     def exists(self, name: str) -> bool:
-        manifest = self.path(name) / MANIFEST
-        if manifest.is_file():
+        return self._found(name, self.path(name) / MANIFEST, Path.is_file)
+
+    def _found(self, name: str, path: Path, there=Path.exists) -> bool:
+        """Whether ``path`` in model ``name``'s folder is ``there``, looked at again after a
+        swap in progress is waited out (``_recover``) when it is not."""
+        if there(path):
             return True
-        self._recover(name)  # (a swap in progress: waited out)
-        return manifest.is_file()
+        self._recover(name)
+        return there(path)
 
     def workdir(self, name: str) -> Path:
         """A private folder for a training's checkpoints (kept if it is interrupted)."""
@@ -128,10 +132,8 @@ class ModelStore:
     # -- reading ---------------------------------------------------------------------------
     def manifest(self, name: str) -> dict:
         folder = self.path(name)
-        if not folder.exists():
-            self._recover(name)  # (a swap in progress: waited out)
-            if not folder.exists():
-                raise ForetellError(f"no model named {name!r}; see `foretell models list`")
+        if not self._found(name, folder):
+            raise ForetellError(f"no model named {name!r}; see `foretell models list`")
         try:
             manifest = read_json(folder / MANIFEST, name, limit=MANIFEST_BYTES)
         except FileNotFoundError:

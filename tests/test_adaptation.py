@@ -169,12 +169,12 @@ TINY_NEURAL = {"rnn": ["-O", "hidden=16", "-O", "embedding=16", "-O", "layers=1"
                "window": ["-O", "hidden=16", "-O", "embedding=8", "-O", "adapt_passes=10"]}
 
 
-@pytest.mark.parametrize("backend", ["rnn", "window"])
-def test_a_neural_model_learns_new_words_and_forgetting_restores_its_base(tmp_path, backend):
+@pytest.mark.parametrize("backend, options", [("rnn", []), ("window", []), ("rnn", ["-O", "tied=false"])], ids=["rnn", "window", "rnn-untied"])
+def test_a_neural_model_learns_new_words_and_forgetting_restores_its_base(tmp_path, backend, options):
     for name, text in (("base.txt", SMALL_TEXT), ("notes.txt", NOTES * 2), ("zebras.txt", ZEBRAS * 2)):
         (tmp_path / name).write_text(text)
     for name in ("m", "only-notes"):
-        run_cli("train", "--backend", backend, "--name", name, "--epochs", "2", *TINY_NEURAL[backend], str(tmp_path / "base.txt"))
+        run_cli("train", "--backend", backend, "--name", name, "--epochs", "2", *TINY_NEURAL[backend], *options, str(tmp_path / "base.txt"))
     store = ModelStore()
     base_files = folder_digest(store.path("m"))
     base = store.load("m")

@@ -22,6 +22,8 @@ VARIANTS = [(name, TINY.get(name, {})) for name in sorted(backends())] + [
     ("rnn", {"cell": "gru", "hidden": "16", "embedding": "16", "epochs": "1", "optimizer": "adam", "lr": "0.01"}),
     ("window", {"direct": "true", "window": "2", "hidden": "8", "embedding": "8", "epochs": "1", "softmax": "full"}),
     ("rnn", {"softmax": "full", "hidden": "16", "embedding": "16", "epochs": "1"}),
+    ("rnn", {"tied": "false", "hidden": "16", "embedding": "16", "epochs": "1"}),
+    ("rnn", {"hidden": "16", "embedding": "16", "epochs": "1", QUANTIZED: True}),  # an Elman: tied by default
     ("rnn", {"cell": "lstm", "hidden": "16", "embedding": "16", "epochs": "1", QUANTIZED: True}),
     ("window", {"hidden": "16", "embedding": "8", "epochs": "1", QUANTIZED: True}),
     ("cache", {"size": "5", "floor": "0.5"}),

@@ -85,6 +85,30 @@ def test_averaging_keeps_the_mean_of_the_weights_of_the_last_share_of_training()
         cls.fit(corpus, rnn(average="2")[1])
 
 
+def test_a_tied_elman_reads_its_input_vectors_from_the_output_layer_and_learns_both_at_once():
+    import torch
+
+    from plugins.rnn.model import RNNNet
+
+    cls, options = rnn()
+    assert options.tied and not rnn(cell="lstm")[1].tied  # the Elman's default; the gated cells stay untied
+    assert not rnn(embedding="8")[1].tied  # a default the sizes rule out is dropped, not an error
+    with pytest.raises(ForetellError, match="embedding == hidden"):
+        rnn(embedding="8", tied="true")
+    net = RNNNet(40, options)
+    net.out.set_frequencies(np.arange(40)[::-1])  # id 0 the most frequent ... 39 the least
+    a = net.out.adaptive
+    head_word, rare_word = 2, 38  # ranks 0..39 in the adaptive softmax's order (<s> goes last)
+    head_row, rare_row = int(net.out.rank[head_word]), int(net.out.rank[rare_word]) - a.cutoffs[-2]
+    project, words = a.tail[-1]  # the rarest cluster
+    vectors = net.embed(torch.tensor([[head_word, rare_word]]))  # (1, 2, 16)
+    assert head_row < a.shortlist_size and torch.equal(vectors[0, 0], a.head.weight[head_row])
+    assert torch.allclose(vectors[0, 1], words.weight[rare_row] @ project.weight)
+    assert not any(name.startswith("embed.") for name in net.state_dict())  # saved once, under out
+    vectors.sum().backward()  # a gradient through the input reaches the output layer's weights
+    assert a.head.weight.grad[head_row].abs().sum() > 0 and words.weight.grad[rare_row].abs().sum() > 0
+
+
 def test_a_time_budget_given_alone_is_the_budget_used():
     """`-O max_minutes=M` without `epochs` trains until the minutes are spent (not ten epochs
     and stop), with the linear schedule decayed over those minutes; without either, ten epochs."""

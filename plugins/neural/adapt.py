@@ -22,6 +22,7 @@ from torch import nn
 
 from engine.errors import ModelFormatError
 from engine.vocab import SPECIALS, UNK_ID, Vocabulary
+from plugins.neural.softmax import TiedEmbedding
 from plugins.neural.training import OPTIMIZERS
 
 
@@ -29,13 +30,16 @@ def grow(net: nn.Module, extra: int) -> None:
     """Give ``net`` (an ``embed`` and an ``OutputLayer`` named ``out``, maybe ``direct``) rows
     for ``extra`` new words after its last. Each starts as ``<unk>`` did: its embedding, and
     with the full softmax its output row, with ``<unk>`` and the new words sharing what
-    ``<unk>`` had (the distribution over known words is unchanged until training moves it)."""
+    ``<unk>`` had (the distribution over known words is unchanged until training moves it).
+    With the adaptive softmax they join its rarest cluster, each row the cluster's mean (and,
+    input and output tied, that row is their embedding too)."""
     if extra <= 0:
         return
-    tied = getattr(net.out, "linear", None) is not None and net.out.linear.weight is net.embed.weight
-    net.embed.weight = _with_rows(net.embed.weight, net.embed.weight[UNK_ID], extra)
-    net.embed.num_embeddings += extra
     out = net.out
+    tied = getattr(out, "linear", None) is not None and out.linear.weight is net.embed.weight
+    if not isinstance(net.embed, TiedEmbedding):  # (a tied adaptive layer reads new words' vectors from their output rows)
+        net.embed.weight = _with_rows(net.embed.weight, net.embed.weight[UNK_ID], extra)
+        net.embed.num_embeddings += extra
     if out.kind == "full":
         share = math.log(extra + 1)
         out.linear.weight = net.embed.weight if tied else _with_rows(out.linear.weight, out.linear.weight[UNK_ID], extra)

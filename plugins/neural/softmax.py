@@ -115,6 +115,48 @@ class OutputLayer(nn.Module):
         return -self.adaptive(h[keep], self.rank[targets[keep]]).output.sum()
 
 
+class TiedEmbedding(nn.Module):
+    """Input embeddings read from an adaptive ``OutputLayer``'s own weights (Baevski and Auli
+    2019, "Adaptive Input Representations", tied input and output with tied projections): a head
+    word's vector is its row of the head; a rarer word's is its row of its cluster's output
+    matrix taken back through the cluster's projection. Every output update moves the input
+    vectors too (Press and Wolf 2017), and the rare words' vectors cost their cluster's width.
+
+    The output layer is referenced, not held as a submodule: its weights are saved, converted
+    and quantized once, under ``out``."""
+
+    def __init__(self, out: OutputLayer):
+        super().__init__()
+        if out.kind != "adaptive":
+            raise ValueError("TiedEmbedding reads an adaptive output layer")
+        object.__setattr__(self, "out", out)
+
+    def extra_repr(self) -> str:
+        return "tied to the output layer's weights"
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The head's weights (what callers read a dtype and a width from)."""
+        return self.out.adaptive.head.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        a = self.out.adaptive
+        ranks = self.out.rank[idx.reshape(-1)]
+        vectors = a.head.weight.new_empty(len(ranks), a.in_features)
+        starts = [0, *a.cutoffs]
+        for i, (low, high) in enumerate(zip(starts, starts[1:])):
+            at = torch.nonzero((ranks >= low) & (ranks < high)).squeeze(1)
+            if len(at) == 0:
+                continue
+            rows = ranks[at] - low
+            if i == 0:
+                vectors = vectors.index_copy(0, at, a.head.weight[rows])
+            else:
+                project, words = a.tail[i - 1]
+                vectors = vectors.index_copy(0, at, words.weight[rows] @ project.weight)  # (n, d) @ (d, H)
+        return vectors.reshape(*idx.shape, a.in_features)
+
+
 class _Block:
     """Logits ``z`` of some words whose log-probabilities are ``z - logsumexp(z) + base`` (per
     row), with exp(z - max) computed once."""

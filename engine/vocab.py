@@ -47,11 +47,14 @@ class Vocabulary:
             self._file, self.tokens = None, list(tokens)
         self._size = len(tokens)
         if [self.token(i) for i in range(min(3, self._size))] != list(SPECIALS):
-            raise ModelFormatError("vocabulary must start with <unk>, <s>, </s>")
+            raise ModelFormatError(f"{folder_name}: {VOCAB_FILE} is not a list of tokens" if folder_name else "vocabulary must start with <unk>, <s>, </s>")
         # (copied out of the file's map, which closes with it)
         usable = _are_orders(stored_orders, self._size, checked)
         self._stored_orders = np.array(stored_orders, dtype=np.int64) if usable else None
         self._folder_name = folder_name  # (read from this model folder: named in errors)
+        # Its folder's files are those a deep check passed (engine.checked): a backend reading
+        # the same folder asks this instead of reading the record again.
+        self.checked_before = checked
 
     @functools.cached_property
     def tokens(self) -> list[str]:
@@ -127,8 +130,6 @@ class Vocabulary:
             tokens = parse_json(data, path, folder.name)
             if not isinstance(tokens, list) or not _all_strings(tokens):
                 raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens")
-        if [tokens[i] for i in range(min(3, len(tokens)))] != list(SPECIALS):
-            raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} is not a list of tokens")
         # Every token distinct and the sorted words a sort of them: checked once per version of
         # the files (the backend's own deep check records them when all of it passed).
         checked = passed_before(folder)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.checked import passed_before, remember_passed
+from engine.checked import remember_passed
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel, option, sentence_pieces
 from engine.parallel import map_on_two_threads
@@ -233,7 +233,7 @@ class NgramModel(LanguageModel):
         keys, logp, backoff, counts = packed.load(folder, options.order, len(vocab))
         if len(logp[0]) != len(vocab) or len(backoff[0]) != len(vocab):
             raise ModelFormatError(f"{folder.name}: the arrays of order 1 disagree in length")
-        deep = not passed_before(folder)  # every key and code read: once per version of the files
+        deep = not vocab.checked_before  # every key and code read: once per version of the files (read with the vocabulary)
         for k in range(options.order):
             lengths = {len(keys[k]), len(logp[k]), len(backoff[k])}
             problem = "the arrays disagree in length" if len(lengths) != 1 else None

@@ -93,6 +93,9 @@ def test_a_tied_elman_reads_its_input_vectors_from_the_output_layer_and_learns_b
     cls, options = rnn()
     assert options.tied and not rnn(cell="lstm")[1].tied  # the Elman's default; the gated cells stay untied
     assert not rnn(embedding="8")[1].tied  # a default the sizes rule out is dropped, not an error
+    only_hidden = options_from_strings(cls.Options, {"hidden": "12"})
+    assert (only_hidden.embedding, only_hidden.tied) == (12, True)  # the embedding follows a tied hidden size
+    assert options_from_strings(cls.Options, {"cell": "gru", "hidden": "12"}).embedding == 200  # untied: the cell's
     with pytest.raises(ForetellError, match="embedding == hidden"):
         rnn(embedding="8", tied="true")
     net = RNNNet(40, options)

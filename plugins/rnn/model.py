@@ -33,18 +33,19 @@ STATE_TOLERANCE = 1e-6
 # 139.02 in 20 minutes on two cores (140.08 on one), where the last weights gave 140.83-141.13;
 # untried on the gated cells, which keep their last weights. Its input vectors are tied to the
 # adaptive softmax's weights (plugins/neural/softmax.py, TiedEmbedding): 135.79 against 140.70 in
-# two runs side by side on one core each, 136.47 alone on two; 0.8M parameters instead of 2.8M.
+# two runs side by side on one core each, 136.47 alone on two; with 256 units instead of 200
+# (1.1M parameters, where the untied 200 had 2.8M), 134.92 on one core and 134.66 alone.
 CELL_DEFAULTS = {
-    "elman": {"bptt": 20, "lr": 2.0, "clip": 0.5, "dropout": 0.0, "schedule": "linear", "average": 0.5, "tied": True},
-    "gated": {"bptt": 35, "lr": 20.0, "clip": 0.25, "dropout": 0.2, "schedule": "linear", "average": 0.0, "tied": False},
+    "elman": {"embedding": 256, "hidden": 256, "bptt": 20, "lr": 2.0, "clip": 0.5, "dropout": 0.0, "schedule": "linear", "average": 0.5, "tied": True},
+    "gated": {"embedding": 200, "hidden": 200, "bptt": 35, "lr": 20.0, "clip": 0.25, "dropout": 0.2, "schedule": "linear", "average": 0.0, "tied": False},
 }
 
 
 @dataclass
 class RNNOptions(TrainOptions):
     cell: str = option("elman", "elman (tanh), lstm or gru")
-    embedding: int = option(200, "word embedding size")
-    hidden: int = option(200, "hidden units a layer")
+    embedding: int | None = option(None, "word embedding size (default: hidden's when tied, else the cell's: 256 for elman, 200 for the gated cells)")
+    hidden: int | None = option(None, "hidden units a layer (default: the cell's, 256 for elman, 200 for the gated cells)")
     layers: int = option(2, "recurrent layers")
     tied: bool | None = option(None, "share the input embedding and the output layer's weights (needs embedding == hidden; default: the cell's when the sizes match, true for elman, false for the gated cells)")
     softmax: str = option("adaptive", "adaptive (~2.5x faster to train at PTB's vocabulary size) or full")
@@ -60,6 +61,10 @@ class RNNOptions(TrainOptions):
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         defaults = dict(CELL_DEFAULTS["elman" if self.cell == "elman" else "gated"])
+        if self.hidden is None:
+            self.hidden = defaults["hidden"]
+        if self.embedding is None:  # tied (asked for, or the cell's default) needs the hidden size
+            self.embedding = self.hidden if (defaults["tied"] if self.tied is None else self.tied) else defaults["embedding"]
         if self.tied is None and self.embedding != self.hidden:
             self.tied = False  # a cell's default, not asked for: the sizes decide
         if self.optimizer == "adam":

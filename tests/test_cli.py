@@ -157,7 +157,8 @@ def test_backend_options_can_be_found_from_the_command_line():
     assert [b["name"] for b in listed] == ["rnn"]
     options = {o["name"]: o for o in listed[0]["options"]}
     assert {"cell", "hidden", "layers", "bptt", "clip", "lr", "epochs", "max_minutes", "valid", "resume", "seed", "device"} <= set(options)
-    assert options["hidden"]["type"] == "int" and options["hidden"]["default"] == 200 and options["hidden"]["help"]
+    assert options["layers"]["type"] == "int" and options["layers"]["default"] == 2 and options["layers"]["help"]
+    assert options["hidden"]["type"] == "int" and options["hidden"]["default"] is None and "256 for elman" in options["hidden"]["help"]  # the cell's
     assert all(o["help"] for b in json.loads(run("backends", "--options", "--json").output)["backends"] for o in b["options"])
     text = run("backends", "--options", "ngram").output
     assert "--order" in text and "int = 4" in text and "--smoothing" in text

@@ -9,6 +9,7 @@ import threading
 from typing import Callable, Iterable, Iterator
 
 _shared: object = None  # what the jobs read, handed to the forked workers without pickling
+_in_worker = False  # set in ordered_map's forked workers, whose twin has the other core
 
 
 def two_cores() -> bool:
@@ -25,10 +26,17 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def spare_core() -> bool:
+    """Whether a second thread would have a core to itself: two cores, and not in one of
+    ``ordered_map``'s two workers (ranking a batch on two threads there, beside the twin doing
+    the same, took a third more time than each worker on one thread)."""
+    return cores() >= 2 and not _in_worker
+
+
 def map_on_two_threads(function: Callable, items: list) -> list:
-    """``[function(item) for item in items]``, the items shared by two threads where there are
-    two cores: for numpy work, which lets go of the interpreter in its sorts and searches."""
-    if len(items) < 2 or cores() < 2:
+    """``[function(item) for item in items]``, the items shared by two threads where there is
+    ``spare_core()``: for numpy work, which lets go of the interpreter in its sorts and searches."""
+    if len(items) < 2 or not spare_core():
         return [function(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
 
@@ -64,5 +72,7 @@ def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead
 
 
 def _run(task):
+    global _in_worker
+    _in_worker = True
     function, job = task
     return function(_shared, job)

@@ -15,7 +15,7 @@ import numpy as np
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
 from engine.parallel import ordered_map
-from engine.tokenizer import Token, pretokenized_words
+from engine.tokenizer import Token, pretokenized_columns, pretokenized_words
 from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, sentences_of_lines
 
 BATCH_TOKENS = 100_000  # tokens scored at once: memory follows this, not the text
@@ -83,7 +83,11 @@ def encode_lines(vocab: Vocabulary, block: str) -> tuple[np.ndarray, np.ndarray]
     """Whole lines of pretokenized text (one sentence a line, tokens between runs of spaces or
     tabs, as KenLM reads them) as the id stream ``encode`` gives, and where each sentence ends
     in it; split and looked up in bulk, with no token objects (the perplexity fast path)."""
-    words = pretokenized_words(block)
+    return _encode_line_words(vocab, pretokenized_words(block))
+
+
+def _encode_line_words(vocab: Vocabulary, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``encode_lines`` of the words of whole lines, each line's end a "\\n"."""
     return sentences_of_lines(np.fromiter(map(vocab.line_ids.get, words, repeat(UNK_ID)), dtype=np.int64, count=len(words)))
 
 
@@ -170,11 +174,11 @@ def score_tokens(model: LanguageModel, sentences: Iterable[list[Token]]) -> list
 
 @dataclass
 class ScoredBatch:
-    """A batch of sentences scored: one entry per token and per ``</s>`` (which has no offsets)."""
+    """A batch of sentences scored: one entry per token and per ``</s>`` (whose offsets are -1)."""
 
     tokens: list[str]
-    starts: list[int | None]
-    ends: list[int | None]
+    starts: np.ndarray
+    ends: np.ndarray
     logprob: np.ndarray
     rank: np.ndarray
     entropy_bits: np.ndarray
@@ -188,37 +192,79 @@ class ScoredBatch:
         return -self.logprob * LOG2E
 
 
-def scored_batches(model: LanguageModel, sentences: Iterable[list[Token]]) -> Iterator[ScoredBatch]:
+Columns = tuple[list[str], np.ndarray, np.ndarray]  # a batch's tokens (``</s>`` included), starts and ends
+
+
+def token_batches(vocab: Vocabulary, sentences: Iterable[list[Token]], max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Columns]]:
+    """Sentences in batches (``sentence_batches``), each as its id stream and its columns."""
+    for batch in sentence_batches(sentences, max_tokens):
+        tokens = [t for sentence in batch for t in (*sentence, None)]
+        yield encode_words(vocab, ([t.text for t in sentence] for sentence in batch)), (
+            [EOS if t is None else t.text for t in tokens],
+            np.fromiter((-1 if t is None else t.start for t in tokens), dtype=np.int64, count=len(tokens)),
+            np.fromiter((-1 if t is None else t.end for t in tokens), dtype=np.int64, count=len(tokens)),
+        )
+
+
+def pretokenized_batches(vocab: Vocabulary, blocks: Iterable[str], max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Columns]]:
+    """``token_batches`` of pretokenized text given in pieces of whole lines (the same
+    batches), split and looked up in bulk with no token objects: a table of 400,000 tokens
+    spent most of its time in this process making and reading those objects."""
+    pending: collections.deque = collections.deque()  # columns read, not yet handed out
+
+    def encoded():
+        offset = 0
+        for block in blocks:
+            words, starts, ends = pretokenized_columns(block, offset)
+            offset += len(block)
+            pending.append(([EOS if w == "\n" else w for w in words], starts, ends))
+            yield _encode_line_words(vocab, words)
+
+    for ids, sentences in id_batches(encoded(), max_tokens or BATCH_TOKENS):
+        yield ids, _take_columns(pending, len(ids) - sentences)  # a row for every id but <s>
+
+
+def _take_columns(pending: collections.deque, rows: int) -> Columns:
+    """The next ``rows`` rows of the columns in ``pending``, joined across its pieces."""
+    parts = []
+    while rows:
+        words, starts, ends = pending[0]
+        if len(words) <= rows:
+            parts.append(pending.popleft())
+            rows -= len(words)
+        else:
+            parts.append((words[:rows], starts[:rows], ends[:rows]))
+            pending[0] = (words[rows:], starts[rows:], ends[rows:])
+            rows = 0
+    if len(parts) == 1:
+        return parts[0]
+    return [w for part in parts for w in part[0]], np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+
+def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Columns]]) -> Iterator[ScoredBatch]:
     """Every token scored, a batch of sentences at a time (bounded memory for a stream of any
-    length). A model with state starts each batch afresh, as ``perplexity`` does, so the two
-    agree token for token. A text of several batches is ranked on two forked processes while
-    this one reads the next batches and the caller writes the last (engine.parallel: reading
-    and writing a table of 400,000 tokens took this process 1 s of the 4 the ranking left it
-    waiting for)."""
-    batches = ((batch, encode(model, batch)) for batch in sentence_batches(sentences))
+    length), from ``token_batches`` or ``pretokenized_batches``. A model with state starts each
+    batch afresh, as ``perplexity`` does, so the two agree token for token. A text of several
+    batches is ranked on two forked processes while this one reads the next batches and the
+    caller writes the last (engine.parallel)."""
+    batches = iter(batches)
     head = collections.deque(islice(batches, 2))
     several = len(head) > 1
     if several:  # (what a model builds on first use, the n-gram's bigram summary, built once before the fork)
-        ids = head[0][1]
+        ids = head[0][0]
         model.token_stats(ids[: np.flatnonzero(ids == EOS_ID)[0] + 1])
     waiting: collections.deque = collections.deque()  # (read and sent to be ranked: at most two batches)
 
     def jobs():
-        for batch, ids in chain((head.popleft() for _ in range(len(head))), batches):
-            waiting.append((batch, ids))
+        for ids, columns in chain((head.popleft() for _ in range(len(head))), batches):
+            waiting.append((ids, columns))
             yield ids
 
     work = ordered_map(_token_stats, jobs(), model, ahead=1) if several else (model.token_stats(ids) for ids in jobs())
     for logprob, rank, entropy in work:
-        batch, ids = waiting.popleft()
+        ids, (tokens, starts, ends) = waiting.popleft()
         scored = ids != BOS_ID
-        tokens = [t for sentence in batch for t in (*sentence, None)]
-        yield ScoredBatch(
-            [EOS if t is None else t.text for t in tokens],
-            [None if t is None else t.start for t in tokens],
-            [None if t is None else t.end for t in tokens],
-            logprob[scored], rank[scored], entropy[scored], ids[scored] == UNK_ID,
-        )
+        yield ScoredBatch(tokens, starts, ends, logprob[scored], rank[scored], entropy[scored], ids[scored] == UNK_ID)
 
 
 def _token_stats(model: LanguageModel, ids: np.ndarray):
@@ -227,9 +273,9 @@ def _token_stats(model: LanguageModel, ids: np.ndarray):
 
 def stream_scores(model: LanguageModel, sentences: Iterable[list[Token]]) -> Iterator[TokenScore]:
     """``score_tokens`` one token at a time, in bounded memory."""
-    for b in scored_batches(model, sentences):
-        for token, start, end, logprob, rank, entropy, oov in zip(b.tokens, b.starts, b.ends, b.logprob.tolist(), b.rank.tolist(), b.entropy_bits.tolist(), b.oov.tolist()):
-            yield TokenScore(token, start, end, logprob, -logprob * LOG2E, rank, entropy, oov)
+    for b in scored_batches(model, token_batches(model.vocab, sentences)):
+        for token, start, end, logprob, rank, entropy, oov in zip(b.tokens, b.starts.tolist(), b.ends.tolist(), b.logprob.tolist(), b.rank.tolist(), b.entropy_bits.tolist(), b.oov.tolist()):
+            yield TokenScore(token, None if start < 0 else start, None if end < 0 else end, logprob, -logprob * LOG2E, rank, entropy, oov)
 
 
 def perplexity_of_scores(scores: list[TokenScore]) -> float:

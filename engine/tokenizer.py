@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+import numpy as np
+
 from engine.scripts import UNIT, UNSPACED_CLASS
 
 
@@ -329,6 +331,32 @@ def pretokenized_words(block: str) -> list[str]:
     if not block.endswith("\n"):
         block += "\n"
     return list(filter(None, block.replace("\t", " ").replace("\n", " \n ").split(" ")))
+
+
+def pretokenized_columns(block: str, offset: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``pretokenized_words`` of ``block`` with each word's character offsets (counted from
+    ``offset``; -1 for a line's end), as ``iter_sentences`` gives them but without a token
+    object a word: ``score`` writes 400,000 rows in the time those objects took to make."""
+    crlf = "\r" in block and block.count("\r") == block.count("\r\n") == block.count("\n")
+    if "\r" in block and not crlf:  # (the line-by-line reader's rules for a stray \r, mixed line ends)
+        tokens = [(t.text, t.start, t.end) for sentence in iter_sentences(split_lines(block), True, offset) for t in (*sentence, Token("\n", -1, -1))]
+        words, starts, ends = zip(*tokens) if tokens else ((), (), ())
+        return list(words), np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+    text = (block.replace("\r\n", "\n") if crlf else block).replace("\t", " ")
+    if not text.endswith("\n"):
+        text += "\n"
+    pieces = text.replace("\n", " \n ").split(" ")  # a word, a "\n" or "" (between two spaces) each
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    newline = np.fromiter(map("\n".__eq__, pieces), dtype=bool, count=len(pieces))
+    lines_before = np.cumsum(newline) - newline
+    # Where each piece starts in the text split, less the two spaces put around each line end
+    # before it (and the \r taken out of each, for Windows line ends).
+    starts = offset + np.cumsum(lengths + 1) - lengths - 1 - (1 if crlf else 2) * lines_before
+    kept = np.flatnonzero(lengths)
+    starts, newline = starts[kept], newline[kept]
+    starts[newline] = -1
+    ends = np.where(newline, -1, starts + lengths[kept])
+    return list(filter(None, pieces)), starts, ends
 
 
 def split_lines(text: str) -> list[str]:

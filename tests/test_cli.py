@@ -71,6 +71,24 @@ def test_score_json_offsets_and_totals(trained):
     assert out["perplexity"] == pytest.approx(2 ** (sum(bits) / len(bits)))
 
 
+def test_score_pretokenized_table_is_each_token_formatted(trained, tmp_path):
+    """The table of pretokenized text (read in bulk and laid out by numpy) holds, row for row,
+    each token's scores as ``stream_scores`` gives them, formatted by the f-string."""
+    from engine.cli.common import load_model
+    from engine.scoring import stream_scores
+    from engine.tokenizer import iter_sentences, split_lines
+
+    text = "the cat  sat\ton the mat\r\n\nZebras ran , fast .\r\nthe dog"
+    f = tmp_path / "p.txt"
+    f.write_bytes(text.encode("utf-8"))
+    rows = run("score", "-m", trained, "--pretokenized", str(f)).output.splitlines()
+    scores = list(stream_scores(load_model(trained), iter_sentences(split_lines(text), pretokenized=True)))
+    blank = lambda offset: "" if offset is None else offset
+    assert rows[0] == "token\tstart\tend\tsurprisal_bits\trank\tentropy_bits\toov"
+    assert rows[1:-1] == [f"{s.token}\t{blank(s.start)}\t{blank(s.end)}\t{s.surprisal_bits:.3f}\t{s.rank}\t{s.entropy_bits:.3f}\t{int(s.oov)}" for s in scores]
+    assert rows[-1].startswith(f"{len(scores)} tokens ({sum(s.oov for s in scores)} OOV)")
+
+
 RANKED_IN_BATCHES = """
 import sys
 import engine.parallel, engine.scoring

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 # (tempfile: imported in the functions that use them; foretell's start-up needs none of them)
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from engine.errors import ForetellError
 from engine.files import write_atomic
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
-from engine.scoring import Perplexity, encode_lines, id_batches, perplexity as corpus_perplexity, perplexity_of_bits, perplexity_of_ids, scored_batches
+from engine.scoring import Perplexity, encode_lines, id_batches, perplexity as corpus_perplexity, perplexity_of_bits, perplexity_of_ids, pretokenized_batches, scored_batches, token_batches
+from engine.table import ascii_compatible, score_rows
 from engine.tokenizer import iter_sentences, tokenize
 
 HTML_LIMIT = 20_000_000  # characters for --html: its page holds every token (and the text) at once
@@ -74,8 +76,12 @@ def score(model_names, as_json, pretokenized, colour, html_file, file):
     model = load_model(model_names[0] if model_names else None)
     with open_input(file) as f:
         colour = use_colour(colour) and not as_json
-        lines = RecordedLines(iter_lines(f)) if colour else iter_lines(f)  # colour prints the text around tokens
-        scores = Totals(scored_batches(model, iter_sentences(lines, pretokenized)))
+        if pretokenized and not colour:
+            batches = pretokenized_batches(model.vocab, iter_line_blocks(f, LINES_READ))
+        else:
+            lines = RecordedLines(iter_lines(f)) if colour else iter_lines(f)  # colour prints the text around tokens
+            batches = token_batches(model.vocab, iter_sentences(lines, pretokenized))
+        scores = Totals(scored_batches(model, batches))
         if as_json:
             click.echo(f'{{"model": {json_text(_model_name(model))}, "tokens": [', nl=False)
             for n, batch in enumerate(scores):
@@ -84,35 +90,39 @@ def score(model_names, as_json, pretokenized, colour, html_file, file):
             return
         if colour:
             for batch in scores:
-                for start, end, rank, oov in zip(batch.starts, batch.ends, batch.rank.tolist(), batch.oov.tolist()):
-                    if start is not None:
+                for start, end, rank, oov in zip(batch.starts.tolist(), batch.ends.tolist(), batch.rank.tolist(), batch.oov.tolist()):
+                    if start >= 0:
                         click.echo(lines.take(start) + click.style(lines.take(end), fg=bucket_colour(rank), underline=oov), nl=False, color=True)
             click.echo(lines.rest().rstrip("\n"), color=True)
             legend = "  ".join(click.style(label, fg=c) for label, c in (("top 10", "green"), ("top 100", "yellow"), ("top 1000", "red"), ("beyond", "magenta")))
             click.echo(f"\nrank: {legend}  (underlined: out of vocabulary)", color=True)
         else:
             click.echo("token\tstart\tend\tsurprisal_bits\trank\tentropy_bits\toov")
+            encoding, errors = getattr(sys.stdout, "encoding", None) or "utf-8", getattr(sys.stdout, "errors", None) or "strict"
             for batch in scores:
-                click.echo("\n".join(_tsv_rows(batch)))
+                if ascii_compatible(encoding):
+                    click.echo(score_rows(batch.tokens, batch.starts, batch.ends, batch.surprisal_bits, batch.rank, batch.entropy_bits, batch.oov, encoding, errors), nl=False)
+                else:
+                    click.echo("\n".join(_tsv_rows(batch)))
     click.echo(f"{scores.tokens:,} tokens ({scores.oov} OOV), {scores.bits:.1f} bits, perplexity {scores.perplexity:.2f}, model {_model_name(model)}")
 
 
 def _tsv_rows(batch):
     """A batch's lines of the table, formatted in one pass (not one echo a token)."""
-    blank = lambda offset: "" if offset is None else offset
+    blank = lambda offset: "" if offset < 0 else offset
     return [f"{token}\t{blank(start)}\t{blank(end)}\t{bits:.3f}\t{rank}\t{entropy:.3f}\t{int(oov)}" for token, start, end, bits, rank, entropy, oov
-            in zip(batch.tokens, batch.starts, batch.ends, batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
+            in zip(batch.tokens, batch.starts.tolist(), batch.ends.tolist(), batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
 
 
 def _json_rows(batch):
     """A batch's token objects as JSON text, as ``json_text`` writes them (non-finite numbers
     as null), without building a dict a token."""
     number = lambda x: repr(x) if math.isfinite(x) else "null"
-    offset = lambda x: "null" if x is None else str(x)
+    offset = lambda x: "null" if x < 0 else str(x)
     return [f'{{"token": {json_text(token)}, "start": {offset(start)}, "end": {offset(end)}, "logprob": {number(logprob)}, '
             f'"surprisal_bits": {number(bits)}, "rank": {rank}, "entropy_bits": {number(entropy)}, "oov": {"true" if oov else "false"}}}'
             for token, start, end, logprob, bits, rank, entropy, oov
-            in zip(batch.tokens, batch.starts, batch.ends, batch.logprob.tolist(), batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
+            in zip(batch.tokens, batch.starts.tolist(), batch.ends.tolist(), batch.logprob.tolist(), batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
 
 
 class Totals:

@@ -14,7 +14,7 @@ import numpy as np
 from engine.checked import remember_passed
 from engine.errors import ForetellError, ModelFormatError
 from engine.model import LanguageModel, option, sentence_pieces
-from engine.parallel import map_on_two_threads
+from engine.parallel import map_on_two_threads, spare_core
 from engine.store import scratch_prefix
 from engine.vocab import BOS_ID, EOS_ID, Vocabulary
 from plugins.ngram import packed
@@ -317,7 +317,7 @@ class NgramModel(LanguageModel):
     # -- scoring primitives ----------------------------------------------------------------
     def score_ids(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
-        if len(ids) >= 2 * THREAD_PIECE:  # halves of whole sentences on both cores
+        if len(ids) >= 2 * THREAD_PIECE and spare_core():  # halves of whole sentences on both cores
             halves = sentence_pieces(ids, (len(ids) + 1) // 2)
             if len(halves) > 1:
                 return np.concatenate(map_on_two_threads(self._score_ids, halves))
@@ -376,7 +376,7 @@ class NgramModel(LanguageModel):
         ids = np.asarray(ids, dtype=np.int64)
         if self.logp is None or self.order < 2 or len(ids) == 0 or ids[0] != BOS_ID:
             return super().token_stats(ids)  # add-k, unigram models, streams not opening a sentence
-        if len(ids) >= 2 * THREAD_PIECE:  # whole sentences a piece: the expansion below grows with them
+        if len(ids) >= 2 * THREAD_PIECE and spare_core():  # whole sentences a piece: the expansion below grows with them
             pieces = sentence_pieces(ids, min(STATS_CHUNK, (len(ids) + 1) // 2))
             if len(pieces) > 1:  # (one sentence longer than a piece is ranked whole)
                 bigram_summary(self)  # made once, before the threads

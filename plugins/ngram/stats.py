@@ -164,7 +164,7 @@ class _Level:
         n = len(unique)
         self.sums = np.vstack([np.bincount(q, weights=w, minlength=n) for w in (10**p, 10**p * p, 10**low, 10**low * low)])
         self.p_sorted = _sorted_within(q, p32).astype(np.float64)
-        self.low_sorted = low[_order_within(q, low)]
+        self.low_sorted = _sorted_within_float64(q, low)
         ends = np.cumsum(hi - lo)
         self.lo, self.hi = ends - (hi - lo), ends
 
@@ -179,28 +179,32 @@ def _sorted_within(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (ordered ^ np.where(ordered >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))).view(np.float32)
 
 
-def _order_within(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """An order that sorts ``values`` within each of the ``groups`` (as ``lexsort((values,
-    groups))`` up to ties, which hold equal values)."""
+def _sorted_within_float64(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` sorted within each of their ``groups`` (below 2^32, in ascending order): each
+    value's place among all of them packed under its group and sorted as one word (a sort and
+    an argsort, where an order within groups took two argsorts, one stable)."""
     order = np.argsort(values)
-    return order[np.argsort(groups[order], kind="stable")]
+    place = np.empty(len(values), dtype=np.uint64)
+    place[order] = np.arange(len(values), dtype=np.uint64)
+    packed = np.sort(groups.astype(np.uint64) << np.uint64(32) | place)
+    return values[order[(packed & np.uint64(0xFFFFFFFF)).astype(np.intp)]]
 
 
 def _lower_values(model, words: np.ndarray, lower: list[np.ndarray]) -> np.ndarray:
     """D_{j-1}(w) for each word given its contexts ``lower[i - 1]`` of length i = 1..j-1: the
     deepest explicit n-gram's log10 p plus the backoffs of the longer contexts, or the
     unigram's plus all of them."""
-    V = model.V
     value = np.zeros(len(words))
-    found = np.zeros(len(words), dtype=bool)
+    todo = np.arange(len(words))  # the words not found yet: in an unpruned model, none after the first level
     shift = np.zeros(len(words))
     for i in range(len(lower), 0, -1):
-        c = lower[i - 1]
-        idx = lookup(model.keys[i], c, words, V)
-        hit = ~found & (idx >= 0)
-        value[hit] = model.logp[i][idx[hit]].astype(np.float64) + shift[hit]
-        found |= hit
+        c = lower[i - 1][todo]
+        idx = lookup(model.keys[i], c, words[todo], model.V)
+        hit = idx >= 0
+        value[todo[hit]] = model.logp[i][idx[hit]].astype(np.float64) + shift[hit]
+        todo, c, shift = todo[~hit], c[~hit], shift[~hit]
+        if len(todo) == 0:
+            return value
         shift += np.where(c >= 0, model.backoff[i - 1][np.maximum(c, 0)].astype(np.float64), 0.0)
-    rest = ~found
-    value[rest] = model.logp[0][words[rest]].astype(np.float64) + shift[rest]
+    value[todo] = model.logp[0][words[todo]].astype(np.float64) + shift
     return value

@@ -1,0 +1,121 @@
+"""``foretell score``'s table, a batch of rows at a time, laid out as bytes by numpy.
+
+The rows are exactly what ``f"{token}\\t{start}\\t{end}\\t{bits:.3f}\\t{rank}\\t{entropy:.3f}\\t{oov}"``
+gives (blank offsets for ``</s>``), but formatting 400,000 of them one by one took this process
+as long as ranking them took a core. Here every row is a line of a byte matrix, each field in a
+slot of its own (the token left-aligned, numbers right-aligned, NUL bytes around them), filled a
+column of all rows at a time; the table is that matrix with the NULs taken out. A row numpy
+cannot lay out as the f-string would (a token longer than its slot or holding a NUL; a number
+not finite, huge, or within a hair of a tie in its fourth decimal) is formatted by Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TOKEN_SLOT = 32  # bytes of the matrix for the token; a longer one's row is formatted by Python
+_ASCII_PROBE = "\t\n-.0123456789</s>nainf"
+
+
+def ascii_compatible(encoding: str) -> bool:
+    """Whether ``encoding`` writes digits, tabs and line ends as ASCII (the numbers are laid
+    out as ASCII bytes; with another encoding the caller formats rows itself)."""
+    try:
+        return _ASCII_PROBE.encode(encoding) == _ASCII_PROBE.encode("ascii")
+    except LookupError:
+        return False
+
+
+def score_rows(tokens: list[str], starts: np.ndarray, ends: np.ndarray, bits: np.ndarray, rank: np.ndarray,
+               entropy: np.ndarray, oov: np.ndarray, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """The table's rows for one batch (each ending in a line end), encoded."""
+    text = "".join(tokens)
+    encoded = tokens if text.isascii() else [t.encode(encoding, errors) for t in tokens]  # (numpy writes ASCII text as bytes)
+    token_lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    odd = token_lengths > TOKEN_SLOT
+    if "\0" in text:
+        odd |= np.fromiter(("\0" in t for t in tokens), dtype=bool, count=len(tokens))
+    bits_digits, odd_bits = _three_decimals(bits)
+    entropy_digits, odd_entropy = _three_decimals(entropy)
+    odd |= odd_bits | odd_entropy
+    short = [t[:0] if o else t for t, o in zip(encoded, odd.tolist())] if odd.any() else encoded
+    slot = max(1, min(TOKEN_SLOT, int(token_lengths.max(initial=0))))
+    slots = [
+        np.array(short, dtype=f"S{slot}").view(np.uint8).reshape(len(tokens), slot),
+        _separator(len(tokens), "\t"),
+        _integers(starts, blank=starts < 0),
+        _separator(len(tokens), "\t"),
+        _integers(ends, blank=ends < 0),
+        _separator(len(tokens), "\t"),
+        bits_digits,
+        _separator(len(tokens), "\t"),
+        _integers(rank),
+        _separator(len(tokens), "\t"),
+        entropy_digits,
+        _separator(len(tokens), "\t"),
+        _integers(oov.astype(np.int64)),
+        _separator(len(tokens), "\n"),
+    ]
+    matrix = np.concatenate(slots, axis=1)
+    if not odd.any():
+        return matrix[matrix != 0].tobytes()
+    matrix[odd] = 0
+    kept = matrix != 0
+    row_ends = np.cumsum(kept.sum(axis=1))
+    table = matrix[kept].tobytes()
+    pieces, done = [], 0
+    for row in np.flatnonzero(odd).tolist():
+        pieces.append(table[done : row_ends[row]])
+        done = row_ends[row]
+        start, end = (("" if o < 0 else o) for o in (int(starts[row]), int(ends[row])))
+        pieces.append(f"{tokens[row]}\t{start}\t{end}\t{bits[row]:.3f}\t{rank[row]}\t{entropy[row]:.3f}\t{int(oov[row])}\n".encode(encoding, errors))
+    pieces.append(table[done:])
+    return b"".join(pieces)
+
+
+def _separator(rows: int, char: str) -> np.ndarray:
+    return np.full((rows, 1), ord(char), dtype=np.uint8)
+
+
+def _integers(values: np.ndarray, blank: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative integers as right-aligned digits, NULs before them; where ``blank``, none."""
+    values = np.asarray(values, dtype=np.int64)
+    if blank is not None:
+        values = np.where(blank, 0, values)
+    width = len(str(int(values.max(initial=0))))
+    digits = _digits(values, width)
+    lengths = 1 + (values[:, None] >= 10 ** np.arange(width - 1, 0, -1, dtype=np.int64)).sum(axis=1)
+    if blank is not None:
+        lengths[blank] = 0
+    digits[np.arange(width) < (width - lengths)[:, None]] = 0
+    return digits
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers as ``width`` ASCII digits each, with leading zeros (a column at a
+    time, dividing by a constant: numpy's fast path for integer division)."""
+    digits = np.empty((width, len(values)), dtype=np.uint8)
+    rest = values.copy()
+    for column in range(width - 1, -1, -1):
+        rest, digit = np.divmod(rest, 10)
+        digits[column] = digit + ord("0")
+    return digits.T.copy()
+
+
+def _three_decimals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``f"{v:.3f}"`` of every value, right-aligned with NULs before it, and the values
+    three decimals cannot be trusted with (left as NULs, for Python to format)."""
+    x = np.asarray(x, dtype=np.float64)
+    scaled = np.abs(x) * 1000
+    with np.errstate(invalid="ignore"):
+        odd = ~(scaled < 1e15) | (np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6)  # not finite, huge, near a tie
+    units = np.rint(np.where(odd, 0, scaled)).astype(np.int64)
+    whole = _integers(units // 1000)
+    # (a column in front for a minus sign; then the whole part, the point, three digits)
+    matrix = np.concatenate([np.zeros((len(x), 1), np.uint8), whole, _separator(len(x), "."), _digits(units % 1000, 3)], axis=1)
+    negative = np.flatnonzero(np.signbit(x) & ~odd)
+    if len(negative):
+        first_digit = np.argmax(matrix[negative] != 0, axis=1)
+        matrix[negative, first_digit - 1] = ord("-")
+    matrix[odd] = 0
+    return matrix, odd

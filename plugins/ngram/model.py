@@ -323,9 +323,9 @@ class NgramModel(LanguageModel):
                 return np.concatenate(map_on_two_threads(self._score_ids, halves))
         return self._score_ids(ids)
 
-    def _score_ids(self, ids: np.ndarray) -> np.ndarray:
+    def _score_ids(self, ids: np.ndarray, ending: list[np.ndarray] | None = None) -> np.ndarray:
         n = len(ids)
-        ending = self._ending_at(ids)
+        ending = self._ending_at(ids) if ending is None else ending
         out = np.full(n, np.nan)
         scored = np.flatnonzero(ids != BOS_ID)
         if self.options.smoothing == "add-k":
@@ -387,8 +387,9 @@ class NgramModel(LanguageModel):
     def _token_stats(self, ids: np.ndarray):
         from plugins.ngram.stats import backoff_token_stats
 
-        logprob = self._score_ids(ids)
-        pos, rank, entropy = backoff_token_stats(self, ids, logprob / LN10)
+        ending = self._ending_at(ids)  # (what scoring and ranking both start from)
+        logprob = self._score_ids(ids, ending)
+        pos, rank, entropy = backoff_token_stats(self, ids, ending, logprob / LN10)
         ranks, entropies = np.zeros(len(ids), dtype=np.int64), np.full(len(ids), np.nan)
         ranks[pos], entropies[pos] = rank, entropy
         return logprob, ranks, entropies

@@ -98,8 +98,9 @@ def bigram_summary(model):
     return model._bigram_summary
 
 
-def backoff_token_stats(model, ids: np.ndarray, scored_log10: np.ndarray):
-    """(rank, entropy in bits) at every position ``pos`` of ``ids`` not equal to <s>.
+def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored_log10: np.ndarray):
+    """(rank, entropy in bits) at every position ``pos`` of ``ids`` not equal to <s>, given
+    the n-grams ending at each position (``model._ending_at``).
 
     Level by level: D_j, the distribution given the contexts up to length j, is the explicit
     continuations of the length-j context and, for every other word, that context's backoff
@@ -109,7 +110,6 @@ def backoff_token_stats(model, ids: np.ndarray, scored_log10: np.ndarray):
     out once per batch however often it recurs ("of the" has thousands of continuations)."""
     summary = bigram_summary(model)
     V, N = model.V, model.order
-    ending = model._ending_at(ids)
     pos = np.flatnonzero(ids != BOS_ID)
     contexts = [ending[j - 1][pos - 1] for j in range(1, N)]  # contexts[j - 1]: of length j, -1 where unknown
     backoffs = [np.where(c >= 0, model.backoff[j][np.maximum(c, 0)].astype(np.float64), 0.0) for j, c in enumerate(contexts)]

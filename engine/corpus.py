@@ -393,9 +393,11 @@ def build_corpus(
     max_vocab: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     exclude=(),
+    memory: int | None = None,
 ) -> Corpus:
     """Tokenize every readable file under ``paths`` (but those ``exclude`` names) into one id
-    stream and its vocabulary. Enough text is read on both cores (see ``_read_pieces``)."""
+    stream and its vocabulary. Enough text is read on both cores (see ``_read_pieces``), in
+    pieces sized to ``memory``, the training's budget in bytes, where it has one."""
     started = time.perf_counter()
     files, skipped = find_files(paths, exclude)
     sizes = [_size(f) for f in files]
@@ -403,7 +405,7 @@ def build_corpus(
     builder = CorpusBuilder(pretokenized)
     added: list[int | Skipped] = [0] * len(files)  # sentences of each file, or why it was skipped
     states: dict[int, tuple] = {}  # the prose tokenizer's state where a file's last piece ended
-    for i, size, job, piece in _read_pieces(files, sizes, pretokenized):
+    for i, size, job, piece in _read_pieces(files, sizes, pretokenized, piece_bytes(pretokenized, memory)):
         if piece is None:  # read here, into the corpus itself
             added[i] = _read_into(builder, files[i])
         elif not isinstance(added[i], Skipped):
@@ -440,6 +442,15 @@ PARALLEL_BYTES = 4 << 20  # below this much text, starting a worker costs more t
 PARALLEL_FILE_BYTES = 64 << 20  # a file read apart whole is held whole (not spilled to disk) until merged
 PIECE_BYTES = 16 << 20  # a larger pretokenized file is read in pieces of about this many bytes
 PROSE_PIECE_BYTES = 1 << 20  # and a larger prose file in pieces of about this many (it reads 5x slower)
+PIECES_IN_BUDGET = 32  # at most this share of a memory budget a piece: each worker holds ~6x its piece
+
+
+def piece_bytes(pretokenized: bool, memory: int | None = None) -> int:
+    """Bytes of a file read apart at once: within a training's memory budget, if it has one
+    (16 MB pieces of pretokenized text took each reading process to 165 MB; lmplz -S 64M
+    keeps its whole process under 100 MB)."""
+    size = PIECE_BYTES if pretokenized else PROSE_PIECE_BYTES
+    return size if memory is None else max(1 << 20, min(size, memory // PIECES_IN_BUDGET))
 
 
 @dataclass
@@ -455,14 +466,13 @@ class Piece:
     state: tuple | None = None
 
 
-def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool):
+def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool, piece_bytes: int):
     """(file index, share of its size, job, piece) in order: a piece is what ``_read_piece``
     gives for a file or for a range of whole lines of a large one, or None for a file to read in
     this process. A pretokenized file's lines are independent sentences; a prose file is cut
     after blank lines, each range read as a document's start, which the caller checks against
     where the range before it left the tokenizer. Tokenizing is most of a training's reading
     time, so with enough text the pieces are read on both cores."""
-    piece_bytes = PIECE_BYTES if pretokenized else PROSE_PIECE_BYTES
     jobs = []
     for i, (path, size) in enumerate(zip(files, sizes)):
         ranges, encoding = _line_ranges(path, size, piece_bytes, not pretokenized) if size > piece_bytes else (None, None)

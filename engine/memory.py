@@ -38,6 +38,15 @@ def release_freed_memory() -> None:
         pass
 
 
+def hand_back(*arrays) -> None:
+    """After a block of a pass: the mapped pages it touched (``release_pages``) and the memory
+    its temporaries freed (``release_freed_memory``). Trimming only between stages left 25 MB
+    of freed blocks with a training on 16 million tokens at --memory 64M (peak 156 -> 132 MB
+    when trimmed all along)."""
+    release_pages(*arrays)
+    release_freed_memory()
+
+
 def one_malloc_arena() -> None:
     """Keep every thread of this process to glibc's main malloc arena. Each thread otherwise
     gets an arena of its own (the pool's result thread while reading, numpy's helper threads),

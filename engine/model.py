@@ -54,6 +54,12 @@ class LanguageModel(ABC):
 
     # -- training and storage -------------------------------------------------------------
     @classmethod
+    def training_memory(cls, options) -> int | None:
+        """Bytes of working memory a training with ``options`` may use, if it keeps to a budget
+        (``train`` then reads the corpus in pieces that follow it too); None if it does not."""
+        return None
+
+    @classmethod
     @abstractmethod
     def fit(cls, corpus, options, progress: Progress | None = None, workdir: Path | None = None) -> "LanguageModel":
         """Train on ``corpus`` (an engine.corpus.Corpus). ``workdir`` is a private folder for

@@ -165,3 +165,14 @@ def test_a_large_prose_file_read_in_pieces_gives_the_corpus_of_reading_it_whole(
     (tmp_path / "notes.md").write_text("\n\n".join(paragraphs) + "\n \n\nThe end.\n", newline="")
     documents, words = read_apart_equals_reading_in_turn(tmp_path, pretokenized=False, piece_bytes=500, min_pieces=30)
     assert documents == 1 and "literal" not in words and "code" not in words
+
+
+def test_pieces_read_apart_follow_a_training_memory_budget():
+    """A budget like lmplz's -S bounds the reading processes too: each holds about six times
+    its piece (16 MB pieces took each to 165 MB), so a piece is a thirty-second of the budget,
+    1 to 16 MB; prose is read in 1 MB pieces whatever the budget."""
+    from engine.corpus import piece_bytes
+
+    assert piece_bytes(True) == piece_bytes(True, 1 << 30) == 16 << 20
+    assert piece_bytes(True, 64 << 20) == 2 << 20 and piece_bytes(True, 16 << 20) == 1 << 20
+    assert piece_bytes(False) == piece_bytes(False, 64 << 20) == 1 << 20

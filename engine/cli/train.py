@@ -132,7 +132,7 @@ def train(paths, backend, name, min_count, max_vocab, extra, pretokenized, exclu
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        corpus = build_corpus(list(paths), pretokenized, min_count, max_vocab, progress=progress, exclude=exclusions(exclude))
+        corpus = build_corpus(list(paths), pretokenized, min_count, max_vocab, progress=progress, exclude=exclusions(exclude), memory=cls.training_memory(options))
     for skip in corpus.summary["skipped"][:MAX_SKIP_LINES]:
         click.echo(f"skipped {skip['path']}: {skip['reason']}", err=True)
     more = len(corpus.summary["skipped"]) - MAX_SKIP_LINES

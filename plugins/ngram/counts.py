@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.memory import release_freed_memory, release_pages
+from engine.memory import hand_back, release_freed_memory, release_pages
 from engine.model import sentence_starts
 from engine.parallel import map_on_two_threads, ordered_map
 from engine.vocab import BOS_ID
@@ -275,7 +275,7 @@ def _with_suffixes(keys: np.ndarray, counts: np.ndarray, below: OrderCounts, k: 
             suffix = np.concatenate(map_on_two_threads(lambda half: lookup(below.keys, below.suffix[prefix[half]], word[half], V), halves))
         suffixes.add(suffix)
         starts_bos.add(below.starts_bos[prefix])
-        release_pages(keys, below.keys, below.suffix, below.starts_bos)
+        hand_back(keys, below.keys, below.suffix, below.starts_bos)
     return OrderCounts(keys, counts, suffixes.finish(), starts_bos.finish())
 
 

@@ -123,6 +123,10 @@ class NgramModel(LanguageModel):
         facts.update(tables.facts)
         return cls(vocab, options, keys, tables.logp, tables.backoff, raw, facts)
 
+    @classmethod
+    def training_memory(cls, options: NgramOptions) -> int:
+        return parse_memory(options.memory)
+
     def check_can_learn(self) -> None:
         if self.counts is None and "quantization" in self.facts:
             raise ForetellError("this model is a quantized copy and has no counts to add to; let the model it was made from learn, then optimize again")

@@ -29,7 +29,7 @@ import numpy as np
 
 from engine.errors import ModelFormatError
 from engine.mapped import map_array
-from engine.memory import release_pages
+from engine.memory import hand_back, release_pages
 from plugins.ngram.scratch import ranges
 
 LOW_BITS = np.uint64(32)
@@ -240,7 +240,7 @@ def _save_blocks(path: Path, values, dtype, convert=lambda block: block) -> None
         np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (len(values),)})
         for start, stop in ranges(len(values), SAVE_BLOCK):
             np.asarray(convert(np.asarray(values[start:stop])), dtype=dtype).tofile(f)
-            release_pages(values)
+            hand_back(values)
 
 
 def _key_blocks(keys) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import ForetellError
-from engine.memory import release_pages
+from engine.memory import hand_back, release_pages
 from engine.vocab import BOS_ID
 from plugins.ngram.counts import NgramCounts
 from plugins.ngram.scratch import Scratch, ranges
@@ -111,7 +111,7 @@ def kneser_ney(counts: NgramCounts, allow_fallback: bool = True, scratch: Scratc
     scratch = scratch or Scratch.in_memory()
     V = counts.vocab_size
     adjusted = adjusted_counts(counts, scratch)
-    stats = count_of_counts(counts, adjusted)
+    stats = count_of_counts(counts, adjusted, min(1 << 22, scratch.block(KN_BYTES)))  # (a block: two int64 temporaries an item)
     estimated = [discounts_from(n) for n in stats]
     fell_back = [k for k, d in enumerate(estimated, start=1) if d is None]
     if fell_back and not allow_fallback:
@@ -149,7 +149,7 @@ def kneser_ney(counts: NgramCounts, allow_fallback: bool = True, scratch: Scratc
                 prob_k[start:stop] = prob
             if backoff_below is not None:
                 backoff_below[first : first + len(gamma)] = _log10_backoff(gamma, is_context)
-            release_pages(a, o.keys, o.suffix, lower, prob_k, backoff_below)
+            hand_back(a, o.keys, o.suffix, lower, prob_k, backoff_below)
         logp.append(logp_k.finish())
         if backoff_below is not None:
             backoff.append(backoff_below)

@@ -44,11 +44,12 @@ def map_on_two_threads(function: Callable, items: list) -> list:
         return list(pool.map(function, items))
 
 
-def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead: int = 2) -> Iterator:
+def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead: int = 2, jobs_per_worker: int | None = None) -> Iterator:
     """``function(shared, job)`` for each job, results in the jobs' order: on two forked
     processes where ``two_cores()`` (``function`` must be a module-level function), else here,
     one after another. At most ``ahead`` results wait for the caller, so memory follows the
-    caller's pace, not the number of jobs."""
+    caller's pace, not the number of jobs; with ``jobs_per_worker``, a worker is replaced by a
+    fresh fork after that many (what the allocator keeps of freed memory goes with it)."""
     global _shared
     if not two_cores():
         for job in jobs:
@@ -59,7 +60,7 @@ def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead
 
     _shared = shared
     try:
-        with multiprocessing.get_context("fork").Pool(2) as pool:
+        with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=jobs_per_worker) as pool:
             pending: deque = deque()
             for job in jobs:
                 pending.append(pool.apply_async(_run, ((function, job),)))

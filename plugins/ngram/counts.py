@@ -385,10 +385,13 @@ def _sentence_chunks(ids: np.ndarray, chunk: int):
     """(start, stop) of pieces of about ``chunk`` positions that end where a sentence does."""
     start, n = 0, len(ids)
     while start < n:
-        cut = min(start + chunk, n)
+        cut, window = min(start + chunk, n), 256
         while cut < n and ids[cut] != BOS_ID:  # end the chunk where a sentence starts
-            ahead = np.flatnonzero(np.asarray(ids[cut : cut + 65536]) == BOS_ID)
-            cut = cut + int(ahead[0]) if len(ahead) else min(cut + 65536, n)
+            # (a look a little further each time: reading 256 KB at each of 383 cuts kept 96 MB
+            # of a mapped corpus resident)
+            ahead = np.flatnonzero(np.asarray(ids[cut : cut + window]) == BOS_ID)
+            cut = cut + int(ahead[0]) if len(ahead) else min(cut + window, n)
+            window = min(2 * window, 65536)
         yield start, cut
         start = cut
 

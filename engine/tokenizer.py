@@ -336,7 +336,7 @@ def pretokenized_words(block: str) -> list[str]:
 def pretokenized_columns(block: str, offset: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``pretokenized_words`` of ``block`` with each word's character offsets (counted from
     ``offset``; -1 for a line's end), as ``iter_sentences`` gives them but without a token
-    object a word: ``score`` writes 400,000 rows in the time those objects took to make."""
+    object a word (making those took ``score`` 0.4 s of every 400,000 tokens)."""
     crlf = "\r" in block and block.count("\r") == block.count("\r\n") == block.count("\n")
     if "\r" in block and not crlf:  # (the line-by-line reader's rules for a stray \r, mixed line ends)
         tokens = [(t.text, t.start, t.end) for sentence in iter_sentences(split_lines(block), True, offset) for t in (*sentence, Token("\n", -1, -1))]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from engine.adaptation import AdaptationLayer
 from engine.capabilities import check_can_learn, has_training_curves
@@ -85,7 +86,7 @@ def score(model_names, as_json, pretokenized, colour, html_file, file):
         if as_json:
             click.echo(f'{{"model": {json_text(_model_name(model))}, "tokens": [', nl=False)
             for n, batch in enumerate(scores):
-                click.echo((", " if n else "") + ", ".join(_json_rows(batch)), nl=False)
+                click.echo((", " if n else "") + _json_rows(batch), nl=False)
             click.echo(f'], "perplexity": {json_text(scores.perplexity)}}}')
             return
         if colour:
@@ -114,15 +115,30 @@ def _tsv_rows(batch):
             in zip(batch.tokens, batch.starts.tolist(), batch.ends.tolist(), batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
 
 
-def _json_rows(batch):
-    """A batch's token objects as JSON text, as ``json_text`` writes them (non-finite numbers
-    as null), without building a dict a token."""
-    number = lambda x: repr(x) if math.isfinite(x) else "null"
-    offset = lambda x: "null" if x < 0 else str(x)
-    return [f'{{"token": {json_text(token)}, "start": {offset(start)}, "end": {offset(end)}, "logprob": {number(logprob)}, '
-            f'"surprisal_bits": {number(bits)}, "rank": {rank}, "entropy_bits": {number(entropy)}, "oov": {"true" if oov else "false"}}}'
-            for token, start, end, logprob, bits, rank, entropy, oov
-            in zip(batch.tokens, batch.starts.tolist(), batch.ends.tolist(), batch.logprob.tolist(), batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
+_JSON_ROW = '{{"token": {}, "start": {}, "end": {}, "logprob": {}, "surprisal_bits": {}, "rank": {}, "entropy_bits": {}, "oov": {}}}'
+
+
+def _json_rows(batch) -> str:
+    """A batch's token objects as JSON text, joined by ", ", as ``json_text`` writes them
+    (non-finite numbers as null, always valid UTF-8), without building a dict a token: each
+    column made text by C functions over all its values (a ``json.dumps`` and three ``repr``
+    calls a row took 1.7 microseconds)."""
+    from json.encoder import encode_basestring  # (what json.dumps uses for a string, ensure_ascii=False)
+
+    def texts(values, null):
+        out = list(map(repr, values.tolist()))
+        for i in np.flatnonzero(null).tolist():
+            out[i] = "null"
+        return out
+
+    numbers = lambda values: texts(values, ~np.isfinite(values))
+    offsets = lambda values: texts(values, values < 0)
+    rows = map(_JSON_ROW.format, map(encode_basestring, batch.tokens), offsets(batch.starts), offsets(batch.ends), numbers(batch.logprob),
+               numbers(batch.surprisal_bits), map(repr, batch.rank.tolist()), numbers(batch.entropy_bits), map(_JSON_BOOL.__getitem__, batch.oov.tolist()))
+    return ", ".join(rows).encode("utf-8", "replace").decode("utf-8")
+
+
+_JSON_BOOL = {True: "true", False: "false"}
 
 
 class Totals:

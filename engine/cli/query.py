@@ -100,8 +100,9 @@ def score(model_names, as_json, pretokenized, colour, html_file, file):
         else:
             click.echo("token\tstart\tend\tsurprisal_bits\trank\tentropy_bits\toov")
             encoding, errors = getattr(sys.stdout, "encoding", None) or "utf-8", getattr(sys.stdout, "errors", None) or "strict"
+            by_numpy = ascii_compatible(encoding)
             for batch in scores:
-                if ascii_compatible(encoding):
+                if by_numpy:
                     click.echo(score_rows(batch.tokens, batch.starts, batch.ends, batch.surprisal_bits, batch.rank, batch.entropy_bits, batch.oov, encoding, errors), nl=False)
                 else:
                     click.echo("\n".join(_tsv_rows(batch)))
@@ -116,6 +117,7 @@ def _tsv_rows(batch):
 
 
 _JSON_ROW = '{{"token": {}, "start": {}, "end": {}, "logprob": {}, "surprisal_bits": {}, "rank": {}, "entropy_bits": {}, "oov": {}}}'
+_JSON_BOOL = {True: "true", False: "false"}
 
 
 def _json_rows(batch) -> str:
@@ -136,9 +138,6 @@ def _json_rows(batch) -> str:
     rows = map(_JSON_ROW.format, map(encode_basestring, batch.tokens), offsets(batch.starts), offsets(batch.ends), numbers(batch.logprob),
                numbers(batch.surprisal_bits), map(repr, batch.rank.tolist()), numbers(batch.entropy_bits), map(_JSON_BOOL.__getitem__, batch.oov.tolist()))
     return ", ".join(rows).encode("utf-8", "replace").decode("utf-8")
-
-
-_JSON_BOOL = {True: "true", False: "false"}
 
 
 class Totals:

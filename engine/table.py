@@ -67,10 +67,15 @@ def score_rows(tokens: list[str], starts: np.ndarray, ends: np.ndarray, bits: np
     for row in np.flatnonzero(odd).tolist():
         pieces.append(table[done : row_ends[row]])
         done = row_ends[row]
-        start, end = (("" if o < 0 else o) for o in (int(starts[row]), int(ends[row])))
-        pieces.append(f"{tokens[row]}\t{start}\t{end}\t{bits[row]:.3f}\t{rank[row]}\t{entropy[row]:.3f}\t{int(oov[row])}\n".encode(encoding, errors))
+        pieces.append(tsv_row(tokens[row], int(starts[row]), int(ends[row]), float(bits[row]), int(rank[row]), float(entropy[row]), bool(oov[row])).encode(encoding, errors))
     pieces.append(table[done:])
     return b"".join(pieces)
+
+
+def tsv_row(token: str, start: int, end: int, bits: float, rank: int, entropy: float, oov: bool) -> str:
+    """One row as Python writes it (offsets of -1 blank), line end included: what ``score_rows``
+    lays out, and what it and an encoding it cannot use fall back to."""
+    return f"{token}\t{'' if start < 0 else start}\t{'' if end < 0 else end}\t{bits:.3f}\t{rank}\t{entropy:.3f}\t{int(oov)}\n"
 
 
 def _separator(rows: int, char: str) -> np.ndarray:

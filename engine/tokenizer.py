@@ -323,11 +323,7 @@ def pretokenized_words(block: str) -> list[str]:
     if "\r" in block and block.count("\r") == block.count("\r\n"):  # Windows line ends only
         block = block.replace("\r\n", "\n")
     if "\r" in block:  # the line-by-line reader strips every \r before a line's end, keeps others
-        words: list[str] = []
-        for sentence in iter_sentences(split_lines(block), pretokenized=True):
-            words += [t.text for t in sentence]
-            words.append("\n")
-        return words
+        return pretokenized_columns(block)[0]
     if not block.endswith("\n"):
         block += "\n"
     return list(filter(None, block.replace("\t", " ").replace("\n", " \n ").split(" ")))

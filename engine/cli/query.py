@@ -21,7 +21,7 @@ from engine.files import write_atomic
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
 from engine.scoring import Perplexity, encode_lines, id_batches, perplexity as corpus_perplexity, perplexity_of_bits, perplexity_of_ids, pretokenized_batches, scored_batches, token_batches
-from engine.table import ascii_compatible, score_rows
+from engine.table import ascii_compatible, score_rows, tsv_row
 from engine.tokenizer import iter_sentences, tokenize
 
 HTML_LIMIT = 20_000_000  # characters for --html: its page holds every token (and the text) at once
@@ -105,15 +105,9 @@ def score(model_names, as_json, pretokenized, colour, html_file, file):
                 if by_numpy:
                     click.echo(score_rows(batch.tokens, batch.starts, batch.ends, batch.surprisal_bits, batch.rank, batch.entropy_bits, batch.oov, encoding, errors), nl=False)
                 else:
-                    click.echo("\n".join(_tsv_rows(batch)))
+                    click.echo("".join(map(tsv_row, batch.tokens, batch.starts.tolist(), batch.ends.tolist(), batch.surprisal_bits.tolist(),
+                                           batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())), nl=False)
     click.echo(f"{scores.tokens:,} tokens ({scores.oov} OOV), {scores.bits:.1f} bits, perplexity {scores.perplexity:.2f}, model {_model_name(model)}")
-
-
-def _tsv_rows(batch):
-    """A batch's lines of the table, formatted in one pass (not one echo a token)."""
-    blank = lambda offset: "" if offset < 0 else offset
-    return [f"{token}\t{blank(start)}\t{blank(end)}\t{bits:.3f}\t{rank}\t{entropy:.3f}\t{int(oov)}" for token, start, end, bits, rank, entropy, oov
-            in zip(batch.tokens, batch.starts.tolist(), batch.ends.tolist(), batch.surprisal_bits.tolist(), batch.rank.tolist(), batch.entropy_bits.tolist(), batch.oov.tolist())]
 
 
 _JSON_ROW = '{{"token": {}, "start": {}, "end": {}, "logprob": {}, "surprisal_bits": {}, "rank": {}, "entropy_bits": {}, "oov": {}}}'

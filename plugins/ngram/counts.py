@@ -70,8 +70,7 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None
     chunk = chunk or min(CHUNK, scratch.block(COUNTING_BYTES))
     if len(ids) <= chunk:
         return _count_chunk(np.asarray(ids, dtype=np.int64), order, vocab_size)
-    release_freed_memory()  # (what reading the text freed, and the pages of the text read so far)
-    release_pages(ids)
+    hand_back(ids)  # (what reading the text freed, and the pages of the text read so far)
     with tempfile.TemporaryDirectory(prefix="counts-", dir=spill or scratch.folder) as folder:
         jobs = ((Path(folder) / str(n), start, stop) for n, (start, stop) in enumerate(_sentence_chunks(ids, chunk)))
         runs = list(ordered_map(_counted_run, jobs, (ids, order, vocab_size)))  # two chunks at once on two cores
@@ -83,8 +82,7 @@ def _counted_run(shared, job) -> "_Run":
     ids, order, vocab_size = shared
     folder, start, stop = job
     run = _Run.write(folder, _count_chunk(np.asarray(ids[start:stop], dtype=np.int64), order, vocab_size, suffixes=False))
-    release_freed_memory()
-    release_pages(ids)
+    hand_back(ids)
     return run
 
 

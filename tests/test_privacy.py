@@ -170,3 +170,35 @@ def test_long_random_runs_are_found_at_their_character_offsets_in_any_script():
     secret = "Zq7" * 8
     clean = redact(f"漢字 café {secret}, then prose")
     assert clean == f"漢字 café {' ' * len(secret)}, then prose"
+
+
+def test_names_and_shapes_found_backwards_are_every_one_a_search_at_each_position_finds():
+    # The names and shapes are found in one pass over the text read backwards: the spans must be
+    # those of trying every name and every shape at every position, whatever the case, the
+    # spacing, the quotes and the characters before them (İ is two characters in lower case: a
+    # search over the lowered text once put every value after it in the wrong place).
+    import random
+
+    from engine.secrets import _NAMES, _SHAPES, _VALUE, _named_and_shaped
+
+    def at_every_position(text):
+        spans = set()
+        for p in range(len(text)):
+            for name in _NAMES:
+                if text[p : p + len(name)].lower() == name and (m := _VALUE.match(text, p + len(name))):
+                    spans.add(m.span(1))
+            if m := _SHAPES.match(text, p):
+                spans.add(m.span())
+        return spans
+
+    rng = random.Random(5)
+    pieces = ["Password", "PASSWD", "token", "api-key", "credentials", "pass", "pwd", "secret", "x", "İ", "é", "漢",
+              " ", "\t", "\n", "'", '"', ":", "=", ":=", "=>", "A", "AKIA", "IA", "ghp_", "xoxb-", "sk_live_", "rk_test_",
+              "sk-", "AIza", "eyJ", ".", "Zq7aB3", "9" * 8, "_", "-"]
+    found = 0
+    for _ in range(1500):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        expected = at_every_position(text)
+        assert set(_named_and_shaped(text)) == expected, ascii(text)
+        found += bool(expected)
+    assert found > 300

@@ -176,3 +176,17 @@ def test_pieces_read_apart_follow_a_training_memory_budget():
     assert piece_bytes(True) == piece_bytes(True, 1 << 30) == 16 << 20
     assert piece_bytes(True, 64 << 20) == 2 << 20 and piece_bytes(True, 16 << 20) == 1 << 20
     assert piece_bytes(False) == piece_bytes(False, 64 << 20) == 1 << 20
+
+
+def test_vocabulary_builder_gives_ids_by_first_appearance_however_the_words_arrive():
+    # Word ids follow first appearance (lmplz's tie-break depends on it), whether words come a
+    # sentence at a time, in one long list, or both; a line's end is NEWLINE, never a word.
+    from engine.vocab import NEWLINE, SPECIALS, VocabularyBuilder
+
+    words = "b a b c \n a d d e b <s>".split(" ")
+    one, bulk, mixed = VocabularyBuilder(), VocabularyBuilder(), VocabularyBuilder()
+    ids = [one.add([w])[0] for w in words]
+    assert bulk.add_array(words).tolist() == ids
+    assert mixed.add(words[:4]) + mixed.add_array(words[4:8]).tolist() + mixed.add(words[8:]) == ids
+    assert one.tokens == bulk.tokens == mixed.tokens == [*SPECIALS, "b", "a", "c", "d", "e"]
+    assert ids[4] == NEWLINE and ids[-1] == SPECIALS.index("<s>")

@@ -308,15 +308,15 @@ class CorpusBuilder:
         self.documents = 0
         self.sentences = 0
 
-    def add_document(self, words: list[str], ids: array, sentences: int, same_document: bool = False) -> int:
+    def add_document(self, piece: "Piece", same_document: bool = False) -> int:
         """Add a document (or, ``same_document``, the next piece of one) that was read apart:
         its ids mapped onto this corpus's."""
-        if sentences:
-            mapping = np.array(self.vocab.add(words), dtype=np.int32)
-            self.ids.extend(mapping[np.frombuffer(ids, dtype=np.int32)])
+        if piece.sentences:
+            mapping = np.concatenate((np.arange(piece.known, dtype=np.int32), np.array(self.vocab.add(piece.words), dtype=np.int32)))
+            self.ids.extend(mapping[np.frombuffer(piece.ids, dtype=np.int32)])
             self.documents += not same_document
-            self.sentences += sentences
-        return sentences
+            self.sentences += piece.sentences
+        return piece.sentences
 
     def add_lines(self, lines, tokenizer: ProseTokenizer | None = None) -> int:
         """Add one document's lines (prose read by ``tokenizer`` when given); returns how many
@@ -412,18 +412,18 @@ def build_corpus(
     builder = CorpusBuilder(pretokenized)
     added: list[int | Skipped] = [0] * len(files)  # sentences of each file, or why it was skipped
     states: dict[int, tuple] = {}  # the prose tokenizer's state where a file's last piece ended
-    for i, size, job, piece in _read_pieces(files, sizes, pretokenized, piece_bytes(pretokenized, memory)):
+    for i, size, job, piece in _read_pieces(files, sizes, (pretokenized, builder.vocab), piece_bytes(pretokenized, memory)):
         if piece is None:  # read here, into the corpus itself
             added[i] = _read_into(builder, files[i])
         elif not isinstance(added[i], Skipped):
             state = states.get(i)
             if state is not None and not isinstance(piece, Skipped) and not ProseTokenizer.reads_as_plain(state):
-                piece = _read_piece(pretokenized, job, state)  # it was read as a document's start in vain
+                piece = _read_piece((pretokenized, builder.vocab), job, state)  # it was read as a document's start in vain
             if isinstance(piece, Skipped):
                 added[i] = added[i] or piece  # (sentences of earlier pieces stay learned)
             else:
                 states[i] = piece.state
-                added[i] += builder.add_document(piece.words, piece.ids, piece.sentences, same_document=added[i] > 0)
+                added[i] += builder.add_document(piece, same_document=added[i] > 0)
         done += size
         if progress:
             progress(done, total)
@@ -462,24 +462,29 @@ def piece_bytes(pretokenized: bool, memory: int | None = None) -> int:
 
 @dataclass
 class Piece:
-    """A file, or a range of its lines, read apart: its words in order of first appearance,
-    its id stream over them, its number of sentences, and the prose tokenizer's state at its
-    end (None for a whole file or pretokenized text). Ids are the piece's own: merging pieces
-    in order (``CorpusBuilder.add_document``) gives the ids of reading them in turn."""
+    """A file, or a range of its lines, read apart: its id stream, its number of sentences, and
+    the prose tokenizer's state at its end (None for a whole file or pretokenized text). It is
+    read against a copy of the corpus's vocabulary as it was when the reading process forked:
+    ids below ``known`` are the corpus's own, the others index ``words``, the words the copy
+    lacked, in order of first appearance. Merging pieces in order
+    (``CorpusBuilder.add_document``) gives the ids of reading them in turn."""
 
     words: list[str]
     ids: array
     sentences: int
+    known: int
     state: tuple | None = None
 
 
-def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool, piece_bytes: int):
+def _read_pieces(files: list[Path], sizes: list[int], reading: tuple[bool, VocabularyBuilder], piece_bytes: int):
     """(file index, share of its size, job, piece) in order: a piece is what ``_read_piece``
     gives for a file or for a range of whole lines of a large one, or None for a file to read in
     this process. A pretokenized file's lines are independent sentences; a prose file is cut
     after blank lines, each range read as a document's start, which the caller checks against
     where the range before it left the tokenizer. Tokenizing is most of a training's reading
-    time, so with enough text the pieces are read on both cores."""
+    time, so with enough text the pieces are read on both cores. ``reading``: whether the text is
+    pretokenized, and the corpus's vocabulary (see ``Piece``)."""
+    pretokenized = reading[0]
     jobs = []
     for i, (path, size) in enumerate(zip(files, sizes)):
         ranges, encoding = _line_ranges(path, size, piece_bytes, not pretokenized) if size > piece_bytes else (None, None)
@@ -495,7 +500,7 @@ def _read_pieces(files: list[Path], sizes: list[int], pretokenized: bool, piece_
     # each worker reads about PIECE_BYTES before a fresh one takes over; a fork every few small
     # files instead made reading Python's docs a fifth slower)
     per_worker = max(1, PIECE_BYTES * len(jobs) // max(1, sum(job[1] for job in jobs)))
-    pieces = ordered_map(_read_piece, [job[2:] for job in jobs], pretokenized, ahead=2 if pretokenized else 16, jobs_per_worker=per_worker)
+    pieces = ordered_map(_read_piece, [job[2:] for job in jobs], reading, ahead=2 if pretokenized else 16, jobs_per_worker=per_worker)
     yield from ((i, share, tuple(job), piece) for (i, share, *job), piece in zip(jobs, pieces))
 
 
@@ -524,12 +529,12 @@ def _line_ranges(path: Path, size: int, piece_bytes: int, after_blank_line: bool
         return None, None
 
 
-def _read_piece(pretokenized: bool, job: tuple[Path, str | None, int, int | None], state: tuple = ProseTokenizer.PLAIN):
+def _read_piece(reading: tuple[bool, VocabularyBuilder], job: tuple[Path, str | None, int, int | None], state: tuple = ProseTokenizer.PLAIN):
     """A job of ``_read_pieces``: a whole file (``end`` None) or its bytes from ``start`` to
     ``end``, prose read from the tokenizer ``state``."""
     path, encoding, start, end = job
     if end is None:
-        return read_document(path, pretokenized)
+        return read_document(path, reading)
     try:
         with open(path, "rb") as f:
             f.seek(start)
@@ -537,17 +542,32 @@ def _read_piece(pretokenized: bool, job: tuple[Path, str | None, int, int | None
     except OSError as exc:
         return Skipped(str(path), f"read error: {exc.strerror or exc}")
     text = data.decode(encoding if start == 0 else encoding.replace("-sig", ""), errors="replace")
-    local = CorpusBuilder(pretokenized, spill=False)
-    tokenizer = None if pretokenized else ProseTokenizer(state)
-    sentences = local.add_pretokenized(_blocks_of(text)) if pretokenized else local.add_lines(split_lines(text), tokenizer)
-    return Piece(local.vocab.tokens, local.ids.buffer, sentences, tokenizer and tokenizer.state)
+    local = _reading_apart(reading)
+    tokenizer = None if local.pretokenized else ProseTokenizer(state)
+    sentences = local.add_pretokenized(_blocks_of(text)) if local.pretokenized else local.add_lines(split_lines(text), tokenizer)
+    return _piece(local, reading, sentences, tokenizer and tokenizer.state)
 
 
-def read_document(path: Path, pretokenized: bool) -> Piece | Skipped:
+def read_document(path: Path, reading: tuple[bool, VocabularyBuilder]) -> Piece | Skipped:
     """One whole file read apart (see ``Piece``), or Skipped with the reason."""
-    local = CorpusBuilder(pretokenized, spill=False)
+    local = _reading_apart(reading)
     sentences = _read_into(local, path)
-    return sentences if isinstance(sentences, Skipped) else Piece(local.vocab.tokens, local.ids.buffer, sentences)
+    return sentences if isinstance(sentences, Skipped) else _piece(local, reading, sentences)
+
+
+def _reading_apart(reading: tuple[bool, VocabularyBuilder]) -> "CorpusBuilder":
+    """A builder for a piece read apart, on a copy of the corpus's vocabulary: once the first
+    pieces are merged, few words of a piece are new to it, and known words are looked up in one
+    pass (``VocabularyBuilder.add_array``)."""
+    pretokenized, vocab = reading
+    local = CorpusBuilder(pretokenized, spill=False)
+    local.vocab = vocab.copy()
+    return local
+
+
+def _piece(local: "CorpusBuilder", reading: tuple[bool, VocabularyBuilder], sentences: int, state: tuple | None = None) -> Piece:
+    known = len(reading[1].tokens)
+    return Piece(local.vocab.tokens[known:], local.ids.buffer, sentences, known, state)
 
 
 def _read_into(builder: "CorpusBuilder", path: Path):

@@ -257,10 +257,25 @@ class VocabularyBuilder:
             out = list(map(self.ids.__getitem__, tokens))
         return out
 
+    def copy(self) -> "VocabularyBuilder":
+        """A builder that goes on from this one's words and leaves this one as it is."""
+        twin = VocabularyBuilder.__new__(VocabularyBuilder)
+        twin.tokens, twin.ids = list(self.tokens), dict(self.ids)
+        return twin
+
     def add_array(self, tokens: list[str]) -> np.ndarray:
-        """``add`` as an int32 array, for long lists."""
-        self._add_new(tokens)
-        return np.fromiter(map(self.ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+        """``add`` as an int32 array, for long lists: looked up in one pass where few words are
+        new (the None of an unknown word reads as NaN, and those few get ids one by one), the
+        distinct words found first where many are."""
+        ids = np.array(list(map(self.ids.get, tokens)), dtype=np.float64)
+        unknown = np.flatnonzero(np.isnan(ids))
+        if len(unknown) > len(tokens) // 64:
+            self._add_new(tokens)
+            return np.fromiter(map(self.ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+        for j in unknown.tolist():
+            self._add_new((tokens[j],))
+            ids[j] = self.ids[tokens[j]]
+        return ids.astype(np.int32)
 
     def _add_new(self, tokens: list[str]) -> None:
         """Give the words of ``tokens`` not known yet the next ids, in order of first appearance.

@@ -190,3 +190,8 @@ def test_vocabulary_builder_gives_ids_by_first_appearance_however_the_words_arri
     assert mixed.add(words[:4]) + mixed.add_array(words[4:8]).tolist() + mixed.add(words[8:]) == ids
     assert one.tokens == bulk.tokens == mixed.tokens == [*SPECIALS, "b", "a", "c", "d", "e"]
     assert ids[4] == NEWLINE and ids[-1] == SPECIALS.index("<s>")
+    # A vocabulary that knows nearly every word looks the rest up one by one: the same ids.
+    later = words * 30 + ["zz", "b", "zz", "yy"]
+    warm = one.copy()
+    assert warm.add_array(later).tolist() == [one.add([w])[0] for w in later]
+    assert warm.tokens == one.tokens == [*SPECIALS, "b", "a", "c", "d", "e", "zz", "yy"] and len(bulk.tokens) == 8

@@ -240,6 +240,9 @@ def _all_strings(items: list) -> bool:
     return True
 
 
+_PROBE, _FEW = 1024, 64  # add_array: the words it looks at first; "few new words" is under one in this many
+
+
 class VocabularyBuilder:
     """Assigns ids by first appearance while a corpus streams past, then prunes on request.
     A line's end ("\\n", which no token holds) is looked up as NEWLINE, as in ``line_ids``."""
@@ -265,17 +268,18 @@ class VocabularyBuilder:
 
     def add_array(self, tokens: list[str]) -> np.ndarray:
         """``add`` as an int32 array, for long lists: looked up in one pass where few words are
-        new (the None of an unknown word reads as NaN, and those few get ids one by one), the
-        distinct words found first where many are."""
-        ids = np.array(list(map(self.ids.get, tokens)), dtype=np.float64)
-        unknown = np.flatnonzero(np.isnan(ids))
-        if len(unknown) > len(tokens) // 64:
-            self._add_new(tokens)
-            return np.fromiter(map(self.ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))
-        for j in unknown.tolist():
-            self._add_new((tokens[j],))
-            ids[j] = self.ids[tokens[j]]
-        return ids.astype(np.int32)
+        new, as the first ones tell (the None of an unknown word reads as NaN, and those few get
+        ids one by one); where many are, the distinct words are found first."""
+        if list(map(self.ids.get, tokens[:_PROBE])).count(None) * _FEW <= min(len(tokens), _PROBE):
+            ids = np.array(list(map(self.ids.get, tokens)), dtype=np.float64)
+            unknown = np.flatnonzero(np.isnan(ids))
+            if len(unknown) * _FEW <= len(tokens):
+                for j in unknown.tolist():
+                    self._add_new((tokens[j],))
+                    ids[j] = self.ids[tokens[j]]
+                return ids.astype(np.int32)
+        self._add_new(tokens)
+        return np.fromiter(map(self.ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))
 
     def _add_new(self, tokens: list[str]) -> None:
         """Give the words of ``tokens`` not known yet the next ids, in order of first appearance.

@@ -464,9 +464,9 @@ def piece_bytes(pretokenized: bool, memory: int | None = None) -> int:
 class Piece:
     """A file, or a range of its lines, read apart: its id stream, its number of sentences, and
     the prose tokenizer's state at its end (None for a whole file or pretokenized text). It is
-    read against a copy of the corpus's vocabulary as it was when the reading process forked:
-    ids below ``known`` are the corpus's own, the others index ``words``, the words the copy
-    lacked, in order of first appearance. Merging pieces in order
+    read against a copy of the corpus's vocabulary as it was when the reading process forked (or
+    its special tokens only, see ``_reading_apart``): ids below ``known`` are the corpus's own,
+    the others index ``words``, the words the copy lacked, in order of first appearance. Merging pieces in order
     (``CorpusBuilder.add_document``) gives the ids of reading them in turn."""
 
     words: list[str]
@@ -542,32 +542,33 @@ def _read_piece(reading: tuple[bool, VocabularyBuilder], job: tuple[Path, str | 
     except OSError as exc:
         return Skipped(str(path), f"read error: {exc.strerror or exc}")
     text = data.decode(encoding if start == 0 else encoding.replace("-sig", ""), errors="replace")
-    local = _reading_apart(reading)
+    local, known = _reading_apart(reading)
     tokenizer = None if local.pretokenized else ProseTokenizer(state)
     sentences = local.add_pretokenized(_blocks_of(text)) if local.pretokenized else local.add_lines(split_lines(text), tokenizer)
-    return _piece(local, reading, sentences, tokenizer and tokenizer.state)
+    return Piece(local.vocab.tokens[known:], local.ids.buffer, sentences, known, tokenizer and tokenizer.state)
 
 
 def read_document(path: Path, reading: tuple[bool, VocabularyBuilder]) -> Piece | Skipped:
     """One whole file read apart (see ``Piece``), or Skipped with the reason."""
-    local = _reading_apart(reading)
+    local, known = _reading_apart(reading)
     sentences = _read_into(local, path)
-    return sentences if isinstance(sentences, Skipped) else _piece(local, reading, sentences)
+    return sentences if isinstance(sentences, Skipped) else Piece(local.vocab.tokens[known:], local.ids.buffer, sentences, known)
 
 
-def _reading_apart(reading: tuple[bool, VocabularyBuilder]) -> "CorpusBuilder":
-    """A builder for a piece read apart, on a copy of the corpus's vocabulary: once the first
-    pieces are merged, few words of a piece are new to it, and known words are looked up in one
-    pass (``VocabularyBuilder.add_array``)."""
+COPIED_WORDS = 1 << 17  # a larger vocabulary is not copied for each piece (about 150 bytes a word in each reading process)
+
+
+def _reading_apart(reading: tuple[bool, VocabularyBuilder]) -> tuple["CorpusBuilder", int]:
+    """A builder for a piece read apart, and how many ids it starts with. It goes on from a copy
+    of the corpus's vocabulary where that is small enough: once the first pieces are merged, few
+    words of a piece are new to it, and the known ones are looked up in one pass
+    (``VocabularyBuilder.add_array``). Otherwise it starts from the special tokens, whose ids are
+    the same everywhere."""
     pretokenized, vocab = reading
     local = CorpusBuilder(pretokenized, spill=False)
-    local.vocab = vocab.copy()
-    return local
-
-
-def _piece(local: "CorpusBuilder", reading: tuple[bool, VocabularyBuilder], sentences: int, state: tuple | None = None) -> Piece:
-    known = len(reading[1].tokens)
-    return Piece(local.vocab.tokens[known:], local.ids.buffer, sentences, known, state)
+    if len(vocab.tokens) <= COPIED_WORDS:
+        local.vocab = vocab.copy()
+    return local, len(local.vocab.tokens)
 
 
 def _read_into(builder: "CorpusBuilder", path: Path):

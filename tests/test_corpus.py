@@ -195,3 +195,26 @@ def test_vocabulary_builder_gives_ids_by_first_appearance_however_the_words_arri
     warm = one.copy()
     assert warm.add_array(later).tolist() == [one.add([w])[0] for w in later]
     assert warm.tokens == one.tokens == [*SPECIALS, "b", "a", "c", "d", "e", "zz", "yy"] and len(bulk.tokens) == 8
+
+
+def test_a_piece_merges_alike_read_on_a_copy_of_the_vocabulary_or_on_its_special_tokens_only(tmp_path, monkeypatch):
+    # A reading process goes on from a copy of the corpus's vocabulary, unless it is too large
+    # to copy; either way the merged ids and words are those of reading the text in place.
+    import engine.corpus as corpus
+    from engine.vocab import VocabularyBuilder
+
+    path = tmp_path / "t.txt"
+    path.write_text("a b c\nb d e\n" * 50 + "f g\n")
+    known = VocabularyBuilder()
+    known.add([f"w{i}" for i in range(10)] + ["a", "b"])
+    in_place = corpus.CorpusBuilder(True)
+    in_place.vocab = known.copy()
+    in_place.add_pretokenized([path.read_text()])
+    for cap, new_words in ((1 << 17, ["c", "d", "e", "f", "g"]), (3, ["a", "b", "c", "d", "e", "f", "g"])):
+        monkeypatch.setattr(corpus, "COPIED_WORDS", cap)
+        piece = corpus._read_piece((True, known), (path, "utf-8", 0, path.stat().st_size))
+        assert piece.words == new_words
+        merged = corpus.CorpusBuilder(True)
+        merged.vocab = known.copy()
+        merged.add_document(piece)
+        assert merged.ids.buffer.tolist() == in_place.ids.buffer.tolist() and merged.vocab.tokens == in_place.vocab.tokens

@@ -466,8 +466,9 @@ class Piece:
     the prose tokenizer's state at its end (None for a whole file or pretokenized text). It is
     read against a copy of the corpus's vocabulary as it was when the reading process forked (or
     its special tokens only, see ``_reading_apart``): ids below ``known`` are the corpus's own,
-    the others index ``words``, the words the copy lacked, in order of first appearance. Merging pieces in order
-    (``CorpusBuilder.add_document``) gives the ids of reading them in turn."""
+    the others index ``words``, the words the copy lacked, in order of first appearance.
+    Merging pieces in order (``CorpusBuilder.add_document``) gives the ids of reading them in
+    turn."""
 
     words: list[str]
     ids: array

@@ -268,15 +268,15 @@ class VocabularyBuilder:
 
     def add_array(self, tokens: list[str]) -> np.ndarray:
         """``add`` as an int32 array, for long lists: looked up in one pass where few words are
-        new, as the first ones tell (the None of an unknown word reads as NaN, and those few get
-        ids one by one); where many are, the distinct words are found first."""
+        new, as the first ones tell (the None of an unknown word reads as NaN, and those few are
+        added after); where many are, the distinct words are found first."""
         if list(map(self.ids.get, tokens[:_PROBE])).count(None) * _FEW <= min(len(tokens), _PROBE):
             ids = np.array(list(map(self.ids.get, tokens)), dtype=np.float64)
             unknown = np.flatnonzero(np.isnan(ids))
             if len(unknown) * _FEW <= len(tokens):
-                for j in unknown.tolist():
-                    self._add_new((tokens[j],))
-                    ids[j] = self.ids[tokens[j]]
+                new = [tokens[j] for j in unknown.tolist()]
+                self._add_new(new)
+                ids[unknown] = list(map(self.ids.__getitem__, new))
                 return ids.astype(np.int32)
         self._add_new(tokens)
         return np.fromiter(map(self.ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from itertools import chain, islice
 from typing import Callable, Iterable, Iterator
 
 _shared: object = None  # what the jobs read, handed to the forked workers without pickling
@@ -46,13 +47,15 @@ def map_on_two_threads(function: Callable, items: list) -> list:
 
 def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead: int = 2, jobs_per_worker: int | None = None) -> Iterator:
     """``function(shared, job)`` for each job, results in the jobs' order: on two forked
-    processes where ``two_cores()`` (``function`` must be a module-level function), else here,
-    one after another. At most ``ahead`` results wait for the caller, so memory follows the
+    processes where ``two_cores()`` and there are two jobs or more (``function`` must be a
+    module-level function), else here, one after another. At most ``ahead`` results wait for the caller, so memory follows the
     caller's pace, not the number of jobs; with ``jobs_per_worker``, a worker is replaced by a
     fresh fork after that many (what the allocator keeps of freed memory goes with it)."""
     global _shared
-    if not two_cores():
-        for job in jobs:
+    jobs = iter(jobs)
+    head = list(islice(jobs, 2))
+    if len(head) < 2 or not two_cores():
+        for job in chain(head, jobs):
             yield function(shared, job)
         return
     import multiprocessing
@@ -62,7 +65,7 @@ def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead
     try:
         with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=jobs_per_worker) as pool:
             pending: deque = deque()
-            for job in jobs:
+            for job in chain(head, jobs):
                 pending.append(pool.apply_async(_run, ((function, job),)))
                 if len(pending) > ahead:
                     yield pending.popleft().get()

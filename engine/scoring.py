@@ -133,12 +133,8 @@ def perplexity_of_ids(model: LanguageModel, batches: Iterable[tuple[np.ndarray, 
     """``perplexity`` of id streams already made, each with its number of sentences. A text of
     several batches is scored on two forked processes while this one reads the next batches
     (engine.parallel): reading and scoring took about as long as each other, one after the other."""
-    batches = iter(batches)
-    head = list(islice(batches, 2))
-    several = len(head) > 1
-    work = ordered_map(_perplexity_batch, chain(head, batches), model) if several else (_perplexity_batch(model, batch) for batch in head)
     total = Perplexity()
-    for result in work:
+    for result in ordered_map(_perplexity_batch, batches, model):
         total.add(result)
     return total
 
@@ -256,8 +252,7 @@ def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Col
     caller writes the last (engine.parallel)."""
     batches = iter(batches)
     head = collections.deque(islice(batches, 2))
-    several = len(head) > 1
-    if several:  # (what a model builds on first use, the n-gram's bigram summary, built once before the fork)
+    if len(head) > 1:  # (what a model builds on first use, the n-gram's bigram summary, built once before the fork)
         ids = head[0][0]
         model.token_stats(ids[: np.flatnonzero(ids == EOS_ID)[0] + 1])
     waiting: collections.deque = collections.deque()  # (read and sent to be ranked: at most two batches)
@@ -267,8 +262,7 @@ def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Col
             waiting.append((ids, columns))
             yield ids
 
-    work = ordered_map(_token_stats, jobs(), model, ahead=1) if several else (model.token_stats(ids) for ids in jobs())
-    for logprob, rank, entropy in work:
+    for logprob, rank, entropy in ordered_map(_token_stats, jobs(), model, ahead=1):
         ids, (tokens, starts, ends) = waiting.popleft()
         scored = ids != BOS_ID
         yield ScoredBatch(tokens, starts, ends, logprob[scored], rank[scored], entropy[scored], ids[scored] == UNK_ID)

@@ -299,3 +299,42 @@ def test_ngram_ranks_in_pieces_equal_ranks_at_once(small_corpus, monkeypatch):
     pieces = model.token_stats(ids)
     for a, b in zip(whole, pieces):
         assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("variant", ["plain", "pruned", "quantized"])
+def test_ngram_ranks_from_contexts_kept_between_calls_equal_every_distribution(small_corpus, monkeypatch, variant):
+    """Ranking keeps the contexts it has worked out with the model for later calls, until its
+    room is full: ranks and entropies from kept contexts, from fresh ones and from a mixture
+    equal building every distribution, for a plain model, a pruned one (whose lower-order
+    values carry backoffs) and a quantized one."""
+    import plugins.ngram.stats as stats
+    from engine.model import LanguageModel
+
+    model = backends()["ngram"].cls.fit(small_corpus, backends()["ngram"].cls.Options(order=4))
+    if variant == "pruned":
+        model = model.pruned(ngrams=sum(len(k) for k in model.keys) * 2 // 3)
+    elif variant == "quantized":
+        model = model.quantized()
+    monkeypatch.setattr(stats, "KEPT_FROM", 1)
+    monkeypatch.setattr(stats, "KEPT_VALUES", 40)  # room for a few contexts only: later ones are worked out each call
+    texts = [HELD_OUT, HELD_OUT + " The cat sat on the mat. The fox ran over the dog.", "The dog sat on the log. " + HELD_OUT]
+    for text in texts:
+        ids = encode(model, tokenize(text))
+        fast, slow = model.token_stats(ids), LanguageModel.token_stats(model, ids)
+        assert np.array_equal(fast[1], slow[1])
+        assert np.allclose(fast[2], slow[2], atol=model.score_tolerance, equal_nan=True)
+    kept = model._ranking[2]
+    assert 0 < kept.filled <= 40 and len(kept.table.contexts) > 1
+
+
+def test_values_sorted_within_their_groups_as_lexsort_sorts_them():
+    """The packed sorts ranking uses, float32 and float64, against ``np.lexsort``."""
+    from plugins.ngram.stats import _sorted_within, _sorted_within_float64
+
+    rng = np.random.default_rng(3)
+    groups = np.sort(rng.integers(0, 50, 2000))
+    values = np.concatenate([-rng.random(1990) * 7, [0.0, -0.0, -1e-30, 1e-30, -7.5, -7.5, 3.0, -np.inf, -2.0, -2.0]])
+    expected = values[np.lexsort((values, groups))]
+    assert np.array_equal(_sorted_within_float64(groups, values), expected)
+    values32 = values.astype(np.float32)
+    assert np.array_equal(_sorted_within(groups, values32), values32[np.lexsort((values32, groups))])

@@ -77,6 +77,7 @@ class NgramModel(LanguageModel):
         self.facts = facts or {}
         self.V = len(vocab)
         self._bigram_summary = None
+        self._ranking = {}  # context length -> the contexts ranking has worked out (plugins.ngram.stats)
         if options.smoothing == "add-k":
             self._totals = [self._context_totals(k) for k in range(len(keys))]
 

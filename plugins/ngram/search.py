@@ -6,14 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def lookup(keys: np.ndarray, context: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:
-    """Index of each (context index, word) n-gram in ``keys``, -1 where absent or context is -1."""
+def lookup(keys: np.ndarray, context: np.ndarray, words: np.ndarray, V: int, clustered: bool = False) -> np.ndarray:
+    """Index of each (context index, word) n-gram in ``keys``, -1 where absent or context is -1.
+    ``clustered``: the contexts come in ascending order, each one's words in a few ascending
+    runs; the keys are then searched as they come (sorting them first would cost more)."""
     out = np.full(len(words), -1, dtype=np.int64)
     ok = context >= 0
     if not ok.any() or len(keys) == 0:
         return out
     key = context[ok].astype(np.uint64) * np.uint64(V) + words[ok].astype(np.uint64)
-    pos = np.minimum(sorted_search(keys, key), len(keys) - 1)
+    pos = np.minimum(np.searchsorted(keys, key) if clustered else sorted_search(keys, key), len(keys) - 1)
     found = keys[pos] == key
     sub = np.full(len(key), -1, dtype=np.int64)
     sub[found] = pos[found]

@@ -11,6 +11,7 @@ vectorised over positions; the result equals building each distribution (a test 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +108,8 @@ def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored
     plus D_{j-1}. So #{v: D_j(v) > x} = #{continuations above x} + #{v: D_{j-1}(v) > x - b}
     - #{continuations whose D_{j-1} is above x - b}, and the sums that give the entropy follow
     the same way. Level 1 comes from the model's bigram summary; each longer context is worked
-    out once per batch however often it recurs ("of the" has thousands of continuations)."""
+    out once however often it recurs ("of the" has thousands of continuations): once a batch,
+    and once a process where it has enough continuations to be kept (``_Kept``)."""
     summary = bigram_summary(model)
     V, N = model.V, model.order
     pos = np.flatnonzero(ids != BOS_ID)
@@ -126,47 +128,122 @@ def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored
     unigram_part = len(summary.unigram_sorted) - np.searchsorted(summary.unigram_sorted, x[1] - bo1, side="right")
     rank = 1 + count_greater(summary.lp_sorted, lo1, hi1, x[1]) + unigram_part - count_greater(summary.u_sorted, lo1, hi1, x[1] - bo1)
     for j in range(2, N):
-        level = _Level(model, j, contexts)
-        if level.empty:
-            continue
-        at, bo = level.position_index, backoffs[j - 1][level.positions]
-        lo, hi = level.lo[at], level.hi[at]
-        rank[level.positions] += count_greater(level.p_sorted, lo, hi, x[j][level.positions])
-        rank[level.positions] -= count_greater(level.low_sorted, lo, hi, x[j - 1][level.positions])
-        e0, e1 = E0[level.positions], E1[level.positions]
-        s = level.sums[:, at]
-        E0[level.positions] = s[0] + 10**bo * (e0 - s[2])
-        E1[level.positions] = s[1] + 10**bo * (e1 + bo * e0 - s[3] - bo * s[2])
+        for at, lo, hi, sums, table in _level_parts(model, j, contexts[:j]):
+            bo = backoffs[j - 1][at]
+            rank[at] += count_greater(table.p_sorted, lo, hi, x[j][at])
+            rank[at] -= count_greater(table.low_sorted, lo, hi, x[j - 1][at])
+            e0, e1 = E0[at], E1[at]
+            E0[at] = sums[0] + 10**bo * (e0 - sums[2])
+            E1[at] = sums[1] + 10**bo * (e1 + bo * e0 - sums[3] - bo * sums[2])
     return pos, rank, -LOG2_10 * E1
 
 
-class _Level:
-    """The distinct contexts of length j in a batch, each with its continuations' values (p,
-    and D_{j-1} of the same words) sorted within its run, and their sums
-    (10^p, 10^p p, 10^low, 10^low low)."""
+@dataclass
+class _Table:
+    """Contexts of one length worked out for ranking: each one's continuations' values (p, and
+    D_{j-1} of the same words) sorted within its run ``[lo, hi)`` of ``p_sorted`` and
+    ``low_sorted``, and their sums (10^p, 10^p p, 10^low, 10^low low)."""
 
-    def __init__(self, model, j: int, contexts: list[np.ndarray]):
-        V = model.V
-        c = contexts[j - 1]
-        self.positions = np.flatnonzero(c >= 0)
-        self.empty = len(self.positions) == 0
-        if self.empty:
-            return
-        unique, first, self.position_index, _ = unique_inverse(c[self.positions], first=True)
-        lo, hi = _runs(model.keys[j], unique, V)
-        q, idx = _expand(lo, hi)
-        words = (model.keys[j][idx] % np.uint64(V)).astype(np.int64)
-        p32 = np.asarray(model.logp[j][idx], dtype=np.float32)
-        p = p32.astype(np.float64)
-        # The shorter contexts of each distinct one (its suffixes): those of its first position.
-        lower = [contexts[i - 1][self.positions[first]][q] for i in range(1, j)]
-        low = _lower_values(model, words, lower)
-        n = len(unique)
-        self.sums = np.vstack([np.bincount(q, weights=w, minlength=n) for w in (10**p, 10**p * p, 10**low, 10**low * low)])
-        self.p_sorted = _sorted_within(q, p32).astype(np.float64)
-        self.low_sorted = _sorted_within_float64(q, low)
-        ends = np.cumsum(hi - lo)
-        self.lo, self.hi = ends - (hi - lo), ends
+    contexts: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    sums: np.ndarray  # (4, contexts)
+    p_sorted: np.ndarray
+    low_sorted: np.ndarray
+
+    def rows(self, contexts: np.ndarray) -> np.ndarray:
+        """Each context's row, -1 where absent (``self.contexts`` ascending)."""
+        at = np.minimum(np.searchsorted(self.contexts, contexts), max(len(self.contexts) - 1, 0))
+        found = self.contexts[at] == contexts if len(self.contexts) else np.zeros(len(contexts), dtype=bool)
+        return np.where(found, at, -1)
+
+
+def _level_parts(model, j: int, contexts: list[np.ndarray]):
+    """(positions, runs, sums, table) for the positions whose context of length j is known:
+    the contexts worked out in earlier batches (kept with the model), then the others, worked
+    out now, once each however often they recur in the batch."""
+    c = contexts[j - 1]
+    positions = np.flatnonzero(c >= 0)
+    if len(positions) == 0:
+        return
+    unique, first, inverse, _ = unique_inverse(c[positions], first=True)
+    kept = model._ranking.setdefault(j, _Kept())
+    new = kept.table.rows(unique) < 0
+    fresh = None
+    if new.any():
+        fresh = _work_out(model, j, unique[new], [shorter[positions[first[new]]] for shorter in contexts[:-1]])
+        kept.add(fresh)
+    table = kept.table  # (what this thread reads, whatever another adds meanwhile)
+    row = table.rows(unique)[inverse]
+    here = row >= 0
+    r = row[here]
+    yield positions[here], table.lo[r], table.hi[r], table.sums[:, r], table
+    if fresh is not None and not here.all():
+        fresh_row = (np.cumsum(new) - 1)[inverse[~here]]  # (every context not kept is a new one)
+        yield positions[~here], fresh.lo[fresh_row], fresh.hi[fresh_row], fresh.sums[:, fresh_row], fresh
+
+
+def _work_out(model, j: int, unique: np.ndarray, lower: list[np.ndarray]) -> _Table:
+    """The table of distinct contexts ``unique`` of length j, given each one's shorter
+    contexts (``lower[i - 1]`` of length i), rows in the order given."""
+    V = model.V
+    # Taken in order of their suffix (the context a word shorter): their continuations'
+    # lower-order n-grams are then looked up in clusters of ascending keys, with no sort.
+    order = np.argsort(lower[-1], kind="stable")
+    lo, hi = _runs(model.keys[j], unique[order], V)
+    q, idx = _expand(lo, hi)
+    words = (model.keys[j][idx] % np.uint64(V)).astype(np.int64)
+    p32 = np.asarray(model.logp[j][idx], dtype=np.float32)
+    p = p32.astype(np.float64)
+    low = _lower_values(model, words, [shorter[order][q] for shorter in lower])
+    sums = np.vstack([np.bincount(q, weights=w, minlength=len(unique)) for w in (10**p, 10**p * p, 10**low, 10**low * low)])
+    low32 = low.astype(np.float32)
+    if np.array_equal(low32, low):  # every value a stored one (no backoff added): sorted as p is, in one sort
+        low_sorted = _sorted_within(q, low32).astype(np.float64)
+    else:
+        low_sorted = _sorted_within_float64(q, low)
+    ends = np.cumsum(hi - lo)
+    place = np.empty_like(order)
+    place[order] = np.arange(len(order))
+    return _Table(unique, (ends - (hi - lo))[place], ends[place], sums[:, place], _sorted_within(q, p32), low_sorted)
+
+
+KEPT_VALUES = 1 << 20  # values kept per context length: 12 MB at most
+KEPT_FROM = 8  # continuations a context needs to be kept: fewer are cheaper to work out again
+
+
+class _Kept:
+    """The contexts of one length worked out in earlier batches, kept with the model: a context
+    that recurs (the frequent ones, with the most continuations, recur most) is worked out once
+    a process, not once a batch. Values are written in place past every run a table handed out
+    covers, and the table (contexts ascending) is replaced whole, so threads read without a lock."""
+
+    def __init__(self):
+        self.table = _Table(*(np.zeros(0, dtype=np.int64),) * 3, np.zeros((4, 0)), np.zeros(0, dtype=np.float32), np.zeros(0))
+        self.filled = 0
+        self.lock = threading.Lock()
+
+    def add(self, fresh: _Table) -> None:
+        """Keep those of ``fresh``'s contexts worth keeping, while there is room."""
+        with self.lock:
+            table, sizes = self.table, fresh.hi - fresh.lo
+            take = np.flatnonzero((sizes >= KEPT_FROM) & (table.rows(fresh.contexts) < 0))
+            take = take[: np.searchsorted(np.cumsum(sizes[take]), KEPT_VALUES - self.filled, side="right")]
+            if len(take) == 0:
+                return
+            if self.filled == 0:
+                p_sorted, low_sorted = np.empty(KEPT_VALUES, dtype=np.float32), np.empty(KEPT_VALUES)
+            else:
+                p_sorted, low_sorted = table.p_sorted, table.low_sorted
+            _, idx = _expand(fresh.lo[take], fresh.hi[take])
+            ends = self.filled + np.cumsum(sizes[take])
+            p_sorted[self.filled : ends[-1]] = fresh.p_sorted[idx]
+            low_sorted[self.filled : ends[-1]] = fresh.low_sorted[idx]
+            self.filled = int(ends[-1])
+            contexts = np.concatenate((table.contexts, fresh.contexts[take]))
+            order = np.argsort(contexts)
+            runs = [np.concatenate(pair)[order] for pair in ((table.lo, ends - sizes[take]), (table.hi, ends))]
+            self.table = _Table(contexts[order], *runs, np.hstack((table.sums, fresh.sums[:, take]))[:, order], p_sorted, low_sorted)
 
 
 def _sorted_within(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -199,7 +276,7 @@ def _lower_values(model, words: np.ndarray, lower: list[np.ndarray]) -> np.ndarr
     shift = np.zeros(len(words))
     for i in range(len(lower), 0, -1):
         c = lower[i - 1][todo]
-        idx = lookup(model.keys[i], c, words[todo], model.V)
+        idx = lookup(model.keys[i], c, words[todo], model.V, clustered=i == len(lower))  # (see _work_out)
         hit = idx >= 0
         value[todo[hit]] = model.logp[i][idx[hit]].astype(np.float64) + shift[hit]
         todo, c, shift = todo[~hit], c[~hit], shift[~hit]

@@ -327,14 +327,41 @@ def test_ngram_ranks_from_contexts_kept_between_calls_equal_every_distribution(s
     assert 0 < kept.filled <= 40 and len(kept.table.contexts) > 1
 
 
-def test_values_sorted_within_their_groups_as_lexsort_sorts_them():
-    """The packed sorts ranking uses, float32 and float64, against ``np.lexsort``."""
-    from plugins.ngram.stats import _sorted_within, _sorted_within_float64
+
+def test_ngram_ranks_where_lower_order_ngrams_are_missing_equal_every_distribution(tmp_path):
+    """An imported ARPA file may hold "a b c" without "b c" (pruned by another tool): the
+    lower-order value of c after "a b" then carries b's backoff, and ranking codes such values
+    by their place among all of them rather than by their float32 bits."""
+    from engine.model import LanguageModel
+
+    arpa = tmp_path / "missing.arpa"
+    arpa.write_text(
+        "\\data\\\nngram 1=7\nngram 2=6\nngram 3=3\n\n\\1-grams:\n"
+        "-1.2\t</s>\n-99\t<s>\t-0.4\n-2.0\t<unk>\n-0.9\ta\t-0.3\n-1.1\tb\t-0.3\n-1.3\tc\t-0.2\n-0.7\td\t-0.1\n\n"
+        "\\2-grams:\n-0.5\t<s> a\t-0.2\n-0.6\ta b\t-0.15\n-0.8\tb d\t-0.1\n-0.9\ta c\n-0.4\tc </s>\n-0.3\td </s>\n\n"
+        "\\3-grams:\n-0.2\t<s> a b\n-0.1\ta b c\n-0.35\ta b d\n\n\\end\\\n"
+    )
+    model = backends()["ngram"].cls.from_arpa(arpa)
+    ids = encode(model, tokenize("a b c. a b d. b c a. a b c d.", pretokenized=False))
+    fast, slow = model.token_stats(ids), LanguageModel.token_stats(model, ids)
+    assert np.array_equal(fast[1], slow[1])
+    assert np.allclose(fast[2], slow[2], atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_run_values_count_what_exceeds_a_threshold_as_counting_does(dtype):
+    """Ranking's counts of values above a threshold within a run, against counting them."""
+    from plugins.ngram.stats import RunValues
 
     rng = np.random.default_rng(3)
-    groups = np.sort(rng.integers(0, 50, 2000))
-    values = np.concatenate([-rng.random(1990) * 7, [0.0, -0.0, -1e-30, 1e-30, -7.5, -7.5, 3.0, -np.inf, -2.0, -2.0]])
-    expected = values[np.lexsort((values, groups))]
-    assert np.array_equal(_sorted_within_float64(groups, values), expected)
-    values32 = values.astype(np.float32)
-    assert np.array_equal(_sorted_within(groups, values32), values32[np.lexsort((values32, groups))])
+    runs = np.sort(rng.integers(0, 40, 3000))
+    values = (-rng.random(3000) * 7).astype(dtype)
+    values[:8] = [0.0, -0.0, -1e-30, 1e-30, -7.5, -7.5, -np.inf, -2.0]
+    stored = RunValues.of(runs, values)
+    assert (stored.codebook is None) == (dtype == np.float32)
+    ends = np.cumsum(np.bincount(runs, minlength=40))
+    run = rng.integers(0, 40, 500)
+    x = np.concatenate([values[rng.integers(0, 3000, 250)].astype(np.float64), -rng.random(250) * 8])
+    x[:4] = [-7.5, -np.inf, 0.0, np.nextafter(np.float64(np.float32(-2.0)), 0)]
+    expected = [int((values[runs == r] > t).sum()) for r, t in zip(run, x)]
+    assert stored.count_greater(run, ends[run], x).tolist() == expected

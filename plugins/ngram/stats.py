@@ -24,11 +24,58 @@ LOG2_10 = math.log2(10)
 
 
 @dataclass
-class BigramSummary:
-    """Per bigram context (a word): its continuations sorted within their run, and sums."""
+class RunValues:
+    """Values sorted within numbered runs (run numbers ascending along the array), held as one
+    sorted array of keys, each a run number above a code that sorts as the value does: how many
+    of a run's values exceed a threshold is then one ``np.searchsorted`` for all positions (a
+    binary search stepped in numpy took 3-5 times as long). A float32's code is its bits made to
+    sort as the float does; float64 values (a lower-order value with backoffs added) are coded
+    by their place among all of them (``codebook``, ascending)."""
 
-    lp_sorted: np.ndarray  # log10 p of the continuations, ascending within each context's run
-    u_sorted: np.ndarray  # unigram log10 p of the same words, ascending within each run
+    keys: np.ndarray  # uint64: run << 32 | code, ascending
+    codebook: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, runs: np.ndarray, values: np.ndarray) -> "RunValues":
+        """``values`` (float32, or float64) in runs numbered ``runs`` (ascending)."""
+        values32 = values.astype(np.float32)
+        if values.dtype == np.float32 or np.array_equal(values32, values):
+            return cls(np.sort(runs.astype(np.uint64) << RUN_SHIFT | _float_codes(values32)))
+        order = np.argsort(values)
+        place = np.empty(len(values), dtype=np.uint64)
+        place[order] = np.arange(len(values), dtype=np.uint64)
+        return cls(np.sort(runs.astype(np.uint64) << RUN_SHIFT | place), values[order])
+
+    def count_greater(self, runs: np.ndarray, ends: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """How many values of each run (numbered ``runs``, ending before index ``ends`` of the
+        keys) exceed ``x``: the run's end less the first key past its values at most x."""
+        if self.codebook is None:
+            x32 = x.astype(np.float32)
+            x32 = np.where(x32 > x, np.nextafter(x32, np.float32(-np.inf)), x32)  # the largest float32 at most x
+            below = _float_codes(x32) + np.uint64(1)  # (codes of the values at most x are below this)
+        else:
+            below = np.searchsorted(self.codebook, x, side="right").astype(np.uint64)
+        return ends - sorted_search(self.keys, runs.astype(np.uint64) << RUN_SHIFT | below)
+
+
+RUN_SHIFT = np.uint64(32)
+CODE_MASK = np.uint64(0xFFFFFFFF)
+
+
+def _float_codes(values: np.ndarray) -> np.ndarray:
+    """float32 values as uint64 codes below 2^32 in the values' order (negative floats' bits
+    flipped, positive floats' sign bit set)."""
+    bits = values.view(np.uint32)
+    return (bits ^ np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))).astype(np.uint64)
+
+
+@dataclass
+class BigramSummary:
+    """Per bigram context (a word, its own run number): its continuations' values, and sums."""
+
+    lp: RunValues  # log10 p of the continuations
+    u: RunValues  # unigram log10 p of the same words
+    ends: np.ndarray  # per context: where its run ends
     p_sum: np.ndarray  # per context: sum 10^lp, sum 10^lp * lp, sum 10^u, sum 10^u * u
     pl_sum: np.ndarray
     u_sum: np.ndarray
@@ -47,9 +94,6 @@ def summarise(model) -> BigramSummary:
     words = (keys % np.uint64(V)).astype(np.int64)
     lp = lp32.astype(np.float64)
     uw = u[words]
-    # (ctx ascending, as the keys are: sorted within each context's run as lexsort would, 3-4 times faster)
-    lp_sorted = _sorted_within(ctx, lp32).astype(np.float64)
-    u_sorted = _sorted_within(ctx, u32[words]).astype(np.float64)
 
     def per_context(weights):
         return np.bincount(ctx, weights=weights, minlength=V)
@@ -58,29 +102,16 @@ def summarise(model) -> BigramSummary:
     real[BOS_ID] = False
     uu = u[real]
     return BigramSummary(
-        lp_sorted, u_sorted,
+        RunValues.of(ctx, lp32), RunValues.of(ctx, u32[words]), np.cumsum(np.bincount(ctx, minlength=V)),
         per_context(10**lp), per_context(10**lp * lp), per_context(10**uw), per_context(10**uw * uw),
         np.sort(uu), float((10**uu).sum()), float((10**uu * uu).sum()),
     )
 
 
-def count_greater(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """For each query, how many of ``values[lo:hi]`` (ascending) exceed ``x`` (binary search)."""
-    a, b = lo.copy(), hi.copy()
-    last = max(len(values) - 1, 0)
-    while True:
-        active = a < b
-        if not active.any():
-            return hi - a
-        mid = (a + b) // 2
-        right = active & (values[np.minimum(mid, last)] <= x)
-        a = np.where(right, mid + 1, a)
-        b = np.where(active & ~right, mid, b)
-
-
-def _runs(keys: np.ndarray, context: np.ndarray, V: int):
-    lo = sorted_search(keys, context.astype(np.uint64) * np.uint64(V))
-    hi = sorted_search(keys, (context + 1).astype(np.uint64) * np.uint64(V))
+def _runs(keys: np.ndarray, contexts: np.ndarray, V: int):
+    """Where the continuations of each context (ascending) start and end in ``keys``."""
+    lo = np.searchsorted(keys, contexts.astype(np.uint64) * np.uint64(V))
+    hi = np.searchsorted(keys, (contexts + 1).astype(np.uint64) * np.uint64(V))
     return lo.astype(np.int64), hi.astype(np.int64)
 
 
@@ -111,12 +142,11 @@ def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored
     out once however often it recurs ("of the" has thousands of continuations): once a batch,
     and once a process where it has enough continuations to be kept (``_Kept``)."""
     summary = bigram_summary(model)
-    V, N = model.V, model.order
+    N = model.order
     pos = np.flatnonzero(ids != BOS_ID)
     contexts = [ending[j - 1][pos - 1] for j in range(1, N)]  # contexts[j - 1]: of length j, -1 where unknown
     backoffs = [np.where(c >= 0, model.backoff[j][np.maximum(c, 0)].astype(np.float64), 0.0) for j, c in enumerate(contexts)]
     c1, bo1 = contexts[0], backoffs[0]
-    lo1, hi1 = _runs(model.keys[1], c1, V)
     scale = 10**bo1
     E0 = summary.p_sum[c1] + scale * (summary.U0 - summary.u_sum[c1])  # sum of 10^D1
     E1 = summary.pl_sum[c1] + scale * ((summary.U1 - summary.ul_sum[c1]) + bo1 * (summary.U0 - summary.u_sum[c1]))  # of 10^D1 D1
@@ -126,12 +156,13 @@ def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored
     for j in range(N - 1, 1, -1):
         x[j - 1] = x[j] - backoffs[j - 1]
     unigram_part = len(summary.unigram_sorted) - np.searchsorted(summary.unigram_sorted, x[1] - bo1, side="right")
-    rank = 1 + count_greater(summary.lp_sorted, lo1, hi1, x[1]) + unigram_part - count_greater(summary.u_sorted, lo1, hi1, x[1] - bo1)
+    ends1 = summary.ends[c1]
+    rank = 1 + summary.lp.count_greater(c1, ends1, x[1]) + unigram_part - summary.u.count_greater(c1, ends1, x[1] - bo1)
     for j in range(2, N):
-        for at, lo, hi, sums, table in _level_parts(model, j, contexts[:j]):
-            bo = backoffs[j - 1][at]
-            rank[at] += count_greater(table.p_sorted, lo, hi, x[j][at])
-            rank[at] -= count_greater(table.low_sorted, lo, hi, x[j - 1][at])
+        for at, rows, table in _level_parts(model, j, contexts[:j]):
+            bo, run, end, sums = backoffs[j - 1][at], table.runs[rows], table.ends[rows], table.sums[:, rows]
+            rank[at] += table.p.count_greater(run, end, x[j][at])
+            rank[at] -= table.low.count_greater(run, end, x[j - 1][at])
             e0, e1 = E0[at], E1[at]
             E0[at] = sums[0] + 10**bo * (e0 - sums[2])
             E1[at] = sums[1] + 10**bo * (e1 + bo * e0 - sums[3] - bo * sums[2])
@@ -141,15 +172,16 @@ def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored
 @dataclass
 class _Table:
     """Contexts of one length worked out for ranking: each one's continuations' values (p, and
-    D_{j-1} of the same words) sorted within its run ``[lo, hi)`` of ``p_sorted`` and
-    ``low_sorted``, and their sums (10^p, 10^p p, 10^low, 10^low low)."""
+    D_{j-1} of the same words) in a run of ``p`` and ``low`` (its number, where it ends, its
+    length), and their sums (10^p, 10^p p, 10^low, 10^low low)."""
 
     contexts: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
+    runs: np.ndarray
+    ends: np.ndarray
+    sizes: np.ndarray
     sums: np.ndarray  # (4, contexts)
-    p_sorted: np.ndarray
-    low_sorted: np.ndarray
+    p: RunValues
+    low: RunValues
 
     def rows(self, contexts: np.ndarray) -> np.ndarray:
         """Each context's row, -1 where absent (``self.contexts`` ascending)."""
@@ -159,7 +191,7 @@ class _Table:
 
 
 def _level_parts(model, j: int, contexts: list[np.ndarray]):
-    """(positions, runs, sums, table) for the positions whose context of length j is known:
+    """(positions, their rows, table) for the positions whose context of length j is known:
     the contexts worked out in earlier batches (kept with the model), then the others, worked
     out now, once each however often they recur in the batch."""
     c = contexts[j - 1]
@@ -176,11 +208,9 @@ def _level_parts(model, j: int, contexts: list[np.ndarray]):
     table = kept.table  # (what this thread reads, whatever another adds meanwhile)
     row = table.rows(unique)[inverse]
     here = row >= 0
-    r = row[here]
-    yield positions[here], table.lo[r], table.hi[r], table.sums[:, r], table
+    yield positions[here], row[here], table
     if fresh is not None and not here.all():
-        fresh_row = (np.cumsum(new) - 1)[inverse[~here]]  # (every context not kept is a new one)
-        yield positions[~here], fresh.lo[fresh_row], fresh.hi[fresh_row], fresh.sums[:, fresh_row], fresh
+        yield positions[~here], (np.cumsum(new) - 1)[inverse[~here]], fresh  # (every context not kept is a new one)
 
 
 def _work_out(model, j: int, unique: np.ndarray, lower: list[np.ndarray]) -> _Table:
@@ -190,81 +220,66 @@ def _work_out(model, j: int, unique: np.ndarray, lower: list[np.ndarray]) -> _Ta
     # Taken in order of their suffix (the context a word shorter): their continuations'
     # lower-order n-grams are then looked up in clusters of ascending keys, with no sort.
     order = np.argsort(lower[-1], kind="stable")
-    lo, hi = _runs(model.keys[j], unique[order], V)
+    lo, hi = (bound[order] for bound in _runs(model.keys[j], unique, V))
     q, idx = _expand(lo, hi)
     words = (model.keys[j][idx] % np.uint64(V)).astype(np.int64)
     p32 = np.asarray(model.logp[j][idx], dtype=np.float32)
     p = p32.astype(np.float64)
     low = _lower_values(model, words, [shorter[order][q] for shorter in lower])
     sums = np.vstack([np.bincount(q, weights=w, minlength=len(unique)) for w in (10**p, 10**p * p, 10**low, 10**low * low)])
-    low32 = low.astype(np.float32)
-    if np.array_equal(low32, low):  # every value a stored one (no backoff added): sorted as p is, in one sort
-        low_sorted = _sorted_within(q, low32).astype(np.float64)
-    else:
-        low_sorted = _sorted_within_float64(q, low)
-    ends = np.cumsum(hi - lo)
-    place = np.empty_like(order)
+    place = np.empty_like(order)  # each context's run number: its place in ``order``
     place[order] = np.arange(len(order))
-    return _Table(unique, (ends - (hi - lo))[place], ends[place], sums[:, place], _sorted_within(q, p32), low_sorted)
+    sizes = (hi - lo)[place]
+    return _Table(unique, place, np.cumsum(hi - lo)[place], sizes, sums[:, place], RunValues.of(q, p32), RunValues.of(q, low))
 
 
-KEPT_VALUES = 1 << 20  # values kept per context length: 12 MB at most
+KEPT_VALUES = 1 << 20  # values kept per context length: 16 MB at most
 KEPT_FROM = 8  # continuations a context needs to be kept: fewer are cheaper to work out again
 
 
 class _Kept:
     """The contexts of one length worked out in earlier batches, kept with the model: a context
     that recurs (the frequent ones, with the most continuations, recur most) is worked out once
-    a process, not once a batch. Values are written in place past every run a table handed out
-    covers, and the table (contexts ascending) is replaced whole, so threads read without a lock."""
+    a process, not once a batch. Keys are written in place past every run a table handed out
+    covers, with run numbers above all before, and the table (contexts ascending) is replaced
+    whole, so threads read without a lock."""
 
     def __init__(self):
-        self.table = _Table(*(np.zeros(0, dtype=np.int64),) * 3, np.zeros((4, 0)), np.zeros(0, dtype=np.float32), np.zeros(0))
+        empty = np.zeros(0, dtype=np.int64)
+        self.table = _Table(empty, empty, empty, empty, np.zeros((4, 0)), RunValues(empty.astype(np.uint64)), RunValues(empty.astype(np.uint64)))
+        self.buffers = None  # (the keys of p and of low, allocated on first use)
         self.filled = 0
         self.lock = threading.Lock()
 
     def add(self, fresh: _Table) -> None:
-        """Keep those of ``fresh``'s contexts worth keeping, while there is room."""
+        """Keep those of ``fresh``'s contexts worth keeping, while there is room (none of a
+        table whose lower-order values carry backoffs: their codes hold only within it)."""
+        if fresh.low.codebook is not None:
+            return
         with self.lock:
-            table, sizes = self.table, fresh.hi - fresh.lo
-            take = np.flatnonzero((sizes >= KEPT_FROM) & (table.rows(fresh.contexts) < 0))
-            take = take[: np.searchsorted(np.cumsum(sizes[take]), KEPT_VALUES - self.filled, side="right")]
+            table = self.table
+            take = np.flatnonzero((fresh.sizes >= KEPT_FROM) & (table.rows(fresh.contexts) < 0))
+            take = take[: np.searchsorted(np.cumsum(fresh.sizes[take]), KEPT_VALUES - self.filled, side="right")]
             if len(take) == 0:
                 return
-            if self.filled == 0:
-                p_sorted, low_sorted = np.empty(KEPT_VALUES, dtype=np.float32), np.empty(KEPT_VALUES)
-            else:
-                p_sorted, low_sorted = table.p_sorted, table.low_sorted
-            _, idx = _expand(fresh.lo[take], fresh.hi[take])
-            ends = self.filled + np.cumsum(sizes[take])
-            p_sorted[self.filled : ends[-1]] = fresh.p_sorted[idx]
-            low_sorted[self.filled : ends[-1]] = fresh.low_sorted[idx]
-            self.filled = int(ends[-1])
+            take = take[np.argsort(fresh.runs[take])]  # (their runs in the order they lie in the keys)
+            if self.buffers is None:
+                self.buffers = np.empty(KEPT_VALUES, dtype=np.uint64), np.empty(KEPT_VALUES, dtype=np.uint64)
+            p, low = self.buffers
+            sizes = fresh.sizes[take]
+            q, idx = _expand(fresh.ends[take] - sizes, fresh.ends[take])
+            runs = len(table.runs) + np.arange(len(take))  # (numbered after every kept run)
+            ends = self.filled + np.cumsum(sizes)
+            filled = int(ends[-1])
+            relabel = runs[q].astype(np.uint64) << RUN_SHIFT
+            p[self.filled : filled] = relabel | fresh.p.keys[idx] & CODE_MASK
+            low[self.filled : filled] = relabel | fresh.low.keys[idx] & CODE_MASK
+            self.filled = filled
             contexts = np.concatenate((table.contexts, fresh.contexts[take]))
             order = np.argsort(contexts)
-            runs = [np.concatenate(pair)[order] for pair in ((table.lo, ends - sizes[take]), (table.hi, ends))]
-            self.table = _Table(contexts[order], *runs, np.hstack((table.sums, fresh.sums[:, take]))[:, order], p_sorted, low_sorted)
-
-
-def _sorted_within(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """float32 ``values`` sorted within each of their ``groups`` (the groups in ascending
-    order): one sort of 64-bit keys, the group above the value's bits made to sort as the float
-    does (several times faster than ``lexsort``)."""
-    bits = values.view(np.uint32)
-    key = bits ^ np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
-    ordered = np.sort(groups.astype(np.uint64) << np.uint64(32) | key.astype(np.uint64)).astype(np.uint32)
-    return (ordered ^ np.where(ordered >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))).view(np.float32)
-
-
-def _sorted_within_float64(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``values`` sorted within each of their ``groups`` (below 2^32, in ascending order): each
-    value's place among all of them packed under its group and sorted as one word (a sort and
-    an argsort, where an order within groups took two argsorts, one stable)."""
-    order = np.argsort(values)
-    place = np.empty(len(values), dtype=np.uint64)
-    place[order] = np.arange(len(values), dtype=np.uint64)
-    packed = np.sort(groups.astype(np.uint64) << np.uint64(32) | place)
-    return values[order[(packed & np.uint64(0xFFFFFFFF)).astype(np.intp)]]
+            columns = [np.concatenate(pair)[order] for pair in ((table.runs, runs), (table.ends, ends), (table.sizes, sizes))]
+            sums = np.hstack((table.sums, fresh.sums[:, take]))[:, order]
+            self.table = _Table(contexts[order], *columns, sums, RunValues(p[:filled]), RunValues(low[:filled]))
 
 
 def _lower_values(model, words: np.ndarray, lower: list[np.ndarray]) -> np.ndarray:

@@ -220,7 +220,10 @@ def pretokenized_batches(vocab: Vocabulary, blocks: Iterable[str], max_tokens: i
         for block in blocks:
             words, starts, ends = pretokenized_columns(block, offset)
             offset += len(block)
-            pending.append(([EOS if w == "\n" else w for w in words], starts, ends))
+            tokens = list(words)
+            for line_end in np.flatnonzero(starts < 0).tolist():  # (a line's end is its "\n", a row </s>)
+                tokens[line_end] = EOS
+            pending.append((tokens, starts, ends))
             yield _encode_line_words(vocab, words)
 
     for ids, sentences in id_batches(encoded(), max_tokens or BATCH_TOKENS):
@@ -241,7 +244,7 @@ def _take_columns(pending: collections.deque, rows: int) -> Columns:
             rows = 0
     if len(parts) == 1:
         return parts[0]
-    return [w for part in parts for w in part[0]], np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    return list(chain.from_iterable(p[0] for p in parts)), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
 
 def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Columns]]) -> Iterator[ScoredBatch]:

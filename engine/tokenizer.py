@@ -16,6 +16,7 @@ import functools
 import gc
 import re
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -343,7 +344,10 @@ def pretokenized_columns(block: str, offset: int = 0) -> tuple[list[str], np.nda
         text += "\n"
     pieces = text.replace("\n", " \n ").split(" ")  # a word, a "\n" or "" (between two spaces) each
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-    newline = np.fromiter(map("\n".__eq__, pieces), dtype=bool, count=len(pieces))
+    # Each line gives a piece more than its spaces, then its "\n" (a count a line, not a test a piece).
+    per_line = np.fromiter(map(str.count, text.split("\n")[:-1], repeat(" ")), dtype=np.int64) + 2
+    newline = np.zeros(len(pieces), dtype=bool)
+    newline[np.cumsum(per_line) - 1] = True
     lines_before = np.cumsum(newline) - newline
     # Where each piece starts in the text split, less the two spaces put around each line end
     # before it (and the \r taken out of each, for Windows line ends).

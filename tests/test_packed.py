@@ -184,3 +184,29 @@ def test_export_and_pruning_of_a_loaded_packed_model_equal_those_of_the_model_tr
         assert np.array_equal(scores(small), scores(big), equal_nan=True)
     quantized = loaded.quantized()
     assert np.array_equal(scores(quantized), scores(model.quantized()), equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_packed_keys_find_what_the_full_keys_find_across_blocks(seed):
+    """A large model's keys pass 2^32, so their packed form has several blocks (the small models
+    of these tests have one): every lookup, in any order or clustered, finds what the full keys
+    find, including keys absent at a block's end and past the last block."""
+    from plugins.ngram.search import lookup
+
+    rng = np.random.default_rng(seed)
+    V = (1 << 31) + 7
+    keys = np.unique(rng.integers(0, 5 << 32, 3000, dtype=np.uint64))
+    packed = PackedKeys.of(keys)
+    assert len(packed.blocks) > 3
+    present = keys[rng.integers(0, len(keys), 400)]
+    absent = np.concatenate([rng.integers(0, 6 << 32, 400, dtype=np.uint64), keys[np.minimum(packed.blocks[1:-1], len(keys) - 1)] + np.uint64(1)])
+    needles = np.concatenate([present, absent])
+    context, words = (needles // np.uint64(V)).astype(np.int64), (needles % np.uint64(V)).astype(np.int64)
+    context[:5] = -1
+    want = lookup(keys, context, words, V)
+    assert (want >= 0).sum() >= 395 and np.array_equal(lookup(packed, context, words, V), want)
+    order = np.argsort(needles)
+    assert np.array_equal(lookup(packed, context[order], words[order], V, clustered=True), want[order])
+    # A needle past its block's last key whose low bits are the next block's first: absent.
+    small = PackedKeys.of(np.array([5, 9, (1 << 32) | 100, (2 << 32) | 3], dtype=np.uint64))
+    assert lookup(small, np.array([0, 0, 1, 7]), np.array([100, 9, 3, 3]), 1 << 32).tolist() == [-1, 1, -1, -1]

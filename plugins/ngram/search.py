@@ -15,11 +15,12 @@ def lookup(keys: np.ndarray, context: np.ndarray, words: np.ndarray, V: int, clu
     if not ok.any() or len(keys) == 0:
         return out
     key = context[ok].astype(np.uint64) * np.uint64(V) + words[ok].astype(np.uint64)
-    pos = np.minimum(np.searchsorted(keys, key) if clustered else sorted_search(keys, key), len(keys) - 1)
-    found = keys[pos] == key
-    sub = np.full(len(key), -1, dtype=np.int64)
-    sub[found] = pos[found]
-    out[ok] = sub
+    pos = np.searchsorted(keys, key) if clustered else sorted_search(keys, key)
+    if hasattr(keys, "matches"):  # a model's packed keys (plugins.ngram.packed)
+        out[ok] = keys.matches(key, pos)
+    else:
+        pos = np.minimum(pos, len(keys) - 1)
+        out[ok] = np.where(keys[pos] == key, pos, -1)
     return out
 
 

@@ -76,7 +76,7 @@ class NgramModel(LanguageModel):
         self.counts = counts
         self.facts = facts or {}
         self.V = len(vocab)
-        self._bigram_summary = None
+        self._unigram_summary = None
         self._ranking = {}  # context length -> the contexts ranking has worked out (plugins.ngram.stats)
         if options.smoothing == "add-k":
             self._totals = [self._context_totals(k) for k in range(len(keys))]
@@ -376,15 +376,12 @@ class NgramModel(LanguageModel):
         return out
 
     def token_stats(self, ids: np.ndarray):
-        from plugins.ngram.stats import bigram_summary
-
         ids = np.asarray(ids, dtype=np.int64)
         if self.logp is None or self.order < 2 or len(ids) == 0 or ids[0] != BOS_ID:
             return super().token_stats(ids)  # add-k, unigram models, streams not opening a sentence
         if len(ids) >= 2 * THREAD_PIECE and spare_core():  # whole sentences a piece: the expansion below grows with them
             pieces = sentence_pieces(ids, min(STATS_CHUNK, (len(ids) + 1) // 2))
             if len(pieces) > 1:  # (one sentence longer than a piece is ranked whole)
-                bigram_summary(self)  # made once, before the threads
                 stats = map_on_two_threads(self._token_stats, pieces)
                 return tuple(np.concatenate(column) for column in zip(*stats))
         return self._token_stats(ids)

@@ -1,11 +1,11 @@
 """Rank and entropy of every token of a document without building each full distribution.
 
-A backoff model's distribution after a context is the bigram-level distribution of the previous
-word, shifted by the longer contexts' backoffs, with the (few) continuations of those longer
-contexts overwritten. So per position we need: sums and order statistics of the previous word's
-distribution (precomputed once per model from the bigram table, found by binary search within
-its run) plus a correction for the explicit longer-context continuations. Everything is
-vectorised over positions; the result equals building each distribution (a test checks it).
+A backoff model's distribution after a context is the unigram distribution shifted by the
+contexts' backoffs, with the explicit continuations of each context, shortest to longest,
+written over it. So per position we need, for each of its contexts, the continuations' values
+sorted and summed (worked out once however often the context recurs, and kept with the model
+for later batches when it has many), and the unigram distribution's. Everything is vectorised
+over positions; the result equals building each distribution (a test checks it).
 """
 
 from __future__ import annotations
@@ -70,42 +70,22 @@ def _float_codes(values: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class BigramSummary:
-    """Per bigram context (a word, its own run number): its continuations' values, and sums."""
+class UnigramSummary:
+    """The unigram distribution (without <s>, never predicted): its values ascending, sum 10^u
+    and sum 10^u * u."""
 
-    lp: RunValues  # log10 p of the continuations
-    u: RunValues  # unigram log10 p of the same words
-    ends: np.ndarray  # per context: where its run ends
-    p_sum: np.ndarray  # per context: sum 10^lp, sum 10^lp * lp, sum 10^u, sum 10^u * u
-    pl_sum: np.ndarray
-    u_sum: np.ndarray
-    ul_sum: np.ndarray
-    unigram_sorted: np.ndarray  # every word's unigram log10 p (no <s>), ascending
+    sorted: np.ndarray
     U0: float
     U1: float
 
 
-def summarise(model) -> BigramSummary:
-    V = model.V
-    u32, lp32 = np.asarray(model.logp[0], dtype=np.float32), np.asarray(model.logp[1], dtype=np.float32)  # (an 8-bit model's decoded once)
-    u = u32.astype(np.float64)
-    keys = np.asarray(model.keys[1])  # (packed keys unpacked: every bigram is read here)
-    ctx = (keys // np.uint64(V)).astype(np.int64)
-    words = (keys % np.uint64(V)).astype(np.int64)
-    lp = lp32.astype(np.float64)
-    uw = u[words]
-
-    def per_context(weights):
-        return np.bincount(ctx, weights=weights, minlength=V)
-
-    real = np.ones(V, dtype=bool)
-    real[BOS_ID] = False
-    uu = u[real]
-    return BigramSummary(
-        RunValues.of(ctx, lp32), RunValues.of(ctx, u32[words]), np.cumsum(np.bincount(ctx, minlength=V)),
-        per_context(10**lp), per_context(10**lp * lp), per_context(10**uw), per_context(10**uw * uw),
-        np.sort(uu), float((10**uu).sum()), float((10**uu * uu).sum()),
-    )
+def unigram_summary(model) -> UnigramSummary:
+    """The model's unigram summary, made on first use and kept."""
+    if model._unigram_summary is None:
+        u = np.asarray(model.logp[0], dtype=np.float32).astype(np.float64)  # (an 8-bit model's decoded once)
+        u = np.delete(u, BOS_ID)
+        model._unigram_summary = UnigramSummary(np.sort(u), float((10**u).sum()), float((10**u * u).sum()))
+    return model._unigram_summary
 
 
 def _runs(keys: np.ndarray, contexts: np.ndarray, V: int):
@@ -123,13 +103,6 @@ def _expand(lo: np.ndarray, hi: np.ndarray):
     return query, starts + np.arange(lengths.sum())
 
 
-def bigram_summary(model):
-    """The model's bigram summary (``summarise``), made on first use and kept."""
-    if model._bigram_summary is None:
-        model._bigram_summary = summarise(model)
-    return model._bigram_summary
-
-
 def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored_log10: np.ndarray):
     """(rank, entropy in bits) at every position ``pos`` of ``ids`` not equal to <s>, given
     the n-grams ending at each position (``model._ending_at``).
@@ -138,27 +111,22 @@ def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored
     continuations of the length-j context and, for every other word, that context's backoff
     plus D_{j-1}. So #{v: D_j(v) > x} = #{continuations above x} + #{v: D_{j-1}(v) > x - b}
     - #{continuations whose D_{j-1} is above x - b}, and the sums that give the entropy follow
-    the same way. Level 1 comes from the model's bigram summary; each longer context is worked
-    out once however often it recurs ("of the" has thousands of continuations): once a batch,
-    and once a process where it has enough continuations to be kept (``_Kept``)."""
-    summary = bigram_summary(model)
+    the same way, from D_0, the unigram distribution. Each context is worked out once however
+    often it recurs ("of the" has thousands of continuations): once a batch, and once a process
+    where it has enough continuations to be kept (``_Kept``)."""
+    unigrams = unigram_summary(model)
     N = model.order
     pos = np.flatnonzero(ids != BOS_ID)
     contexts = [ending[j - 1][pos - 1] for j in range(1, N)]  # contexts[j - 1]: of length j, -1 where unknown
     backoffs = [np.where(c >= 0, model.backoff[j][np.maximum(c, 0)].astype(np.float64), 0.0) for j, c in enumerate(contexts)]
-    c1, bo1 = contexts[0], backoffs[0]
-    scale = 10**bo1
-    E0 = summary.p_sum[c1] + scale * (summary.U0 - summary.u_sum[c1])  # sum of 10^D1
-    E1 = summary.pl_sum[c1] + scale * ((summary.U1 - summary.ul_sum[c1]) + bo1 * (summary.U0 - summary.u_sum[c1]))  # of 10^D1 D1
     # Thresholds, top level first: x_j for level j is the word's value less the backoffs above j.
     x = [None] * N
     x[N - 1] = scored_log10[pos] + TIE
-    for j in range(N - 1, 1, -1):
+    for j in range(N - 1, 0, -1):
         x[j - 1] = x[j] - backoffs[j - 1]
-    unigram_part = len(summary.unigram_sorted) - np.searchsorted(summary.unigram_sorted, x[1] - bo1, side="right")
-    ends1 = summary.ends[c1]
-    rank = 1 + summary.lp.count_greater(c1, ends1, x[1]) + unigram_part - summary.u.count_greater(c1, ends1, x[1] - bo1)
-    for j in range(2, N):
+    rank = 1 + len(unigrams.sorted) - np.searchsorted(unigrams.sorted, x[0], side="right")
+    E0, E1 = np.full(len(pos), unigrams.U0), np.full(len(pos), unigrams.U1)  # sum of 10^D_0, of 10^D_0 D_0
+    for j in range(1, N):
         for at, rows, table in _level_parts(model, j, contexts[:j]):
             bo, run, end, sums = backoffs[j - 1][at], table.runs[rows], table.ends[rows], table.sums[:, rows]
             rank[at] += table.p.count_greater(run, end, x[j][at])
@@ -219,7 +187,7 @@ def _work_out(model, j: int, unique: np.ndarray, lower: list[np.ndarray]) -> _Ta
     V = model.V
     # Taken in order of their suffix (the context a word shorter): their continuations'
     # lower-order n-grams are then looked up in clusters of ascending keys, with no sort.
-    order = np.argsort(lower[-1], kind="stable")
+    order = np.argsort(lower[-1], kind="stable") if lower else np.arange(len(unique))
     lo, hi = (bound[order] for bound in _runs(model.keys[j], unique, V))
     q, idx = _expand(lo, hi)
     words = (model.keys[j][idx] % np.uint64(V)).astype(np.int64)

@@ -255,7 +255,7 @@ def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Col
     caller writes the last (engine.parallel)."""
     batches = iter(batches)
     head = collections.deque(islice(batches, 2))
-    if len(head) > 1:  # (what a model builds on first use, the n-gram's bigram summary, built once before the fork)
+    if len(head) > 1:  # (what a model builds on first use, such as the n-gram's unigram summary, built once before the fork)
         ids = head[0][0]
         model.token_stats(ids[: np.flatnonzero(ids == EOS_ID)[0] + 1])
     waiting: collections.deque = collections.deque()  # (read and sent to be ranked: at most two batches)

@@ -15,7 +15,7 @@ import numpy as np
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
 from engine.parallel import ordered_map
-from engine.tokenizer import Token, pretokenized_columns, pretokenized_words
+from engine.tokenizer import SentenceColumns, Token, pretokenized_columns, pretokenized_words
 from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, sentences_of_lines
 
 BATCH_TOKENS = 100_000  # tokens scored at once: memory follows this, not the text
@@ -153,15 +153,15 @@ def _perplexity_batch(model: LanguageModel, batch: tuple[np.ndarray, int]) -> Pe
     )
 
 
-def sentence_batches(sentences: Iterable[list[Token]], max_tokens: int | None = None) -> Iterator[list[list[Token]]]:
+def sentence_batches(sentences: Iterable, max_tokens: int | None = None, length=len) -> Iterator[list]:
     """Consecutive sentences in batches of about ``max_tokens`` (BATCH_TOKENS) tokens (``</s>``
-    counted)."""
+    counted); a sentence's tokens are ``length(sentence)``."""
     max_tokens = max_tokens or BATCH_TOKENS
-    batch: list[list[Token]] = []
+    batch: list = []
     size = 0
     for sentence in sentences:
         batch.append(sentence)
-        size += len(sentence) + 1
+        size += length(sentence) + 1
         if size >= max_tokens:
             yield batch
             batch, size = [], 0
@@ -198,15 +198,16 @@ class ScoredBatch:
 Columns = tuple[list[str], np.ndarray, np.ndarray]  # a batch's tokens (``</s>`` included), starts and ends
 
 
-def token_batches(vocab: Vocabulary, sentences: Iterable[list[Token]], max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Columns]]:
-    """Sentences in batches (``sentence_batches``), each as its id stream and its columns."""
-    for batch in sentence_batches(sentences, max_tokens):
-        tokens = [t for sentence in batch for t in (*sentence, None)]
-        yield encode_words(vocab, ([t.text for t in sentence] for sentence in batch)), (
-            [EOS if t is None else t.text for t in tokens],
-            np.fromiter((-1 if t is None else t.start for t in tokens), dtype=np.int64, count=len(tokens)),
-            np.fromiter((-1 if t is None else t.end for t in tokens), dtype=np.int64, count=len(tokens)),
-        )
+def token_batches(vocab: Vocabulary, sentences: Iterable[SentenceColumns], max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Columns]]:
+    """Sentences given as columns (``iter_columns``) in batches (``sentence_batches``), each as
+    its id stream and its columns, a ``</s>`` row after every sentence."""
+    for batch in sentence_batches(sentences, max_tokens, length=lambda columns: len(columns[0])):
+        def column(i, end):
+            return chain.from_iterable(chain(sentence[i], (end,)) for sentence in batch)
+
+        rows = sum(len(sentence[0]) + 1 for sentence in batch)
+        yield encode_words(vocab, (sentence[0] for sentence in batch)), (
+            list(column(0, EOS)), np.fromiter(column(1, -1), dtype=np.int64, count=rows), np.fromiter(column(2, -1), dtype=np.int64, count=rows))
 
 
 def pretokenized_batches(vocab: Vocabulary, blocks: Iterable[str], max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Columns]]:
@@ -277,7 +278,8 @@ def _token_stats(model: LanguageModel, ids: np.ndarray):
 
 def stream_scores(model: LanguageModel, sentences: Iterable[list[Token]]) -> Iterator[TokenScore]:
     """``score_tokens`` one token at a time, in bounded memory."""
-    for b in scored_batches(model, token_batches(model.vocab, sentences)):
+    columns = (([t.text for t in s], [t.start for t in s], [t.end for t in s]) for s in sentences)
+    for b in scored_batches(model, token_batches(model.vocab, columns)):
         for token, start, end, logprob, rank, entropy, oov in zip(b.tokens, b.starts.tolist(), b.ends.tolist(), b.logprob.tolist(), b.rank.tolist(), b.entropy_bits.tolist(), b.oov.tolist()):
             yield TokenScore(token, None if start < 0 else start, None if end < 0 else end, logprob, -logprob * LOG2E, rank, entropy, oov)
 

@@ -81,40 +81,56 @@ _ABBREVIATIONS = {
 _PIECE = re.compile(r"\S+")
 _TRAILING_MARKS = frozenset(",.;:!?)\"'")
 
+SentenceColumns = tuple[list[str], list[int], list[int]]  # a sentence's tokens: texts, starts and ends
 
-def _tokens_of_piece(text: str, begin: int, tokens: list[Token]) -> None:
+
+def _tokens_of_piece(text: str, begin: int, texts: list[str], starts: list[int], ends: list[int]) -> None:
     """Append the tokens of one run of non-space characters that starts at ``begin``."""
     if text.isascii():
         if text.isalnum():  # one word: no other alternative of the pattern matches letters and digits alone
-            tokens.append(Token(text, begin, begin + len(text)))
+            texts.append(text)
+            starts.append(begin)
+            ends.append(begin + len(text))
             return
         word = text[:-1]
         if text[-1] in _TRAILING_MARKS and word.isalnum():  # a word, then a mark that ends nothing longer
             end = begin + len(word)
-            tokens.append(Token(word, begin, end))
-            tokens.append(Token(text[-1], end, end + 1))
+            texts += (word, text[-1])
+            starts += (begin, end)
+            ends += (end, end + 1)
             return
     for m in _token_pattern().finditer(text):
         if m.lastgroup != "skip":
-            tokens.append(Token(m.group(), begin + m.start(), begin + m.end()))
+            texts.append(m.group())
+            starts.append(begin + m.start())
+            ends.append(begin + m.end())
 
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def _starts_sentence(token: Token) -> bool:
-    c = token.text[0]
+def _starts_sentence(text: str) -> bool:
+    c = text[0]
     return c.isupper() or c.isdigit() or c in "\"'“‘([«¿¡"
 
 
+def as_tokens(sentence: SentenceColumns) -> list[Token]:
+    """A sentence's columns as token objects."""
+    return list(map(Token, *sentence))
+
+
 class ProseTokenizer:
-    """Feeds lines, yields finished sentences. Call ``finish()`` at the end of a document."""
+    """Feeds lines, yields finished sentences as columns (``SentenceColumns``: the training path keeps
+    only the texts, and making a token object a word cost it a fifth of its reading). Call
+    ``finish()`` at the end of a document."""
 
     PLAIN = (False, None, False, 0)
 
     def __init__(self, state: tuple = PLAIN, pause_every: int | None = None):
-        self._pending: list[Token] = []
+        self._texts: list[str] = []  # the pending sentence's tokens, a column each
+        self._starts: list[int] = []
+        self._ends: list[int] = []
         # Yield None every this many tokens of a line, so a caller can pause inside a long one.
         self._pause_every = pause_every
         # Inside a code fence; inside a reST literal block (its paragraph's indent); after a
@@ -133,7 +149,7 @@ class ProseTokenizer:
         outside fences and literal blocks, the paragraph indent is set again before it is read."""
         return state[:3] == ProseTokenizer.PLAIN[:3]
 
-    def feed(self, line: str, offset: int) -> Iterator[list[Token]]:
+    def feed(self, line: str, offset: int) -> Iterator[SentenceColumns | None]:
         body = line.rstrip("\r\n")
         # Most lines of prose start with a letter not followed by "." or ")": no line markup
         # (fence, underline, directive, heading, list item, quote) can start that way.
@@ -174,21 +190,23 @@ class ProseTokenizer:
                 m = _QUOTE.match(body)
                 if m:
                     start = m.end()
-        if not self._pending:
+        if not self._texts:
             self._paragraph_indent = indent
         if body.rstrip().endswith("::"):
             self._expect_literal = True
         if self._pause_every:
             yield from self._read_pausing(body, start, offset)
         else:
-            tokens = self._pending
+            texts, starts, ends = self._texts, self._starts, self._ends
             for piece in _PIECE.finditer(body, start):
                 text = piece.group()
                 if text.isascii() and text.isalnum():  # most runs: one word (see _tokens_of_piece)
                     begin = offset + piece.start()
-                    tokens.append(Token(text, begin, begin + len(text)))
+                    texts.append(text)
+                    starts.append(begin)
+                    ends.append(begin + len(text))
                 else:
-                    _tokens_of_piece(text, offset + piece.start(), tokens)
+                    _tokens_of_piece(text, offset + piece.start(), texts, starts, ends)
         yield from self._split_sentences()
         if standalone or self._ends_at_line_end():
             yield from self.finish()
@@ -196,12 +214,14 @@ class ProseTokenizer:
     def _read_pausing(self, body: str, start: int, offset: int) -> Iterator[None]:
         """The line's tokens one match at a time, pausing every ``pause_every`` of them: a line
         of a script written without spaces is one run of non-space characters."""
-        tokens, pause = self._pending, self._pause_every
+        texts, starts, ends, pause = self._texts, self._starts, self._ends, self._pause_every
         countdown = pause
         for m in _token_pattern().finditer(body, start):
             if m.lastgroup == "skip":
                 continue
-            tokens.append(Token(m.group(), offset + m.start(), offset + m.end()))
+            texts.append(m.group())
+            starts.append(offset + m.start())
+            ends.append(offset + m.end())
             countdown -= 1
             if countdown == 0:
                 countdown = pause
@@ -210,49 +230,51 @@ class ProseTokenizer:
     def _ends_at_line_end(self) -> bool:
         """A sentence end that closes a line ends the sentence whatever the next line starts
         with: notes written in lower case still come apart into sentences."""
-        tokens = self._pending
-        i = len(tokens) - 1
-        while i >= 0 and tokens[i].text in _CLOSERS:
+        texts = self._texts
+        i = len(texts) - 1
+        while i >= 0 and texts[i] in _CLOSERS:
             i -= 1
-        return i >= 0 and tokens[i].text in _TERMINAL and not self._is_abbreviation(tokens, i)
+        return i >= 0 and texts[i] in _TERMINAL and not self._is_abbreviation(i)
 
-    def finish(self) -> Iterator[list[Token]]:
+    def finish(self) -> Iterator[SentenceColumns]:
         self._scanned = 0
-        if self._pending:
-            sentence, self._pending = self._pending, []
+        if self._texts:
+            sentence = (self._texts, self._starts, self._ends)
+            self._texts, self._starts, self._ends = [], [], []
             yield sentence
 
-    def _split_sentences(self) -> Iterator[list[Token]]:
+    def _split_sentences(self) -> Iterator[SentenceColumns]:
         """Cut the pending tokens after each sentence end that has a sentence start after it.
         Tokens already looked at are not looked at again (a paragraph's lines would be read
         over and over), except a sentence end still waiting for the token after it."""
-        tokens = self._pending
-        n = len(tokens)
+        texts = self._texts
+        n = len(texts)
         cut = 0
         i = self._scanned
         while i < n:
-            if tokens[i].text in _TERMINAL and not self._is_abbreviation(tokens, i):
+            if texts[i] in _TERMINAL and not self._is_abbreviation(i):
                 end = i + 1
-                while end < n and tokens[end].text in _CLOSERS:
+                while end < n and texts[end] in _CLOSERS:
                     end += 1
                 if end == n:  # decided by the next line's first token
                     break
-                if _starts_sentence(tokens[end]) or tokens[i].text in _UNCASED_TERMINAL:
-                    yield tokens[cut:end]
+                if _starts_sentence(texts[end]) or texts[i] in _UNCASED_TERMINAL:
+                    yield texts[cut:end], self._starts[cut:end], self._ends[cut:end]
                     cut = end
                 i = end
             else:
                 i += 1
-        self._pending = tokens[cut:]
+        if cut:
+            self._texts, self._starts, self._ends = texts[cut:], self._starts[cut:], self._ends[cut:]
         self._scanned = i - cut
 
-    @staticmethod
-    def _is_abbreviation(tokens: list[Token], i: int) -> bool:
-        if tokens[i].text != "." or i == 0:
+    def _is_abbreviation(self, i: int) -> bool:
+        texts = self._texts
+        if texts[i] != "." or i == 0:
             return False
-        before = tokens[i - 1]
-        adjacent = before.end == tokens[i].start
-        return adjacent and (before.text.lower() in _ABBREVIATIONS or (len(before.text) == 1 and before.text.isalpha()))
+        before = texts[i - 1]
+        adjacent = self._ends[i - 1] == self._starts[i]
+        return adjacent and (before.lower() in _ABBREVIATIONS or (len(before) == 1 and before.isalpha()))
 
 
 _SPACES = re.compile(r"[^ \t]+")
@@ -262,10 +284,15 @@ _LINES = re.compile(r"[^\n]*\n|[^\n]+")
 def iter_sentences(lines: Iterable[str], pretokenized: bool = False, offset: int = 0, tokenizer: ProseTokenizer | None = None) -> Iterator[list[Token]]:
     """Sentences of ``lines`` (each with its line ending), offsets counted from ``offset``;
     prose read by ``tokenizer`` when given (its ``state`` afterwards: where the text left off)."""
+    return map(as_tokens, iter_columns(lines, pretokenized, offset, tokenizer))
+
+
+def iter_columns(lines: Iterable[str], pretokenized: bool = False, offset: int = 0, tokenizer: ProseTokenizer | None = None) -> Iterator[SentenceColumns]:
+    """``iter_sentences`` with each sentence as columns (texts, starts, ends), no token objects."""
     if pretokenized:
         for line in lines:
-            body = line.rstrip("\r\n")
-            yield [Token(m.group(), offset + m.start(), offset + m.end()) for m in _SPACES.finditer(body)]
+            matches = list(_SPACES.finditer(line.rstrip("\r\n")))
+            yield [m.group() for m in matches], [offset + m.start() for m in matches], [offset + m.end() for m in matches]
             offset += len(line)
         return
     tok = tokenizer or ProseTokenizer()
@@ -305,16 +332,16 @@ def tokenize_block_steps(text: str, offset: int, state: tuple, pause_every: int 
             if sentence is None:
                 yield
             else:
-                sentences.append(sentence)
+                sentences.append(as_tokens(sentence))
         offset += len(line)
-    sentences.extend(tok.finish())
+    sentences.extend(map(as_tokens, tok.finish()))
     return sentences, tok.state
 
 
 def iter_words(lines: Iterable[str], tokenizer: ProseTokenizer | None = None) -> Iterator[list[str]]:
-    """Sentences of prose as lists of token strings: the training path, no offsets kept."""
-    for sentence in iter_sentences(lines, tokenizer=tokenizer):
-        yield [t.text for t in sentence]
+    """Sentences of prose as lists of token strings: the training path, no token objects made."""
+    for texts, _, _ in iter_columns(lines, tokenizer=tokenizer):
+        yield texts
 
 
 def pretokenized_words(block: str) -> list[str]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from engine.corpus import iter_line_blocks
 from engine.scoring import encode_lines, encode_words, id_batches, pretokenized_batches, sentence_batches, token_batches
-from engine.tokenizer import iter_sentences, split_lines, tokenize
+from engine.tokenizer import iter_columns, split_lines, tokenize
 from engine.vocab import Vocabulary
 
 VOCAB = Vocabulary(["<unk>", "<s>", "</s>", "a", "b", "cat", "café", "x\xa0y"])
@@ -46,11 +46,11 @@ def test_batches_of_blocks_equal_batches_of_sentences(parts, max_tokens, block_c
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(pieces, max_size=60), st.integers(1, 12), st.integers(1, 30))
-def test_scored_columns_of_blocks_equal_those_of_token_objects(parts, max_tokens, block_chars):
+def test_scored_columns_of_blocks_equal_those_read_line_by_line(parts, max_tokens, block_chars):
     """What ``score --pretokenized`` reads in bulk: every batch's ids, tokens (``</s>`` at each
     line's end) and character offsets into the whole text, batches crossing blocks either way."""
     text = "".join(parts)
-    want = token_batches(VOCAB, iter_sentences(split_lines(text), pretokenized=True), max_tokens)
+    want = token_batches(VOCAB, iter_columns(split_lines(text), pretokenized=True), max_tokens)
     got = pretokenized_batches(VOCAB, iter_line_blocks(io.StringIO(text), block_chars), max_tokens)
     plain = lambda batches: [(ids.tolist(), tokens, starts.tolist(), ends.tolist()) for ids, (tokens, starts, ends) in batches]
     assert plain(got) == plain(want)

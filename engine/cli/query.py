@@ -22,7 +22,7 @@ from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
 from engine.scoring import Perplexity, encode_lines, id_batches, perplexity as corpus_perplexity, perplexity_of_bits, perplexity_of_ids, pretokenized_batches, scored_batches, token_batches
 from engine.table import ascii_compatible, score_rows, tsv_row
-from engine.tokenizer import iter_sentences, tokenize
+from engine.tokenizer import iter_columns, iter_sentences, tokenize
 
 HTML_LIMIT = 20_000_000  # characters for --html: its page holds every token (and the text) at once
 LINES_READ = 1 << 19  # characters of pretokenized text split and looked up at once (about 100,000 tokens)
@@ -81,7 +81,7 @@ def score(model_names, as_json, pretokenized, colour, html_file, file):
             batches = pretokenized_batches(model.vocab, iter_line_blocks(f, LINES_READ))
         else:
             lines = RecordedLines(iter_lines(f)) if colour else iter_lines(f)  # colour prints the text around tokens
-            batches = token_batches(model.vocab, iter_sentences(lines, pretokenized))
+            batches = token_batches(model.vocab, iter_columns(lines, pretokenized))
         scores = Totals(scored_batches(model, batches))
         if as_json:
             click.echo(f'{{"model": {json_text(_model_name(model))}, "tokens": [', nl=False)

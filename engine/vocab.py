@@ -260,6 +260,12 @@ class VocabularyBuilder:
             out = list(map(self.ids.__getitem__, tokens))
         return out
 
+    def truncate(self, size: int) -> None:
+        """Forget the words given ids from ``size`` on."""
+        for word in self.tokens[size:]:
+            del self.ids[word]
+        del self.tokens[size:]
+
     def copy(self) -> "VocabularyBuilder":
         """A builder that goes on from this one's words and leaves this one as it is."""
         twin = VocabularyBuilder.__new__(VocabularyBuilder)

@@ -137,6 +137,41 @@ def test_files_read_by_two_processes_give_the_corpus_of_reading_them_in_turn(tmp
     assert "s3cr3tValue9" not in words
 
 
+@pytest.mark.parametrize("pretokenized", [False, True])
+def test_many_small_files_read_by_two_processes_give_the_corpus_of_reading_them_in_turn(tmp_path, pretokenized):
+    # Each reading process keeps one vocabulary for all the files it reads and sends each word
+    # once: the merged ids still follow first appearance across the corpus, a file it cannot
+    # read in the middle of the others included.
+    for n in range(60):
+        words = [f"shared{n % 7}", f"new{n}", "common", f"w{(n * 13) % 31}", f"new{n}", f"later{n // 10}"]
+        (tmp_path / f"note{n:02}.txt").write_text(" ".join(words) + (" .\n" if pretokenized else ". Then more.\n"))
+    (tmp_path / "note30b.txt").write_bytes(b"\x00\x01\x02binary")
+    documents, _ = read_apart_equals_reading_in_turn(tmp_path, pretokenized=pretokenized, piece_bytes=16 << 20, min_pieces=60)
+    assert documents == 60
+
+
+def test_a_reader_takes_back_the_words_of_a_file_it_could_not_read():
+    # A reading process keeps its vocabulary between files; the words it gave ids while reading
+    # a file that failed are dropped, as a fresh copy's would be, and are never sent.
+    import engine.corpus as corpus
+    from engine.vocab import SPECIALS, VocabularyBuilder
+
+    reading = corpus.Reading(True, VocabularyBuilder(), key="test")
+    reader = corpus._Reader.of(reading)
+    assert corpus._Reader.of(reading) is reader
+    local = reader.builder(True)
+    local.add_pretokenized(["a b\n"])
+    assert reader.piece(local, 1).words == ["a", "b"]
+    failed = reader.builder(True)
+    failed.add_pretokenized(["c a d\n"])
+    assert isinstance(reader.piece(failed, corpus.Skipped("f", "read error")), corpus.Skipped)
+    assert reader.vocab.tokens == [*SPECIALS, "a", "b"] and "c" not in reader.vocab.ids
+    local = reader.builder(True)
+    local.add_pretokenized(["d b\n"])
+    piece = reader.piece(local, 1)
+    assert piece.words == ["d"] and piece.source == reader.source and piece.known == len(SPECIALS)
+
+
 def test_a_large_pretokenized_file_read_in_pieces_gives_the_corpus_of_reading_it_whole(tmp_path):
     # Its lines are independent sentences, so pieces of whole lines read on both cores and
     # merged in order give the same ids, vocabulary and counts (one document, empty lines too).
@@ -212,7 +247,7 @@ def test_a_piece_merges_alike_read_on_a_copy_of_the_vocabulary_or_on_its_special
     in_place.add_pretokenized([path.read_text()])
     for cap, new_words in ((1 << 17, ["c", "d", "e", "f", "g"]), (3, ["a", "b", "c", "d", "e", "f", "g"])):
         monkeypatch.setattr(corpus, "COPIED_WORDS", cap)
-        piece = corpus._read_piece((True, known), (path, "utf-8", 0, path.stat().st_size))
+        piece = corpus._read_piece(corpus.Reading(True, known), (path, "utf-8", 0, path.stat().st_size))
         assert piece.words == new_words
         merged = corpus.CorpusBuilder(True)
         merged.vocab = known.copy()

@@ -28,9 +28,9 @@ import numpy as np
 
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
-from engine.scoring import encode
+from engine.scoring import encode_words, rows_of
 from engine.tokenizer import ProseTokenizer, blocks, tokenize_block_steps
-from engine.vocab import BOS_ID, EOS, UNK_ID
+from engine.vocab import BOS_ID, UNK_ID
 
 MAX_CHARS = 2_000_000  # analysis stops here: bounded work and memory on huge files
 STEP_CHARS = 4_000  # characters tokenized per step
@@ -55,11 +55,8 @@ class Block:
     def tokenized(cls, start: int, text: str, state_in: tuple, model: LanguageModel):
         """A generator that tokenizes the block, yielding every STEP_WORDS tokens, and returns it."""
         sentences, state_out = yield from tokenize_block_steps(text, 0, state_in, STEP_WORDS)
-        tokens = [t for sentence in sentences for t in (*sentence, None)]
-        starts = np.array([-1 if t is None else t.start for t in tokens], dtype=np.int64)
-        ends = np.array([-1 if t is None else t.end for t in tokens], dtype=np.int64)
-        texts = [EOS if t is None else t.text for t in tokens]
-        return cls(start, text, state_in, state_out, encode(model, sentences), starts, ends, texts)
+        texts, starts, ends = rows_of(sentences)
+        return cls(start, text, state_in, state_out, encode_words(model.vocab, (sentence[0] for sentence in sentences)), starts, ends, texts)
 
     def moved_to(self, start: int) -> "Block":
         return Block(start, self.text, self.state_in, self.state_out, self.ids, self.starts, self.ends, self.texts, self.stats)

@@ -312,8 +312,8 @@ def blocks(text: str) -> Iterator[tuple[int, str]]:
         yield m.start(), m.group()
 
 
-def tokenize_block(text: str, offset: int = 0, state: tuple = ProseTokenizer.PLAIN) -> tuple[list[list[Token]], tuple]:
-    """Sentences of one block (see ``blocks``) and the tokenizer state after it."""
+def tokenize_block(text: str, offset: int = 0, state: tuple = ProseTokenizer.PLAIN) -> tuple[list[SentenceColumns], tuple]:
+    """Sentences (as columns) of one block (see ``blocks``) and the tokenizer state after it."""
     steps = tokenize_block_steps(text, offset, state, None)
     while True:
         try:
@@ -332,9 +332,9 @@ def tokenize_block_steps(text: str, offset: int, state: tuple, pause_every: int 
             if sentence is None:
                 yield
             else:
-                sentences.append(as_tokens(sentence))
+                sentences.append(sentence)
         offset += len(line)
-    sentences.extend(map(as_tokens, tok.finish()))
+    sentences.extend(tok.finish())
     return sentences, tok.state
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import functools
 import json
+from itertools import repeat
 from pathlib import Path
 from typing import Callable
 
@@ -274,16 +275,16 @@ class VocabularyBuilder:
 
     def add_array(self, tokens: list[str]) -> np.ndarray:
         """``add`` as an int32 array, for long lists: looked up in one pass where few words are
-        new, as the first ones tell (the None of an unknown word reads as NaN, and those few are
-        added after); where many are, the distinct words are found first."""
+        new, as the first ones tell (an unknown word reads as -1, and those few are added after);
+        where many are, the distinct words are found first."""
         if list(map(self.ids.get, tokens[:_PROBE])).count(None) * _FEW <= min(len(tokens), _PROBE):
-            ids = np.array(list(map(self.ids.get, tokens)), dtype=np.float64)
-            unknown = np.flatnonzero(np.isnan(ids))
+            ids = np.fromiter(map(self.ids.get, tokens, repeat(-1)), dtype=np.int32, count=len(tokens))
+            unknown = np.flatnonzero(ids < 0)
             if len(unknown) * _FEW <= len(tokens):
                 new = [tokens[j] for j in unknown.tolist()]
                 self._add_new(new)
                 ids[unknown] = list(map(self.ids.__getitem__, new))
-                return ids.astype(np.int32)
+                return ids
         self._add_new(tokens)
         return np.fromiter(map(self.ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))
 

@@ -97,7 +97,7 @@ def encode_words(vocab: Vocabulary, sentences: Iterable[list[str]]) -> np.ndarra
     get = vocab.ids.get
     for sentence in sentences:
         ids.append(BOS_ID)
-        ids.extend(get(t, UNK_ID) for t in sentence)
+        ids += map(get, sentence, repeat(UNK_ID))
         ids.append(EOS_ID)
     return np.array(ids, dtype=np.int64)
 

@@ -181,15 +181,6 @@ class CodedValues:
     def astype(self, dtype):
         return np.asarray(self, dtype=dtype)
 
-    def matches(self, needles: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """``positions`` (where ``searchsorted`` put each needle) where the key there is the
-        needle, else -1: compared on the low bits within the needle's block, no key rebuilt."""
-        high = (needles >> LOW_BITS).astype(np.int64)
-        block_end = self.blocks[np.minimum(high + 1, len(self.blocks) - 1)]  # (past the last block: the end, where it was put)
-        at = np.minimum(positions, max(len(self.low) - 1, 0))
-        found = (positions < block_end) & (self.low[at] == (needles & LOW_MASK).astype(np.uint32))
-        return np.where(found, positions, -1)
-
     def problem(self) -> str | None:
         if len(self.codes) and int(self.codes.max()) >= len(self.values):
             return "a value code points past its table"

@@ -362,6 +362,7 @@ def test_run_values_count_what_exceeds_a_threshold_as_counting_does(dtype):
     ends = np.cumsum(np.bincount(runs, minlength=40))
     run = rng.integers(0, 40, 500)
     x = np.concatenate([values[rng.integers(0, 3000, 250)].astype(np.float64), -rng.random(250) * 8])
-    x[:4] = [-7.5, -np.inf, 0.0, np.nextafter(np.float64(np.float32(-2.0)), 0)]
+    x[:5] = [-7.5, -np.inf, 0.0, np.nextafter(np.float64(np.float32(-2.0)), 0), -0.0]
+    run[:5] = runs[0]  # (the run that holds the awkward values)
     expected = [int((values[runs == r] > t).sum()) for r, t in zip(run, x)]
     assert stored.count_greater(run, ends[run], x).tolist() == expected

@@ -50,7 +50,7 @@ class RunValues:
         """How many values of each run (numbered ``runs``, ending before index ``ends`` of the
         keys) exceed ``x``: the run's end less the first key past its values at most x."""
         if self.codebook is None:
-            x32 = x.astype(np.float32)
+            x32 = x.astype(np.float32) + np.float32(0)  # (-0.0 made 0.0: its code sorts below 0.0's)
             x32 = np.where(x32 > x, np.nextafter(x32, np.float32(-np.inf)), x32)  # the largest float32 at most x
             below = _float_codes(x32) + np.uint64(1)  # (codes of the values at most x are below this)
         else:

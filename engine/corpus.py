@@ -588,9 +588,9 @@ class _Reader:
     piece are new to it, and the known ones are looked up in one pass
     (``VocabularyBuilder.add_array``); otherwise from the special tokens, whose ids are the same
     everywhere. Under a build's key a process keeps it for all the whole files it reads and
-    sends each word once, with the first piece that has it (reading Python's docs, 500 small
-    files, took a fifth less time than with a fresh copy a file, each file's words sent back
-    and looked up again)."""
+    sends each word once, with the first piece that has it: with a fresh copy a file, each
+    file's words went back and were looked up again (merging Python's docs, 500 small files,
+    took the corpus's process four times the CPU)."""
 
     vocab: VocabularyBuilder
     known: int  # the copy's words: their ids are the corpus's own

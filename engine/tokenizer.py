@@ -121,8 +121,8 @@ def as_tokens(sentence: SentenceColumns) -> list[Token]:
 
 
 class ProseTokenizer:
-    """Feeds lines, yields finished sentences as columns (``SentenceColumns``: the training path keeps
-    only the texts, and making a token object a word cost it a fifth of its reading). Call
+    """Feeds lines, yields finished sentences as columns (``SentenceColumns``): the training
+    path keeps only the texts, and a token object a word was 15 % of its tokenizing. Call
     ``finish()`` at the end of a document."""
 
     PLAIN = (False, None, False, 0)

@@ -126,7 +126,12 @@ def id_batches(blocks: Iterable[tuple[np.ndarray, np.ndarray]], max_tokens: int 
 
 def perplexity(model: LanguageModel, sentences: Iterable[list[Token]]) -> Perplexity:
     """Corpus perplexity via the backend's one-pass sequence scorer, in bounded batches."""
-    return perplexity_of_ids(model, ((encode(model, batch), len(batch)) for batch in sentence_batches(sentences)))
+    return perplexity_of_words(model, ([t.text for t in sentence] for sentence in sentences))
+
+
+def perplexity_of_words(model: LanguageModel, sentences: Iterable[list[str]]) -> Perplexity:
+    """``perplexity`` of sentences given as their words (``iter_words``: no token objects)."""
+    return perplexity_of_ids(model, ((encode_words(model.vocab, batch), len(batch)) for batch in sentence_batches(sentences)))
 
 
 def perplexity_of_ids(model: LanguageModel, batches: Iterable[tuple[np.ndarray, int]]) -> Perplexity:

@@ -20,9 +20,9 @@ from engine.errors import ForetellError
 from engine.files import write_atomic
 from engine.evaluate import evaluate as evaluate_model
 from engine.generate import check_sampling, detokenize, generate as generate_tokens
-from engine.scoring import Perplexity, encode_lines, id_batches, perplexity as corpus_perplexity, perplexity_of_bits, perplexity_of_ids, pretokenized_batches, scored_batches, token_batches
+from engine.scoring import Perplexity, encode_lines, id_batches, perplexity_of_bits, perplexity_of_ids, perplexity_of_words, pretokenized_batches, scored_batches, token_batches
 from engine.table import ascii_compatible, score_rows, tsv_row
-from engine.tokenizer import iter_columns, iter_sentences, tokenize
+from engine.tokenizer import iter_columns, iter_words, tokenize
 
 HTML_LIMIT = 20_000_000  # characters for --html: its page holds every token (and the text) at once
 LINES_READ = 1 << 19  # characters of pretokenized text split and looked up at once (about 100,000 tokens)
@@ -226,7 +226,7 @@ def perplexity(model_name, as_json, pretokenized, files):
             if pretokenized:
                 result = perplexity_of_ids(model, id_batches(encode_lines(model.vocab, block) for block in iter_line_blocks(f, LINES_READ)))
             else:
-                result = corpus_perplexity(model, iter_sentences(iter_lines(f)))
+                result = perplexity_of_words(model, iter_words(iter_lines(f)))
         total.add(result)
         per_file.append((path, result))
     if as_json:

@@ -40,9 +40,10 @@ _SHAPES = re.compile(
     r"|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})"  # JWTs
 )
 # Candidates for a random string (checked below): runs of at least _LONG_RUN of these.
-_RUN_BYTES = np.zeros(256, dtype=bool)
-_RUN_BYTES[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")] = True
+_RUN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-"
+_RUN_TABLE = bytes(1 if byte in _RUN_BYTES else 0 for byte in range(256))  # (for bytes.translate)
 _LONG_RUN = 20
+_LONG_RUN_MARKS = b"\1" * _LONG_RUN
 # Where a secret's name or a credential of a known shape may be, found in one pass over the text
 # read backwards. Read forwards they start with letters so common that a pattern tries nearly
 # every position, and a search for each name and each shape's start took 33 passes over the
@@ -125,21 +126,25 @@ def _random_runs(text: str) -> list[tuple[int, int]]:
 
 
 def _long_runs(text: str) -> list[tuple[int, int]]:
-    """Spans of the runs of ``_RUN_BYTES`` at least ``_LONG_RUN`` long, found by numpy over the
-    text's UTF-8 bytes (5 times faster than a pattern, which tries every position of every
-    word): the characters of a run are ASCII, so a run's offsets in characters are its offsets
-    in bytes less the continuation bytes before it."""
-    data = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    inside = _RUN_BYTES[data]
-    edges = np.flatnonzero(inside[1:] != inside[:-1]) + 1  # where runs start and end, in turn
-    edges = np.concatenate(([0] if len(inside) and inside[0] else [], edges, [len(inside)] if len(inside) and inside[-1] else [])).astype(np.int64)
-    starts, ends = edges[0::2], edges[1::2]
-    long = ends - starts >= _LONG_RUN
-    starts, ends = starts[long], ends[long]
-    if len(starts) and not text.isascii():
-        continuation = np.flatnonzero((data & 0xC0) == 0x80)
-        starts, ends = starts - np.searchsorted(continuation, starts), ends - np.searchsorted(continuation, ends)
-    return list(zip(starts.tolist(), ends.tolist()))
+    """Spans of the runs of ``_RUN_BYTES`` at least ``_LONG_RUN`` long, found in the text's UTF-8
+    bytes by C: each byte made 1 inside a run and 0 outside (``bytes.translate``), then each
+    long run found by ``bytes.find``: 16 MB in 0.08 s, against 0.15 s for numpy over every byte
+    (itself 5 times faster than a pattern). The characters of a run are ASCII, so a run's
+    offsets in characters are its offsets in bytes less the continuation bytes before it."""
+    data = text.encode("utf-8", "surrogatepass")
+    inside = data.translate(_RUN_TABLE)
+    spans, at = [], inside.find(_LONG_RUN_MARKS)
+    while at >= 0:
+        end = inside.find(b"\0", at + _LONG_RUN)
+        end = len(inside) if end < 0 else end
+        spans.append((at, end))
+        at = inside.find(_LONG_RUN_MARKS, end)
+    if spans and not text.isascii():
+        continuation = np.flatnonzero((np.frombuffer(data, dtype=np.uint8) & 0xC0) == 0x80)
+        edges = np.array(spans, dtype=np.int64)
+        edges -= np.searchsorted(continuation, edges)
+        spans = [tuple(span) for span in edges.tolist()]
+    return spans
 
 
 def _mixed(run: str) -> bool:

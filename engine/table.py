@@ -12,6 +12,7 @@ not finite, huge, or within a hair of a tie in its fourth decimal) is formatted 
 from __future__ import annotations
 
 import codecs
+import functools
 
 import numpy as np
 
@@ -103,19 +104,25 @@ def _integers(values: np.ndarray, blank: np.ndarray | None = None) -> np.ndarray
 
 
 _POWERS_OF_TEN = 10 ** np.arange(1, 19, dtype=np.int64)
-_FOUR_DIGITS = np.frombuffer("".join(f"{i:04d}" for i in range(10_000)).encode("ascii"), dtype=np.uint32)  # "0000" to "9999"
+
+
+@functools.cache
+def _four_digits() -> np.ndarray:
+    """The numbers 0000 to 9999, each as one 32-bit word of four ASCII digits (made on first
+    use, not at every command's start)."""
+    return (np.arange(10_000)[:, None] // 10 ** np.arange(3, -1, -1) % 10 + ord("0")).astype(np.uint8).view(np.uint32).ravel()
 
 
 def _digits(values: np.ndarray, width: int) -> np.ndarray:
     """Non-negative integers as ``width`` ASCII digits each, with leading zeros: four digits at
     a time, each four looked up as one 32-bit word (dividing by a constant is numpy's fast
     path for integer division, and a quarter of the divisions a digit at a time)."""
-    groups = -(-width // 4)
+    groups, table = -(-width // 4), _four_digits()
     words = np.empty((len(values), groups), dtype=np.uint32)
     rest = values
     for group in range(groups - 1, -1, -1):
         rest, four = np.divmod(rest, 10_000)
-        words[:, group] = _FOUR_DIGITS[four]
+        words[:, group] = table[four]
     return words.view(np.uint8)[:, 4 * groups - width :]
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
-from engine.scoring import encode_words, rows_of
+from engine.scoring import sentence_rows
 from engine.tokenizer import ProseTokenizer, blocks, tokenize_block_steps
 from engine.vocab import BOS_ID, UNK_ID
 
@@ -55,8 +55,8 @@ class Block:
     def tokenized(cls, start: int, text: str, state_in: tuple, model: LanguageModel):
         """A generator that tokenizes the block, yielding every STEP_WORDS tokens, and returns it."""
         sentences, state_out = yield from tokenize_block_steps(text, 0, state_in, STEP_WORDS)
-        texts, starts, ends = rows_of(sentences)
-        return cls(start, text, state_in, state_out, encode_words(model.vocab, (sentence[0] for sentence in sentences)), starts, ends, texts)
+        ids, (texts, starts, ends) = sentence_rows(model.vocab, sentences)
+        return cls(start, text, state_in, state_out, ids, starts, ends, texts)
 
     def moved_to(self, start: int) -> "Block":
         return Block(start, self.text, self.state_in, self.state_out, self.ids, self.starts, self.ends, self.texts, self.stats)

@@ -48,9 +48,10 @@ def map_on_two_threads(function: Callable, items: list) -> list:
 def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead: int = 2, jobs_per_worker: int | None = None) -> Iterator:
     """``function(shared, job)`` for each job, results in the jobs' order: on two forked
     processes where ``two_cores()`` and there are two jobs or more (``function`` must be a
-    module-level function), else here, one after another. At most ``ahead`` results wait for the caller, so memory follows the
-    caller's pace, not the number of jobs; with ``jobs_per_worker``, a worker is replaced by a
-    fresh fork after that many (what the allocator keeps of freed memory goes with it)."""
+    module-level function), else here, one after another. At most ``ahead`` results wait for
+    the caller, so memory follows the caller's pace, not the number of jobs; with
+    ``jobs_per_worker``, a worker is replaced by a fresh fork after that many (what the
+    allocator keeps of freed memory goes with it)."""
     global _shared
     jobs = iter(jobs)
     head = list(islice(jobs, 2))

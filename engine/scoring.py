@@ -207,16 +207,18 @@ def token_batches(vocab: Vocabulary, sentences: Iterable[SentenceColumns], max_t
     """Sentences given as columns (``iter_columns``) in batches (``sentence_batches``), each as
     its id stream and its columns."""
     for batch in sentence_batches(sentences, max_tokens, length=lambda columns: len(columns[0])):
-        yield encode_words(vocab, (sentence[0] for sentence in batch)), rows_of(batch)
+        yield sentence_rows(vocab, batch)
 
 
-def rows_of(sentences: list[SentenceColumns]) -> Columns:
-    """The sentences' columns joined, a ``</s>`` row (offsets -1) after each sentence."""
+def sentence_rows(vocab: Vocabulary, sentences: list[SentenceColumns]) -> tuple[np.ndarray, Columns]:
+    """Sentences given as columns: their id stream, and their columns joined with a ``</s>``
+    row (offsets -1) after each sentence."""
     def column(i, end):
         return chain.from_iterable(chain(sentence[i], (end,)) for sentence in sentences)
 
     rows = sum(len(sentence[0]) + 1 for sentence in sentences)
-    return list(column(0, EOS)), np.fromiter(column(1, -1), dtype=np.int64, count=rows), np.fromiter(column(2, -1), dtype=np.int64, count=rows)
+    return encode_words(vocab, (sentence[0] for sentence in sentences)), (
+        list(column(0, EOS)), np.fromiter(column(1, -1), dtype=np.int64, count=rows), np.fromiter(column(2, -1), dtype=np.int64, count=rows))
 
 
 def pretokenized_batches(vocab: Vocabulary, blocks: Iterable[str], max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Columns]]:

@@ -38,8 +38,8 @@ class RunValues:
     @classmethod
     def of(cls, runs: np.ndarray, values: np.ndarray) -> "RunValues":
         """``values`` (float32, or float64) in runs numbered ``runs`` (ascending)."""
-        values32 = values.astype(np.float32)
-        if values.dtype == np.float32 or np.array_equal(values32, values):
+        values32 = values if values.dtype == np.float32 else values.astype(np.float32)
+        if values32 is values or np.array_equal(values32, values):
             return cls(np.sort(runs.astype(np.uint64) << RUN_SHIFT | _float_codes(values32)))
         order = np.argsort(values)
         place = np.empty(len(values), dtype=np.uint64)

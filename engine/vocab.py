@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import functools
 import json
-from itertools import repeat
 from pathlib import Path
 from typing import Callable
 
@@ -241,7 +240,19 @@ def _all_strings(items: list) -> bool:
     return True
 
 
-_PROBE, _FEW = 1024, 64  # add_array: the words it looks at first; "few new words" is under one in this many
+class _Ids(dict):
+    """Word -> id, where looking up a word not seen before gives it the next id (``tokens``'
+    length) and appends it to ``tokens``: a long list is then looked up in one pass of
+    ``dict.__getitem__`` in C, known words or new (a pass with a default of -1 for the new ones
+    also read a line's end, whose id is -1, as new, and sent pretokenized text down a second,
+    slower pass: 2.6 s for 12 million words, one pass 0.9 s)."""
+
+    __slots__ = ("tokens",)
+
+    def __missing__(self, word: str) -> int:
+        self[word] = i = len(self.tokens)
+        self.tokens.append(word)
+        return i
 
 
 class VocabularyBuilder:
@@ -250,16 +261,16 @@ class VocabularyBuilder:
 
     def __init__(self, tokens: list[str] | None = None):
         """``tokens``: ids already given (specials first), to extend rather than start afresh."""
-        self.tokens: list[str] = list(tokens or SPECIALS)
-        self.ids: dict[str, int] = {t: i for i, t in enumerate(self.tokens)} | {"\n": NEWLINE}
+        self._start(list(tokens or SPECIALS), None)
+
+    def _start(self, tokens: list[str], ids: dict[str, int] | None) -> None:
+        self.tokens = tokens
+        self.ids = _Ids(ids if ids is not None else {t: i for i, t in enumerate(tokens)} | {"\n": NEWLINE})
+        self.ids.tokens = tokens
 
     def add(self, tokens: list[str]) -> list[int]:
         """The ids of ``tokens``, new ones given the next ids."""
-        out = list(map(self.ids.get, tokens))  # in bulk: after the first pages most words are known
-        if None in out:
-            self._add_new(tokens)
-            out = list(map(self.ids.__getitem__, tokens))
-        return out
+        return list(map(self.ids.__getitem__, tokens))
 
     def truncate(self, size: int) -> None:
         """Forget the words given ids from ``size`` on."""
@@ -270,32 +281,12 @@ class VocabularyBuilder:
     def copy(self) -> "VocabularyBuilder":
         """A builder that goes on from this one's words and leaves this one as it is."""
         twin = VocabularyBuilder.__new__(VocabularyBuilder)
-        twin.tokens, twin.ids = list(self.tokens), dict(self.ids)
+        twin._start(list(self.tokens), self.ids)
         return twin
 
     def add_array(self, tokens: list[str]) -> np.ndarray:
-        """``add`` as an int32 array, for long lists: looked up in one pass where few words are
-        new, as the first ones tell (an unknown word reads as -1, and those few are added after);
-        where many are, the distinct words are found first."""
-        if list(map(self.ids.get, tokens[:_PROBE])).count(None) * _FEW <= min(len(tokens), _PROBE):
-            ids = np.fromiter(map(self.ids.get, tokens, repeat(-1)), dtype=np.int32, count=len(tokens))
-            unknown = np.flatnonzero(ids < 0)
-            if len(unknown) * _FEW <= len(tokens):
-                new = [tokens[j] for j in unknown.tolist()]
-                self._add_new(new)
-                ids[unknown] = list(map(self.ids.__getitem__, new))
-                return ids
-        self._add_new(tokens)
+        """``add`` as an int32 array, for long lists."""
         return np.fromiter(map(self.ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))
-
-    def _add_new(self, tokens: list[str]) -> None:
-        """Give the words of ``tokens`` not known yet the next ids, in order of first appearance.
-        Each distinct word is looked at once (``dict.fromkeys`` finds them in C): a piece of a
-        corpus read apart starts with an empty vocabulary, and a loop over every occurrence of
-        a new word was a quarter of reading it."""
-        ids, known = self.ids, len(self.tokens)
-        self.tokens += [t for t in dict.fromkeys(tokens) if t not in ids]
-        ids.update(zip(self.tokens[known:], range(known, len(self.tokens))))
 
     def finish(self, counts: np.ndarray, min_count: int = 1, max_size: int | None = None):
         """The final vocabulary, and the old-id -> new-id map when words were pruned (to

@@ -11,6 +11,7 @@ import pytest
 from engine.corpus import build_corpus
 from engine.scoring import perplexity
 from engine.tokenizer import tokenize
+from engine.vocab import BOS_ID
 from plugins.ngram.arpa import read_arpa
 from plugins.ngram.model import NgramModel, NgramOptions
 from tests.conftest import KENLM
@@ -253,6 +254,32 @@ def test_counts_merged_from_runs_on_disk_equal_counting_at_once(ptb, tmp_path):
             assert merged.last == whole.last and merged.last_suffixes == whole.last_suffixes
     finally:
         C.MERGE_BLOCK, C.FAN_IN = old_block, 64
+
+
+def test_repeated_sentences_are_counted_once_with_their_copies(ptb, tmp_path):
+    """A text whose sentences repeat (shuffled copies, as the scale bench makes them; quoted mail)
+    is counted from the first copy of each sentence of a window, weighted by its copies: every
+    table comes out as counted at once, whether a window holds the whole text or a few blocks
+    (then some windows repeat nothing and are counted as they are)."""
+    from plugins.ngram import counts as C
+    from plugins.ngram.copies import Copies, counting_jobs
+    from plugins.ngram.scratch import Scratch
+
+    corpus = build_corpus([str(ptb / "ptb5k.train.txt")], pretokenized=True)
+    ids, V = np.asarray(corpus.ids), len(corpus.vocab)
+    sentences = np.split(ids, np.flatnonzero(ids == BOS_ID)[1:])
+    rng = np.random.default_rng(0)
+    text = np.concatenate([sentences[i] for _ in range(3) for i in rng.permutation(len(sentences))])
+    whole = C._count_chunk(text.astype(np.int64), 5, V)
+    for budget, kinds in ((1 << 30, {Copies}), (256 << 10, {Copies, tuple})):
+        jobs = counting_jobs(text, C._sentence_chunks(text, 7001), 7001, budget)
+        assert {type(job) for job in jobs} == kinds
+        (tmp_path / str(budget)).mkdir()
+        counted = C.count_ngrams(text, 5, V, chunk=7001, scratch=Scratch(tmp_path / str(budget), budget))
+        for a, b in zip(whole.orders, counted.orders):
+            for field in ("keys", "counts", "suffix", "starts_bos"):
+                assert np.array_equal(getattr(a, field), getattr(b, field)), field
+        assert counted.last == whole.last and counted.last_suffixes == whole.last_suffixes
 
 
 def test_cli_train_and_perplexity_give_kenlms_figure(ptb):

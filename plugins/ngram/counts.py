@@ -18,6 +18,7 @@ from engine.memory import hand_back, release_freed_memory, release_pages
 from engine.model import sentence_starts
 from engine.parallel import map_on_two_threads, ordered_map
 from engine.vocab import BOS_ID
+from plugins.ngram.copies import Copies, counting_jobs
 from plugins.ngram.scratch import Scratch, ranges
 from plugins.ngram.search import lookup, unique_inverse
 
@@ -72,7 +73,10 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None
         return _count_chunk(np.asarray(ids, dtype=np.int64), order, vocab_size)
     hand_back(ids)  # (what reading the text freed, and the pages of the text read so far)
     with tempfile.TemporaryDirectory(prefix="counts-", dir=spill or scratch.folder) as folder:
-        jobs = ((Path(folder) / str(n), start, stop) for n, (start, stop) in enumerate(_sentence_chunks(ids, chunk)))
+        pieces = _sentence_chunks(ids, chunk)
+        if len(ids) < 1 << 32:  # (a run keeps its counts in 32 bits: a sentence's copies stay below that)
+            pieces = counting_jobs(ids, pieces, chunk, scratch.budget)
+        jobs = ((Path(folder) / str(n), piece) for n, piece in enumerate(pieces))
         runs = list(ordered_map(_counted_run, jobs, (ids, order, vocab_size)))  # two chunks at once on two cores
         release_pages(ids)  # (where chunks were cut)
         return _merge_runs(runs, order, vocab_size, scratch)
@@ -80,8 +84,12 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, chunk: int | None
 
 def _counted_run(shared, job) -> "_Run":
     ids, order, vocab_size = shared
-    folder, start, stop = job
-    run = _Run.write(folder, _count_chunk(np.asarray(ids[start:stop], dtype=np.int64), order, vocab_size, suffixes=False))
+    folder, piece = job
+    if isinstance(piece, Copies):  # sentences of a window that repeats some, each with its copies
+        chunk, weights = ids[piece.positions()], np.repeat(piece.weights, piece.lengths)
+    else:
+        chunk, weights = ids[piece[0] : piece[1]], None
+    run = _Run.write(folder, _count_chunk(np.asarray(chunk, dtype=np.int64), order, vocab_size, suffixes=False, weights=weights))
     hand_back(ids)
     return run
 
@@ -421,13 +429,14 @@ def index_of(rows: np.ndarray, keys: list[np.ndarray], V: int) -> np.ndarray:
     return index
 
 
-def _count_chunk(ids: np.ndarray, order: int, vocab_size: int, suffixes: bool = True) -> NgramCounts:
+def _count_chunk(ids: np.ndarray, order: int, vocab_size: int, suffixes: bool = True, weights: np.ndarray | None = None) -> NgramCounts:
     """``count_ngrams`` for ids that fit in memory at once (without ``suffixes``: no suffixes or
-    <s> flags above order 1, which a run on disk does not keep; the merge finds them)."""
+    <s> flags above order 1, which a run on disk does not keep; the merge finds them), each
+    position counted ``weights`` times where given (the copies of its sentence)."""
     n = len(ids)
     depth = np.arange(n) - sentence_starts(ids)  # 0 at <s>, 1 at the first word, ...
     V = np.uint64(vocab_size)
-    unigram_counts = np.bincount(ids, minlength=vocab_size).astype(np.int64)
+    unigram_counts = np.bincount(ids, weights=weights, minlength=vocab_size).astype(np.int64)
     starts_bos = np.zeros(vocab_size, dtype=bool)
     starts_bos[BOS_ID] = True
     orders = [OrderCounts(np.arange(vocab_size, dtype=np.uint64), unigram_counts, None, starts_bos)]
@@ -443,6 +452,8 @@ def _count_chunk(ids: np.ndarray, order: int, vocab_size: int, suffixes: bool = 
             continue
         keys = previous[pos - 1].astype(np.uint64) * V + ids[pos].astype(np.uint64)
         unique, inverse, counts = unique_inverse(keys)
+        if weights is not None:
+            counts = np.bincount(inverse, weights=weights[pos], minlength=len(unique))
         suffix = bos = None
         if suffixes:
             suffix = np.empty(len(unique), dtype=np.int64)

@@ -76,9 +76,9 @@ _ABBREVIATIONS = {
 
 
 # No token holds or looks past whitespace, so a line's tokens are those of its runs of
-# non-space characters read one by one; most runs are a plain word, or a word and one mark
-# after it, and take no trip through the token pattern at all.
-_PIECE = re.compile(r"\S+")
+# non-space characters read one by one (``str.split()``, whose whitespace is the pattern's
+# ``\s``, each found by ``str.find`` after the one before); most runs are a plain word, or a
+# word and one mark after it, and take no trip through the token pattern at all.
 _TRAILING_MARKS = frozenset(",.;:!?)\"'")
 
 SentenceColumns = tuple[list[str], list[int], list[int]]  # a sentence's tokens: texts, starts and ends
@@ -198,15 +198,17 @@ class ProseTokenizer:
             yield from self._read_pausing(body, start, offset)
         else:
             texts, starts, ends = self._texts, self._starts, self._ends
-            for piece in _PIECE.finditer(body, start):
-                text = piece.group()
+            find, at = body.find, start
+            for text in (body[start:] if start else body).split():  # (split and find: no match objects)
+                at = find(text, at)
                 if text.isascii() and text.isalnum():  # most runs: one word (see _tokens_of_piece)
-                    begin = offset + piece.start()
+                    begin = offset + at
                     texts.append(text)
                     starts.append(begin)
                     ends.append(begin + len(text))
                 else:
-                    _tokens_of_piece(text, offset + piece.start(), texts, starts, ends)
+                    _tokens_of_piece(text, offset + at, texts, starts, ends)
+                at += len(text)
         yield from self._split_sentences()
         if standalone or self._ends_at_line_end():
             yield from self.finish()

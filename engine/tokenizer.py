@@ -85,20 +85,15 @@ SentenceColumns = tuple[list[str], list[int], list[int]]  # a sentence's tokens:
 
 
 def _tokens_of_piece(text: str, begin: int, texts: list[str], starts: list[int], ends: list[int]) -> None:
-    """Append the tokens of one run of non-space characters that starts at ``begin``."""
-    if text.isascii():
-        if text.isalnum():  # one word: no other alternative of the pattern matches letters and digits alone
-            texts.append(text)
-            starts.append(begin)
-            ends.append(begin + len(text))
-            return
-        word = text[:-1]
-        if text[-1] in _TRAILING_MARKS and word.isalnum():  # a word, then a mark that ends nothing longer
-            end = begin + len(word)
-            texts += (word, text[-1])
-            starts += (begin, end)
-            ends += (end, end + 1)
-            return
+    """Append the tokens of one run of non-space characters that starts at ``begin``, a run
+    other than a plain ASCII word (``feed`` appends those itself)."""
+    word = text[:-1]
+    if text[-1] in _TRAILING_MARKS and text.isascii() and word.isalnum():  # a word, then a mark that ends nothing longer
+        end = begin + len(word)
+        texts += (word, text[-1])
+        starts += (begin, end)
+        ends += (end, end + 1)
+        return
     for m in _token_pattern().finditer(text):
         if m.lastgroup != "skip":
             texts.append(m.group())
@@ -201,7 +196,7 @@ class ProseTokenizer:
             find, at = body.find, start
             for text in (body[start:] if start else body).split():  # (split and find: no match objects)
                 at = find(text, at)
-                if text.isascii() and text.isalnum():  # most runs: one word (see _tokens_of_piece)
+                if text.isascii() and text.isalnum():  # most runs: one word (no other alternative of the pattern matches letters and digits alone)
                     begin = offset + at
                     texts.append(text)
                     starts.append(begin)

@@ -2,6 +2,7 @@
 backend gets the whole suite for free."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -301,8 +302,22 @@ def test_ngram_ranks_in_pieces_equal_ranks_at_once(small_corpus, monkeypatch):
         assert np.array_equal(a, b, equal_nan=True)
 
 
+@pytest.fixture(params=["numpy", "compiled"])
+def ranking(request, monkeypatch):
+    """Which of the n-gram's two ways of ranking runs: numpy's, or the C extension's where it
+    was built at install (CI requires it: FORETELL_REQUIRE_COMPILED)."""
+    import plugins.ngram.stats as stats
+
+    if request.param == "compiled" and stats.Tables is None:
+        if os.environ.get("FORETELL_REQUIRE_COMPILED"):
+            pytest.fail("plugins/ngram/_ranking.c was not built at install (a C compiler and Python's headers are needed)")
+        pytest.skip("plugins/ngram/_ranking.c was not built at install")
+    monkeypatch.setattr(stats, "USE_COMPILED", request.param == "compiled")
+    return request.param
+
+
 @pytest.mark.parametrize("variant", ["plain", "pruned", "quantized"])
-def test_ngram_ranks_from_contexts_kept_between_calls_equal_every_distribution(small_corpus, monkeypatch, variant):
+def test_ngram_ranks_from_contexts_kept_between_calls_equal_every_distribution(small_corpus, monkeypatch, variant, ranking):
     """Ranking keeps the contexts it has worked out with the model for later calls, until its
     room is full: ranks and entropies from kept contexts, from fresh ones and from a mixture
     equal building every distribution, for a plain model, a pruned one (whose lower-order
@@ -317,18 +332,49 @@ def test_ngram_ranks_from_contexts_kept_between_calls_equal_every_distribution(s
         model = model.quantized()
     monkeypatch.setattr(stats, "KEPT_FROM", 1)
     monkeypatch.setattr(stats, "KEPT_VALUES", 40)  # room for a few contexts only: later ones are worked out each call
-    texts = [HELD_OUT, HELD_OUT + " The cat sat on the mat. The fox ran over the dog.", "The dog sat on the log. " + HELD_OUT]
+    monkeypatch.setattr(stats, "POOL_VALUES", 0)  # (the compiled cache: room for the vocabulary's size, its least)
+    texts = [HELD_OUT, HELD_OUT + " The cat sat on the mat. The fox ran over the dog.", "The dog sat on the log. " + HELD_OUT] * 2
     for text in texts:
         ids = encode(model, tokenize(text))
         fast, slow = model.token_stats(ids), LanguageModel.token_stats(model, ids)
         assert np.array_equal(fast[1], slow[1])
         assert np.allclose(fast[2], slow[2], atol=model.score_tolerance, equal_nan=True)
-    kept = model._ranking[2]
-    assert 0 < kept.filled <= 40 and len(kept.table.contexts) > 1
+    if ranking == "numpy":
+        kept = model._ranking[2]
+        assert 0 < kept.filled <= 40 and len(kept.table.contexts) > 1
+
+
+@pytest.mark.parametrize("variant", ["fitted", "saved", "pruned", "quantized", "order 6"])
+def test_ngram_compiled_ranking_equals_numpy_ranking(small_corpus, monkeypatch, variant):
+    """The C extension ranks exactly as numpy does (entropies within a rounding of 10^x) on
+    the arrays a model can hold: fitted in memory, read back packed from the store, pruned,
+    8-bit, of a higher order; first from contexts worked out afresh, then from kept ones."""
+    import plugins.ngram.stats as stats
+
+    if stats.Tables is None:
+        pytest.skip("plugins/ngram/_ranking.c was not built at install")
+    ngram = backends()["ngram"].cls
+    model = ngram.fit(small_corpus, ngram.Options(order=6 if variant == "order 6" else 4))
+    if variant == "saved":
+        ModelStore().save("ranked", model)
+        model = ModelStore().load("ranked")
+    elif variant == "pruned":
+        model = model.pruned(ngrams=sum(len(k) for k in model.keys) // 2)
+    elif variant == "quantized":
+        model = model.quantized()
+    ids = encode(model, tokenize(HELD_OUT + " The cat sat on the mat. " * 3 + HELD_OUT + " The fox ran over the dog on the mat."))
+    monkeypatch.setattr(stats, "USE_COMPILED", False)
+    expected = model._token_stats(ids)
+    monkeypatch.setattr(stats, "USE_COMPILED", True)
+    for _ in range(2):
+        got = model._token_stats(ids)
+        assert np.array_equal(got[0], expected[0], equal_nan=True)
+        assert np.array_equal(got[1], expected[1])
+        assert np.allclose(got[2], expected[2], rtol=1e-13, atol=0, equal_nan=True)
 
 
 
-def test_ngram_ranks_where_lower_order_ngrams_are_missing_equal_every_distribution(tmp_path):
+def test_ngram_ranks_where_lower_order_ngrams_are_missing_equal_every_distribution(tmp_path, ranking):
     """An imported ARPA file may hold "a b c" without "b c" (pruned by another tool): the
     lower-order value of c after "a b" then carries b's backoff, and ranking codes such values
     by their place among all of them rather than by their float32 bits."""

@@ -1,0 +1,568 @@
+/* Rank and entropy of every scored token of a backoff n-gram model, compiled.
+
+   The same computation as plugins/ngram/stats.py's backoff_token_stats, position by position
+   instead of vectorised, with the same floating-point operations in the same order (ranks are
+   equal; entropies equal but for the last bits numpy's vectorised power may round otherwise).
+   Each context's continuations are worked out once (their values sorted, their sums taken) and
+   kept until the pool they live in is full, when every kept context is forgotten at once.
+   The continuations' lower-order values come from walking the suffix context's run of keys
+   alongside them (both ascend by word), not from one search each.
+
+   A Tables object holds buffers of the model's arrays (numpy arrays or memory maps; read only)
+   and its cache; the interpreter is let go while it works, so two threads with a Tables each
+   run at once. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { VALUES_F32, VALUES_F64, VALUES_U8, VALUES_U16, VALUES_U32, VALUES_ZERO };
+
+typedef struct {
+    int kind;
+    const void *data;   /* the values, or their codes */
+    const double *table;  /* the table codes point into */
+    Py_ssize_t table_len;
+} Values;
+
+typedef struct {
+    const uint64_t *plain;  /* full keys, or NULL for packed ones: */
+    const uint32_t *low;    /* the low 32 bits of each key */
+    const int64_t *blocks;  /* blocks[h]: the first index whose key >> 32 is h; the last is n */
+    Py_ssize_t nblocks;     /* len(blocks) - 1 */
+    Py_ssize_t n;
+} Keys;
+
+typedef struct {
+    int64_t start;  /* where its values begin in the pools */
+    int64_t size;
+    Py_ssize_t lo, hi;  /* its run of keys (its continuations) */
+    int64_t context;
+    int level;  /* (the context's length) */
+    double sums[4];  /* sum of 10^p, 10^p p, 10^low, 10^low low */
+} Entry;
+
+#define MAX_ORDER 16
+#define KEPT_FROM 8  /* continuations a context needs to be kept from one call to the next, once the pool is full */
+
+typedef struct {
+    PyObject_HEAD
+    int order;
+    int64_t V;
+    Py_buffer *buffers;  /* every buffer held, released with the object */
+    int nbuffers;
+    Keys keys[MAX_ORDER];
+    Values logp[MAX_ORDER];
+    Values backoff[MAX_ORDER];
+    const double *unigrams;  /* the unigram values (without <s>) ascending */
+    Py_ssize_t nunigrams;
+    double U0, U1;
+    /* the cache */
+    int32_t *slot[MAX_ORDER];  /* slot[j][c]: 1 + the entry of context c of length j, 0 if none */
+    Py_ssize_t contexts[MAX_ORDER];
+    Entry *entries;
+    Py_ssize_t nentries, entries_cap;
+    float *pool_p;  /* each entry's continuations' p, ascending */
+    double *pool_low;  /* and their lower-order values, ascending */
+    int64_t pool_used, pool_size;
+    int64_t pool_kept;  /* at most this many values are kept from one call to the next */
+    PyThread_type_lock lock;
+} Tables;
+
+static inline uint64_t key_at(const Keys *k, Py_ssize_t i, Py_ssize_t *block)
+{
+    if (k->plain)
+        return k->plain[i];
+    while (k->blocks[*block + 1] <= i)
+        (*block)++;
+    return ((uint64_t)*block << 32) | k->low[i];
+}
+
+/* The first index in [lo, hi) of ascending a[] at least x (hi if none): a binary search, or
+   with ``near`` one that steps outward from lo first (the answer is usually close to where
+   the last one was). */
+#define SEARCH(name, type)                                                                \
+    static inline Py_ssize_t name(const type *a, Py_ssize_t lo, Py_ssize_t hi, type x, int near) \
+    {                                                                                     \
+        Py_ssize_t step = near ? 1 : hi - lo;                                             \
+        while (lo + step < hi && a[lo + step - 1] < x) {                                  \
+            lo += step;                                                                   \
+            step <<= 1;                                                                   \
+        }                                                                                 \
+        if (lo + step < hi) hi = lo + step;                                               \
+        while (lo < hi) {                                                                 \
+            Py_ssize_t mid = lo + (hi - lo) / 2;                                          \
+            if (a[mid] < x) lo = mid + 1; else hi = mid;                                  \
+        }                                                                                 \
+        return lo;                                                                        \
+    }
+SEARCH(search_u64, uint64_t)
+SEARCH(search_u32, uint32_t)
+
+/* The first index in [from, to) whose key is at least ``key`` (to if none), the keys in that
+   range ascending (``near``: see SEARCH). */
+static Py_ssize_t lower_bound(const Keys *k, uint64_t key, Py_ssize_t from, Py_ssize_t to, int near)
+{
+    if (k->plain)
+        return search_u64(k->plain, from, to, key, near);
+    uint64_t high = key >> 32;  /* (searched within the block of its high bits) */
+    if ((Py_ssize_t)high >= k->nblocks || k->blocks[high] >= to)
+        return to;
+    if (k->blocks[high + 1] <= from)
+        return from;
+    Py_ssize_t lo = from > k->blocks[high] ? from : k->blocks[high];
+    Py_ssize_t hi = to < k->blocks[high + 1] ? to : k->blocks[high + 1];
+    return search_u32(k->low, lo, hi, (uint32_t)key, near);
+}
+
+/* Whether the key at ``pos`` (where lower_bound put it, below n) is ``key``. */
+static inline int key_is_at(const Keys *k, Py_ssize_t pos, uint64_t key)
+{
+    if (k->plain)
+        return k->plain[pos] == key;
+    uint64_t high = key >> 32;
+    return (Py_ssize_t)high < k->nblocks && pos >= k->blocks[high] && pos < k->blocks[high + 1] && k->low[pos] == (uint32_t)key;
+}
+
+static inline double value_at(const Values *v, Py_ssize_t i)
+{
+    switch (v->kind) {
+    case VALUES_F32: return ((const float *)v->data)[i];
+    case VALUES_F64: return ((const double *)v->data)[i];
+    case VALUES_U8: return v->table[((const uint8_t *)v->data)[i]];
+    case VALUES_U16: return v->table[((const uint16_t *)v->data)[i]];
+    case VALUES_U32: return v->table[((const uint32_t *)v->data)[i]];
+    default: return 0.0;
+    }
+}
+
+/* How many of the n ascending values exceed x: a binary search without branches (the
+   processor mispredicted half of a branching one's steps). */
+#define COUNT_GREATER(name, type)                                          \
+    static inline int64_t name(const type *values, int64_t n, double x)    \
+    {                                                                      \
+        if (n == 0) return 0;                                              \
+        const type *base = values;                                         \
+        for (int64_t len = n; len > 1;) {                                  \
+            int64_t half = len / 2;                                        \
+            base = (double)base[half - 1] <= x ? base + half : base;       \
+            len -= half;                                                   \
+        }                                                                  \
+        return n - (base - values) - ((double)*base <= x);                 \
+    }
+COUNT_GREATER(count_greater_f, float)
+COUNT_GREATER(count_greater_d, double)
+
+static int compare_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int compare_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void sort_f(float *v, int64_t n)
+{
+    if (n > 32) { qsort(v, (size_t)n, sizeof *v, compare_f); return; }
+    for (int64_t i = 1; i < n; i++) {
+        float x = v[i];
+        int64_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
+static void sort_d(double *v, int64_t n)
+{
+    if (n > 32) { qsort(v, (size_t)n, sizeof *v, compare_d); return; }
+    for (int64_t i = 1; i < n; i++) {
+        double x = v[i];
+        int64_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
+/* Forget the contexts with fewer than ``min_size`` continuations, and any past half of what
+   is kept from call to call: the frequent contexts, which have the most continuations and
+   recur in every batch, stay. Their values move down the pools. */
+static void forget(Tables *t, int64_t min_size)
+{
+    Py_ssize_t kept = 0;
+    int64_t used = 0;
+    for (Py_ssize_t k = 0; k < t->nentries; k++) {
+        Entry e = t->entries[k];
+        int32_t *slot = &t->slot[e.level][e.context];
+        if (e.size < min_size || used + e.size > t->pool_kept) {
+            *slot = 0;
+            continue;
+        }
+        memmove(t->pool_p + used, t->pool_p + e.start, (size_t)e.size * sizeof(float));
+        memmove(t->pool_low + used, t->pool_low + e.start, (size_t)e.size * sizeof(double));
+        e.start = used;
+        used += e.size;
+        t->entries[kept++] = e;
+        *slot = (int32_t)kept;
+    }
+    t->nentries = kept;
+    t->pool_used = used;
+}
+
+/* The run of keys of context c of length i (its continuations): its entry's, where it has one. */
+static void run_of(const Tables *t, int i, int64_t c, Py_ssize_t *lo, Py_ssize_t *hi)
+{
+    int32_t s = t->slot[i] ? t->slot[i][c] : 0;
+    if (s) {
+        *lo = t->entries[s - 1].lo;
+        *hi = t->entries[s - 1].hi;
+        return;
+    }
+    uint64_t base = (uint64_t)c * (uint64_t)t->V;
+    *lo = lower_bound(&t->keys[i], base, 0, t->keys[i].n, 0);
+    *hi = lower_bound(&t->keys[i], base + (uint64_t)t->V, *lo, t->keys[i].n, 1);
+}
+
+/* The entry of context c of length j (its shorter contexts lower[1..j-1], -1 where unknown),
+   worked out if not kept (its run of keys searched from *from, then moved past it: contexts
+   come in ascending order); NULL when memory runs out. */
+static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssize_t *from)
+{
+    if (!t->slot[j]) {
+        t->slot[j] = calloc((size_t)t->contexts[j], sizeof(int32_t));
+        if (!t->slot[j]) return NULL;
+    }
+    int32_t s = t->slot[j][c];
+    if (s) return &t->entries[s - 1];
+
+    const Keys *keys = &t->keys[j];
+    uint64_t base = (uint64_t)c * (uint64_t)t->V;
+    Py_ssize_t lo = lower_bound(keys, base, *from, keys->n, 1);
+    Py_ssize_t hi = lower_bound(keys, base + (uint64_t)t->V, lo, keys->n, 1);
+    *from = hi;
+    int64_t n = hi - lo;
+    if (t->nentries >= INT32_MAX - 1)
+        forget(t, INT64_MAX);
+    if (t->pool_used + n > t->pool_size) {  /* (grown within a call: forgetting there undid the work of the levels below) */
+        int64_t size = 2 * t->pool_size > t->pool_used + n ? 2 * t->pool_size : t->pool_used + n;
+        float *p = realloc(t->pool_p, (size_t)size * sizeof(float));
+        if (p) t->pool_p = p;
+        double *low = realloc(t->pool_low, (size_t)size * sizeof(double));
+        if (low) t->pool_low = low;
+        if (!p || !low) return NULL;
+        t->pool_size = size;
+    }
+    if (t->nentries == t->entries_cap) {
+        Py_ssize_t cap = t->entries_cap ? 2 * t->entries_cap : 4096;
+        Entry *grown = realloc(t->entries, (size_t)cap * sizeof(Entry));
+        if (!grown) return NULL;
+        t->entries = grown;
+        t->entries_cap = cap;
+    }
+    float *p = t->pool_p + t->pool_used;
+    double *low = t->pool_low + t->pool_used;
+
+    /* Each shorter context's run of keys (found when first needed: kept with its entry, from
+       the level below, or searched), then searched from where the last word was found. */
+    Py_ssize_t at[MAX_ORDER], end[MAX_ORDER];
+    for (int i = 1; i < j; i++)
+        at[i] = end[i] = -1;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    Py_ssize_t block = (Py_ssize_t)(base >> 32);  /* (the run's first key is in this block or after it) */
+    for (Py_ssize_t idx = lo; idx < hi; idx++) {
+        int64_t w = (int64_t)(key_at(keys, idx, &block) - base);
+        double pv = (double)(float)value_at(&t->logp[j], idx);
+        /* D_{j-1}(w): the deepest explicit n-gram's value plus the longer contexts' backoffs */
+        double shift = 0.0, lv = 0.0;
+        int found = 0;
+        for (int i = j - 1; i >= 1 && !found; i--) {
+            if (lower[i] < 0) continue;
+            if (at[i] < 0)
+                run_of(t, i, lower[i], &at[i], &end[i]);
+            uint64_t key = (uint64_t)lower[i] * (uint64_t)t->V + (uint64_t)w;
+            Py_ssize_t pos = at[i] = lower_bound(&t->keys[i], key, at[i], end[i], 1);
+            if (pos < end[i] && key_is_at(&t->keys[i], pos, key)) {
+                lv = value_at(&t->logp[i], pos) + shift;
+                found = 1;
+            } else {
+                shift += value_at(&t->backoff[i - 1], lower[i]);
+            }
+        }
+        if (!found)
+            lv = value_at(&t->logp[0], w) + shift;
+        double tp = pow(10.0, pv), tl = pow(10.0, lv);
+        s0 += tp;
+        s1 += tp * pv;
+        s2 += tl;
+        s3 += tl * lv;
+        p[idx - lo] = (float)pv;
+        low[idx - lo] = lv;
+    }
+    sort_f(p, n);
+    sort_d(low, n);
+    Entry *e = &t->entries[t->nentries++];
+    e->start = t->pool_used;
+    e->size = n;
+    e->lo = lo;
+    e->hi = hi;
+    e->context = c;
+    e->level = j;
+    e->sums[0] = s0; e->sums[1] = s1; e->sums[2] = s2; e->sums[3] = s3;
+    t->pool_used += n;
+    t->slot[j][c] = (int32_t)t->nentries;
+    return e;
+}
+
+static void Tables_dealloc(Tables *t)
+{
+    for (int i = 0; i < t->nbuffers; i++)
+        PyBuffer_Release(&t->buffers[i]);
+    PyMem_Free(t->buffers);
+    for (int j = 0; j < MAX_ORDER; j++)
+        free(t->slot[j]);
+    free(t->entries);
+    free(t->pool_p);
+    free(t->pool_low);
+    if (t->lock) PyThread_free_lock(t->lock);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+/* A contiguous buffer of ``object`` whose items are ``itemsize`` bytes (format checked by the
+   caller, in Python), kept with the tables. */
+static const void *hold(Tables *t, PyObject *object, Py_ssize_t itemsize, Py_ssize_t *count)
+{
+    Py_buffer *view = &t->buffers[t->nbuffers];
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    t->nbuffers++;
+    if (view->itemsize != itemsize) {
+        PyErr_Format(PyExc_ValueError, "expected items of %zd bytes, got %zd", itemsize, view->itemsize);
+        return NULL;
+    }
+    *count = view->len / itemsize;
+    return view->buf;
+}
+
+static int read_values(Tables *t, PyObject *spec, Values *v)
+{
+    /* spec: (kind, data, table or None) */
+    int kind;
+    PyObject *data, *table;
+    if (!PyArg_ParseTuple(spec, "iOO", &kind, &data, &table))
+        return -1;
+    static const Py_ssize_t sizes[] = {4, 8, 1, 2, 4, 0};
+    if (kind < 0 || kind > VALUES_ZERO) {
+        PyErr_SetString(PyExc_ValueError, "unknown kind of values");
+        return -1;
+    }
+    v->kind = kind;
+    Py_ssize_t n;
+    if (kind != VALUES_ZERO && !(v->data = hold(t, data, sizes[kind], &n)))
+        return -1;
+    if (kind >= VALUES_U8 && kind <= VALUES_U32) {
+        if (!(v->table = hold(t, table, 8, &v->table_len)))
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *Tables_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    /* Tables(V, keys, logp, backoff, unigrams, U0, U1, contexts, pool):
+       keys[k] (k >= 1): (plain uint64 or None, low uint32 or None, blocks int64 or None);
+       logp[k], backoff[k]: (kind, data, table); contexts[j]: how many contexts of length j. */
+    long long V, pool;
+    PyObject *keys, *logp, *backoff, *unigrams, *contexts;
+    double U0, U1;
+    if (!PyArg_ParseTuple(args, "LO!O!O!OddO!L", &V, &PyList_Type, &keys, &PyList_Type, &logp, &PyList_Type, &backoff,
+                          &unigrams, &U0, &U1, &PyList_Type, &contexts, &pool))
+        return NULL;
+    Py_ssize_t order = PyList_GET_SIZE(logp);
+    if (order < 2 || order > MAX_ORDER || PyList_GET_SIZE(keys) != order || PyList_GET_SIZE(backoff) != order
+        || PyList_GET_SIZE(contexts) != order || V < 1 || pool < V) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent tables");
+        return NULL;
+    }
+    Tables *t = (Tables *)type->tp_alloc(type, 0);
+    if (!t) return NULL;
+    t->order = (int)order;
+    t->V = V;
+    t->buffers = PyMem_Calloc((size_t)(8 * order + 2), sizeof(Py_buffer));
+    if (!t->buffers) { Py_DECREF(t); return PyErr_NoMemory(); }
+    for (Py_ssize_t k = 0; k < order; k++) {
+        if (read_values(t, PyList_GET_ITEM(logp, k), &t->logp[k]) < 0 || read_values(t, PyList_GET_ITEM(backoff, k), &t->backoff[k]) < 0) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        t->contexts[k] = PyLong_AsSsize_t(PyList_GET_ITEM(contexts, k));
+        if (k == 0) continue;
+        PyObject *plain, *low, *blocks;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(keys, k), "OOO", &plain, &low, &blocks)) { Py_DECREF(t); return NULL; }
+        Keys *kk = &t->keys[k];
+        if (plain != Py_None) {
+            if (!(kk->plain = hold(t, plain, 8, &kk->n))) { Py_DECREF(t); return NULL; }
+        } else {
+            Py_ssize_t nb;
+            if (!(kk->low = hold(t, low, 4, &kk->n)) || !(kk->blocks = hold(t, blocks, 8, &nb))) { Py_DECREF(t); return NULL; }
+            kk->nblocks = nb - 1;
+        }
+    }
+    if (!(t->unigrams = hold(t, unigrams, 8, &t->nunigrams))) { Py_DECREF(t); return NULL; }
+    t->U0 = U0;
+    t->U1 = U1;
+    t->pool_kept = t->pool_size = pool;
+    t->pool_p = malloc((size_t)pool * sizeof(float));
+    t->pool_low = malloc((size_t)pool * sizeof(double));
+    t->lock = PyThread_allocate_lock();
+    if (!t->pool_p || !t->pool_low || !t->lock) { Py_DECREF(t); return PyErr_NoMemory(); }
+    return (PyObject *)t;
+}
+
+static PyObject *Tables_rank(Tables *t, PyObject *args)
+{
+    /* rank(contexts, orders, x, rank_out, entropy_out): contexts holds (order - 1) rows of n
+       int64, row j - 1 each position's context of length j (-1 where unknown); orders the same
+       shape, row j - 1 the positions in ascending order of that row's contexts; x each
+       position's log10 value plus the tie margin. Writes each position's rank (int64) and
+       entropy in bits (float64). Level by level and each context's positions together: its
+       sorted values stay in the processor's cache while they are counted, and the model's
+       arrays are read in ascending order (position by position, cache misses took 2 us a
+       token). */
+    Py_buffer cb, ob, xb, rb, eb;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*w*", &cb, &ob, &xb, &rb, &eb))
+        return NULL;
+    Py_ssize_t n = xb.len / 8;
+    int N = t->order;
+    PyObject *result = NULL;
+    double *work = NULL;
+    if (cb.len != (Py_ssize_t)(N - 1) * n * 8 || ob.len != cb.len || rb.len != n * 8 || eb.len != n * 8) {
+        PyErr_SetString(PyExc_ValueError, "arrays of different lengths");
+        goto done;
+    }
+    const int64_t *contexts = cb.buf, *orders = ob.buf;
+    const double *xs = xb.buf;
+    int64_t *ranks = rb.buf;
+    double *entropies = eb.buf;
+    for (Py_ssize_t j = 1; j < N; j++)
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t c = contexts[(j - 1) * n + i], o = orders[(j - 1) * n + i];
+            if (c < -1 || c >= t->contexts[j] || o < 0 || o >= n) {
+                PyErr_SetString(PyExc_ValueError, "a context outside the model, or a position outside the text");
+                goto done;
+            }
+        }
+    /* x[j * n + i]: position i's threshold at level j; bo[j * n + i]: its length-j context's backoff */
+    work = PyMem_RawMalloc((size_t)(2 * N + 2) * (size_t)(n ? n : 1) * sizeof(double));
+    if (!work) { PyErr_NoMemory(); goto done; }
+    double *x = work, *bo = work + (size_t)N * n, *E0 = bo + (size_t)N * n, *E1 = E0 + n;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(t->lock, WAIT_LOCK);
+    if (t->pool_used > t->pool_kept)
+        forget(t, KEPT_FROM);
+    memcpy(x + (size_t)(N - 1) * n, xs, (size_t)n * sizeof(double));
+    for (int j = N - 1; j > 0; j--) {
+        const int64_t *row = contexts + (size_t)(j - 1) * n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double b = row[i] >= 0 ? value_at(&t->backoff[j - 1], row[i]) : 0.0;
+            bo[(size_t)j * n + i] = b;
+            x[(size_t)(j - 1) * n + i] = x[(size_t)j * n + i] - b;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        ranks[i] = 1 + count_greater_d(t->unigrams, t->nunigrams, x[i]);
+        E0[i] = t->U0;
+        E1[i] = t->U1;
+    }
+    for (int j = 1; j < N && !failed; j++) {
+        const int64_t *row = contexts + (size_t)(j - 1) * n, *order = orders + (size_t)(j - 1) * n;
+        const double *xj = x + (size_t)j * n, *xl = x + (size_t)(j - 1) * n, *bj = bo + (size_t)j * n;
+        Py_ssize_t from = 0;
+        int64_t last = -1;
+        const float *p = NULL;
+        const double *low = NULL, *sums = NULL;
+        int64_t size = 0;
+        double b = 0.0, tb = 1.0;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            Py_ssize_t i = order[k];
+            int64_t c = row[i];
+            if (c < 0) continue;
+            if (c != last) {
+                int64_t lower[MAX_ORDER];
+                for (int l = 1; l < j; l++)
+                    lower[l] = contexts[(size_t)(l - 1) * n + i];
+                Entry *e = entry_of(t, j, c, lower, &from);
+                if (!e) { failed = 1; break; }
+                p = t->pool_p + e->start;
+                low = t->pool_low + e->start;
+                size = e->size;
+                sums = e->sums;
+                b = bj[i];
+                tb = pow(10.0, b);
+                last = c;
+            }
+            ranks[i] += count_greater_f(p, size, xj[i]) - count_greater_d(low, size, xl[i]);
+            double e0 = E0[i], e1 = E1[i];
+            E0[i] = sums[0] + tb * (e0 - sums[2]);
+            E1[i] = sums[1] + tb * (e1 + b * e0 - sums[3] - b * sums[2]);
+        }
+    }
+    const double LOG2_10 = 3.321928094887362;
+    for (Py_ssize_t i = 0; i < n; i++)
+        entropies[i] = -LOG2_10 * E1[i];
+    PyThread_release_lock(t->lock);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_RawFree(work);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&eb);
+    return result;
+}
+
+static PyMethodDef Tables_methods[] = {
+    {"rank", (PyCFunction)Tables_rank, METH_VARARGS, "Write each position's rank and entropy in bits."},
+    {NULL},
+};
+
+static PyTypeObject TablesType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plugins.ngram._ranking.Tables",
+    .tp_basicsize = sizeof(Tables),
+    .tp_dealloc = (destructor)Tables_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A backoff model's arrays and the contexts ranked so far.",
+    .tp_methods = Tables_methods,
+    .tp_new = Tables_new,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_ranking", "Rank and entropy of a backoff n-gram model's tokens, compiled.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__ranking(void)
+{
+    if (PyType_Ready(&TablesType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&TablesType);
+    if (PyModule_AddObject(m, "Tables", (PyObject *)&TablesType) < 0) {
+        Py_DECREF(&TablesType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

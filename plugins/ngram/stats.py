@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,14 +130,15 @@ def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored
     where it has enough continuations to be kept (``_Kept``)."""
     N = model.order
     pos = np.flatnonzero(ids != BOS_ID)
-    tables = compiled_tables(model) if USE_COMPILED else None
-    if tables is not None:
+    compiled = USE_COMPILED and _compiled(model)
+    if compiled:
         contexts, orders = np.empty((N - 1, len(pos)), dtype=np.int64), np.empty((N - 1, len(pos)), dtype=np.int64)
         for j in range(1, N):
             contexts[j - 1] = ending[j - 1][pos - 1]
             orders[j - 1] = sorted_order(contexts[j - 1] + 1)
         rank, entropy = np.empty(len(pos), dtype=np.int64), np.empty(len(pos))
-        tables.rank(contexts, orders, np.ascontiguousarray(scored_log10[pos] + TIE, dtype=np.float64), rank, entropy)
+        with compiled.borrowed() as tables:
+            tables.rank(contexts, orders, np.ascontiguousarray(scored_log10[pos] + TIE, dtype=np.float64), rank, entropy)
         return pos, rank, entropy
     unigrams = unigram_summary(model)
     contexts = [ending[j - 1][pos - 1] for j in range(1, N)]  # contexts[j - 1]: of length j, -1 where unknown
@@ -298,17 +300,37 @@ VALUE_KINDS = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.uin
 ZERO_KIND = 5
 
 
-def compiled_tables(model):
-    """This thread's compiled tables of ``model`` (each thread its own cache of contexts, so
-    two rank at once), made on first use; None where a model's arrays are of a kind they do
-    not take."""
-    local = model._ranking.setdefault("compiled", threading.local())
-    if not hasattr(local, "tables"):
+class _CompiledTables:
+    """A model's compiled tables, one for each thread ranking at once (each holds a cache of
+    contexts, kept from call to call: a thread takes one that is free, and gives it back)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.free = [_make_tables(model)]  # (made here: a model whose arrays it cannot take fails now)
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def borrowed(self):
+        with self.lock:
+            tables = self.free.pop() if self.free else None
+        if tables is None:
+            tables = _make_tables(self.model)
         try:
-            local.tables = _make_tables(model)
-        except (TypeError, ValueError):
-            local.tables = None
-    return local.tables
+            yield tables
+        finally:
+            with self.lock:
+                self.free.append(tables)
+
+
+def _compiled(model):
+    """The model's ``_CompiledTables``, made on first use; None where its arrays are of a kind
+    the extension does not take (numpy ranks them)."""
+    if "compiled" not in model._ranking:
+        try:
+            model._ranking["compiled"] = _CompiledTables(model)
+        except (TypeError, ValueError, KeyError):
+            model._ranking["compiled"] = None
+    return model._ranking["compiled"]
 
 
 def _make_tables(model):

@@ -3,4 +3,4 @@ ranking tokens with numpy instead (plugins/ngram/stats.py)."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("plugins.ngram._ranking", ["plugins/ngram/_ranking.c"], optional=True, extra_compile_args=["-O2"])])
+setup(ext_modules=[Extension("plugins.ngram._ranking", ["plugins/ngram/_ranking.c"], optional=True)])

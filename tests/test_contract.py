@@ -344,17 +344,26 @@ def test_ngram_ranks_from_contexts_kept_between_calls_equal_every_distribution(s
         assert 0 < kept.filled <= 40 and len(kept.table.contexts) > 1
 
 
-@pytest.mark.parametrize("variant", ["fitted", "saved", "pruned", "quantized", "order 6"])
+@pytest.mark.parametrize("variant", ["fitted", "saved", "pruned", "quantized", "order 6", "wide"])
 def test_ngram_compiled_ranking_equals_numpy_ranking(small_corpus, monkeypatch, variant):
     """The C extension ranks exactly as numpy does (entropies within a rounding of 10^x) on
     the arrays a model can hold: fitted in memory, read back packed from the store, pruned,
-    8-bit, of a higher order; first from contexts worked out afresh, then from kept ones."""
+    8-bit, of a higher order, with contexts of hundreds of continuations (sorted otherwise than
+    a few); first from contexts worked out afresh, then from kept ones."""
+    import random
+
     import plugins.ngram.stats as stats
+    from engine.corpus import corpus_from_text
 
     if stats.Tables is None:
         pytest.skip("plugins/ngram/_ranking.c was not built at install")
     ngram = backends()["ngram"].cls
-    model = ngram.fit(small_corpus, ngram.Options(order=6 if variant == "order 6" else 4))
+    corpus = small_corpus
+    if variant == "wide":  # "the" and "a" followed by 600 words, some often (values that tie, and that do not)
+        rng = random.Random(5)
+        words = [f"w{i}" for i in range(600)]
+        corpus = corpus_from_text(" ".join(f"{rng.choice(['The', 'A'])} {rng.choice(words[: rng.choice([5, 50, 600])])} {rng.choice(words)}." for _ in range(4000)))
+    model = ngram.fit(corpus, ngram.Options(order=6 if variant == "order 6" else 4))
     if variant == "saved":
         ModelStore().save("ranked", model)
         model = ModelStore().load("ranked")
@@ -362,7 +371,10 @@ def test_ngram_compiled_ranking_equals_numpy_ranking(small_corpus, monkeypatch, 
         model = model.pruned(ngrams=sum(len(k) for k in model.keys) // 2)
     elif variant == "quantized":
         model = model.quantized()
-    ids = encode(model, tokenize(HELD_OUT + " The cat sat on the mat. " * 3 + HELD_OUT + " The fox ran over the dog on the mat."))
+    text = HELD_OUT + " The cat sat on the mat. " * 3 + HELD_OUT + " The fox ran over the dog on the mat."
+    if variant == "wide":
+        text += " ".join(f"The w{i} w{i * 7 % 600}. A w{i * 3 % 600} w{i}." for i in range(0, 600, 7))
+    ids = encode(model, tokenize(text))
     monkeypatch.setattr(stats, "USE_COMPILED", False)
     expected = model._token_stats(ids)
     monkeypatch.setattr(stats, "USE_COMPILED", True)

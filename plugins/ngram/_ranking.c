@@ -46,6 +46,7 @@ typedef struct {
 } Entry;
 
 #define MAX_ORDER 16
+#define LN10 2.302585092994045684
 #define KEPT_FROM 8  /* continuations a context needs to be kept from one call to the next, once the pool is full */
 
 typedef struct {
@@ -297,7 +298,7 @@ static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssi
         }
         if (!found)
             lv = value_at(&t->logp[0], w) + shift;
-        double tp = pow(10.0, pv), tl = pow(10.0, lv);
+        double tp = exp(pv * LN10), tl = exp(lv * LN10);
         s0 += tp;
         s1 += tp * pv;
         s2 += tl;
@@ -505,7 +506,7 @@ static PyObject *Tables_rank(Tables *t, PyObject *args)
                 size = e->size;
                 sums = e->sums;
                 b = bj[i];
-                tb = pow(10.0, b);
+                tb = exp(b * LN10);
                 last = c;
             }
             ranks[i] += count_greater_f(p, size, xj[i]) - count_greater_d(low, size, xl[i]);

@@ -1,10 +1,25 @@
-"""``score``'s table is laid out by numpy (engine.table); every row must be exactly what the
-f-string writes, whatever the token or the number."""
+"""``score``'s table is laid out by numpy or by C (engine.table); every row must be exactly what
+the f-string writes, whatever the token or the number."""
+
+import os
 
 import numpy as np
 import pytest
 
+import engine.table
 from engine.table import TOKEN_SLOT, ascii_compatible, score_rows
+
+
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def layout(request, monkeypatch):
+    """Every test on both ways of laying the table out: numpy's, and the C extension's where it
+    was built at install (CI requires it: FORETELL_REQUIRE_COMPILED)."""
+    if request.param == "compiled" and engine.table._table is None:
+        if os.environ.get("FORETELL_REQUIRE_COMPILED"):
+            pytest.fail("engine/_table.c was not built at install (a C compiler and Python's headers are needed)")
+        pytest.skip("engine/_table.c was not built at install")
+    monkeypatch.setattr(engine.table, "USE_COMPILED", request.param == "compiled")
+    return request.param
 
 AWKWARD = [0.0, -0.0, 0.0005, 0.0015, 0.0025, 1.2345, 2.5e-4, -1e-4, -7.25, 0.9995, 9.9995, 123456.0005, 1e-20,
            float("nan"), float("inf"), float("-inf"), 1e20, 12345678901234.5]

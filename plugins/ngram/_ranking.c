@@ -46,6 +46,12 @@ typedef struct {
 } Entry;
 
 #define MAX_ORDER 16
+#define AHEAD 32  /* positions ahead whose memory is asked for */
+#ifdef __GNUC__
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)0)
+#endif
 #define LN10 2.302585092994045684
 #define KEPT_FROM 8  /* continuations a context needs to be kept from one call to the next, once the pool is full */
 
@@ -494,6 +500,19 @@ static PyObject *Tables_rank(Tables *t, PyObject *args)
         for (Py_ssize_t k = 0; k < n; k++) {
             Py_ssize_t i = order[k];
             int64_t c = row[i];
+            if (k + AHEAD < n) {  /* (what positions further on will read, asked for now) */
+                Py_ssize_t ahead = order[k + AHEAD];
+                PREFETCH(&row[ahead]);
+                PREFETCH(&xj[ahead]);
+                PREFETCH(&xl[ahead]);
+                PREFETCH(&E0[ahead]);
+                PREFETCH(&E1[ahead]);
+                PREFETCH(&ranks[ahead]);
+                if (k + AHEAD / 2 < n && t->slot[j]) {
+                    int64_t soon = row[order[k + AHEAD / 2]];
+                    if (soon >= 0) PREFETCH(&t->slot[j][soon]);
+                }
+            }
             if (c < 0) continue;
             if (c != last) {
                 int64_t lower[MAX_ORDER];

@@ -74,6 +74,9 @@ typedef struct {
     Py_ssize_t nentries, entries_cap;
     float *pool_p;  /* each entry's continuations' p, ascending */
     double *pool_low;  /* and their lower-order values, ascending */
+    int32_t *pool_words;  /* and the continuations themselves, ascending */
+    float *pool_by_word;  /* with their p in that order (where a longer context's continuations look them up) */
+    int floats;  /* whether every value of the model is a float32 (pool_by_word holds them exactly) */
     int64_t pool_used, pool_size;
     int64_t pool_kept;  /* at most this many values are kept from one call to the next */
     PyThread_type_lock lock;
@@ -108,6 +111,7 @@ static inline uint64_t key_at(const Keys *k, Py_ssize_t i, Py_ssize_t *block)
     }
 SEARCH(search_u64, uint64_t)
 SEARCH(search_u32, uint32_t)
+SEARCH(search_i32, int32_t)
 
 /* The first index in [from, to) whose key is at least ``key`` (to if none), the keys in that
    range ascending (``near``: see SEARCH). */
@@ -214,6 +218,8 @@ static void forget(Tables *t, int64_t min_size)
         }
         memmove(t->pool_p + used, t->pool_p + e.start, (size_t)e.size * sizeof(float));
         memmove(t->pool_low + used, t->pool_low + e.start, (size_t)e.size * sizeof(double));
+        memmove(t->pool_words + used, t->pool_words + e.start, (size_t)e.size * sizeof(int32_t));
+        memmove(t->pool_by_word + used, t->pool_by_word + e.start, (size_t)e.size * sizeof(float));
         e.start = used;
         used += e.size;
         t->entries[kept++] = e;
@@ -235,6 +241,25 @@ static void run_of(const Tables *t, int i, int64_t c, Py_ssize_t *lo, Py_ssize_t
     uint64_t base = (uint64_t)c * (uint64_t)t->V;
     *lo = lower_bound(&t->keys[i], base, 0, t->keys[i].n, 0);
     *hi = lower_bound(&t->keys[i], base + (uint64_t)t->V, *lo, t->keys[i].n, 1);
+}
+
+/* D(w) given the contexts lower[from..1] (-1 where unknown): the deepest explicit n-gram's
+   value plus ``shift`` and the backoffs of the contexts above it, or the unigram's plus all of
+   them; each level's run of keys found when first needed, then searched from at[i] (words
+   come in ascending order). */
+static double deeper_value(const Tables *t, const int64_t *lower, int64_t w, int from, double shift, Py_ssize_t *at, Py_ssize_t *end)
+{
+    for (int i = from; i >= 1; i--) {
+        if (lower[i] < 0) continue;
+        if (at[i] < 0)
+            run_of(t, i, lower[i], &at[i], &end[i]);
+        uint64_t key = (uint64_t)lower[i] * (uint64_t)t->V + (uint64_t)w;
+        Py_ssize_t pos = at[i] = lower_bound(&t->keys[i], key, at[i], end[i], 1);
+        if (pos < end[i] && key_is_at(&t->keys[i], pos, key))
+            return value_at(&t->logp[i], pos) + shift;
+        shift += value_at(&t->backoff[i - 1], lower[i]);
+    }
+    return value_at(&t->logp[0], w) + shift;
 }
 
 /* The entry of context c of length j (its shorter contexts lower[1..j-1], -1 where unknown),
@@ -263,7 +288,11 @@ static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssi
         if (p) t->pool_p = p;
         double *low = realloc(t->pool_low, (size_t)size * sizeof(double));
         if (low) t->pool_low = low;
-        if (!p || !low) return NULL;
+        int32_t *words = realloc(t->pool_words, (size_t)size * sizeof(int32_t));
+        if (words) t->pool_words = words;
+        float *by_word = realloc(t->pool_by_word, (size_t)size * sizeof(float));
+        if (by_word) t->pool_by_word = by_word;
+        if (!p || !low || !words || !by_word) return NULL;
         t->pool_size = size;
     }
     if (t->nentries == t->entries_cap) {
@@ -273,11 +302,24 @@ static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssi
         t->entries = grown;
         t->entries_cap = cap;
     }
-    float *p = t->pool_p + t->pool_used;
+    float *p = t->pool_p + t->pool_used, *by_word = t->pool_by_word + t->pool_used;
     double *low = t->pool_low + t->pool_used;
+    int32_t *words = t->pool_words + t->pool_used;
 
-    /* Each shorter context's run of keys (found when first needed: kept with its entry, from
-       the level below, or searched), then searched from where the last word was found. */
+    /* D_{j-1} of each continuation: its value in the suffix context (the context a word
+       shorter), whose entry the level below made, its words in order beside their values;
+       failing that, deeper, through the model's keys. */
+    const int32_t *suffix_words = NULL;
+    const float *suffix_values = NULL;
+    Py_ssize_t suffix_size = 0, at_suffix = 0;
+    double past_suffix = 0.0;  /* (a word missing there: the suffix's backoff, then deeper) */
+    if (t->floats && j >= 2 && lower[j - 1] >= 0 && t->slot[j - 1] && t->slot[j - 1][lower[j - 1]]) {
+        const Entry *suffix = &t->entries[t->slot[j - 1][lower[j - 1]] - 1];
+        suffix_words = t->pool_words + suffix->start;
+        suffix_values = t->pool_by_word + suffix->start;
+        suffix_size = suffix->size;
+        past_suffix = 0.0 + value_at(&t->backoff[j - 2], lower[j - 1]);
+    }
     Py_ssize_t at[MAX_ORDER], end[MAX_ORDER];
     for (int i = 1; i < j; i++)
         at[i] = end[i] = -1;
@@ -285,31 +327,23 @@ static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssi
     Py_ssize_t block = (Py_ssize_t)(base >> 32);  /* (the run's first key is in this block or after it) */
     for (Py_ssize_t idx = lo; idx < hi; idx++) {
         int64_t w = (int64_t)(key_at(keys, idx, &block) - base);
-        double pv = (double)(float)value_at(&t->logp[j], idx);
-        /* D_{j-1}(w): the deepest explicit n-gram's value plus the longer contexts' backoffs */
-        double shift = 0.0, lv = 0.0;
-        int found = 0;
-        for (int i = j - 1; i >= 1 && !found; i--) {
-            if (lower[i] < 0) continue;
-            if (at[i] < 0)
-                run_of(t, i, lower[i], &at[i], &end[i]);
-            uint64_t key = (uint64_t)lower[i] * (uint64_t)t->V + (uint64_t)w;
-            Py_ssize_t pos = at[i] = lower_bound(&t->keys[i], key, at[i], end[i], 1);
-            if (pos < end[i] && key_is_at(&t->keys[i], pos, key)) {
-                lv = value_at(&t->logp[i], pos) + shift;
-                found = 1;
-            } else {
-                shift += value_at(&t->backoff[i - 1], lower[i]);
-            }
+        double pv = (double)(float)value_at(&t->logp[j], idx), lv;
+        if (suffix_words) {
+            at_suffix = search_i32(suffix_words, at_suffix, suffix_size, (int32_t)w, 1);
+            if (at_suffix < suffix_size && suffix_words[at_suffix] == w)
+                lv = (double)suffix_values[at_suffix] + 0.0;
+            else
+                lv = deeper_value(t, lower, w, j - 2, past_suffix, at, end);
+        } else {
+            lv = deeper_value(t, lower, w, j - 1, 0.0, at, end);
         }
-        if (!found)
-            lv = value_at(&t->logp[0], w) + shift;
         double tp = exp(pv * LN10), tl = exp(lv * LN10);
         s0 += tp;
         s1 += tp * pv;
         s2 += tl;
         s3 += tl * lv;
-        p[idx - lo] = (float)pv;
+        p[idx - lo] = by_word[idx - lo] = (float)pv;
+        words[idx - lo] = (int32_t)w;
         low[idx - lo] = lv;
     }
     sort_f(p, n);
@@ -337,6 +371,8 @@ static void Tables_dealloc(Tables *t)
     free(t->entries);
     free(t->pool_p);
     free(t->pool_low);
+    free(t->pool_words);
+    free(t->pool_by_word);
     if (t->lock) PyThread_free_lock(t->lock);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
@@ -427,8 +463,18 @@ static PyObject *Tables_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     t->pool_kept = t->pool_size = pool;
     t->pool_p = malloc((size_t)pool * sizeof(float));
     t->pool_low = malloc((size_t)pool * sizeof(double));
+    t->pool_words = malloc((size_t)pool * sizeof(int32_t));
+    t->pool_by_word = malloc((size_t)pool * sizeof(float));
     t->lock = PyThread_allocate_lock();
-    if (!t->pool_p || !t->pool_low || !t->lock) { Py_DECREF(t); return PyErr_NoMemory(); }
+    if (!t->pool_p || !t->pool_low || !t->pool_words || !t->pool_by_word || !t->lock) { Py_DECREF(t); return PyErr_NoMemory(); }
+    t->floats = 1;
+    for (Py_ssize_t k = 0; k < order; k++) {
+        const Values *v = &t->logp[k];
+        if (v->kind == VALUES_F64) t->floats = 0;
+        if (v->kind >= VALUES_U8 && v->kind <= VALUES_U32)
+            for (Py_ssize_t i = 0; i < v->table_len; i++)
+                if ((double)(float)v->table[i] != v->table[i]) t->floats = 0;
+    }
     return (PyObject *)t;
 }
 

@@ -46,6 +46,7 @@ typedef struct {
 } Entry;
 
 #define MAX_ORDER 16
+#define TIE 1e-9  /* log10 units: values closer than this count as tied (engine/distribution.py) */
 #define AHEAD 32  /* positions ahead whose memory is asked for */
 #ifdef __GNUC__
 #define PREFETCH(address) __builtin_prefetch(address)
@@ -478,111 +479,219 @@ static PyObject *Tables_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     return (PyObject *)t;
 }
 
-static PyObject *Tables_rank(Tables *t, PyObject *args)
+/* Sorts m keys ascending (stable), least significant 11 bits first, over their lowest ``bits``
+   bits (the others are zero); ``spare`` holds m keys. */
+static void radix_sort(uint64_t *keys, uint64_t *spare, Py_ssize_t m, int bits)
 {
-    /* rank(contexts, orders, x, rank_out, entropy_out): contexts holds (order - 1) rows of n
-       int64, row j - 1 each position's context of length j (-1 where unknown); orders the same
-       shape, row j - 1 the positions in ascending order of that row's contexts; x each
-       position's log10 value plus the tie margin. Writes each position's rank (int64) and
-       entropy in bits (float64). Level by level and each context's positions together: its
-       sorted values stay in the processor's cache while they are counted, and the model's
-       arrays are read in ascending order (position by position, cache misses took 2 us a
-       token). */
-    Py_buffer cb, ob, xb, rb, eb;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*w*", &cb, &ob, &xb, &rb, &eb))
+    Py_ssize_t counts[2048];
+    uint64_t *from = keys, *to = spare;
+    for (int shift = 0; shift < bits; shift += 11) {
+        memset(counts, 0, sizeof counts);
+        for (Py_ssize_t i = 0; i < m; i++)
+            counts[(from[i] >> shift) & 2047]++;
+        Py_ssize_t total = 0;
+        for (int d = 0; d < 2048; d++) {
+            Py_ssize_t c = counts[d];
+            counts[d] = total;
+            total += c;
+        }
+        for (Py_ssize_t i = 0; i < m; i++)
+            to[counts[(from[i] >> shift) & 2047]++] = from[i];
+        uint64_t *swap = from;
+        from = to;
+        to = swap;
+    }
+    if (from != keys)
+        memcpy(keys, from, (size_t)m * sizeof(uint64_t));
+}
+
+static int bit_length(uint64_t v)
+{
+    int bits = 0;
+    while (v) { bits++; v >>= 1; }
+    return bits;
+}
+
+static PyObject *Tables_stats(Tables *t, PyObject *args)
+{
+    /* stats(bos, ids, logprob, rank, entropy): ids (int64, a stream opening with <s>, whose id
+       is bos); writes each position's natural-log probability, rank (int64) and entropy in
+       bits, NaN / 0 / NaN at <s>. As the model's _ending_at, _score_ids and
+       backoff_token_stats compute them, in three passes:
+       1. level by level, the n-gram ending at each position, from its context's entry (the
+          positions sorted by their context, each context's continuations worked out once:
+          the n-gram is the context's run of keys at the word's place among them);
+       2. each position's log-probability, from the longest n-gram and the backoffs above it;
+       3. level by level again, each position's counts in its context's sorted values (the
+          entries stay kept from pass 1; each context's positions together keep its values in
+          the processor's cache). */
+    long long bos;
+    Py_buffer ib, lb, rb, eb;
+    if (!PyArg_ParseTuple(args, "Ly*w*w*w*", &bos, &ib, &lb, &rb, &eb))
         return NULL;
-    Py_ssize_t n = xb.len / 8;
+    Py_ssize_t n = ib.len / 8;
     int N = t->order;
     PyObject *result = NULL;
+    int64_t *ending = NULL;
+    uint64_t *sorted = NULL, *spare = NULL;
     double *work = NULL;
-    if (cb.len != (Py_ssize_t)(N - 1) * n * 8 || ob.len != cb.len || rb.len != n * 8 || eb.len != n * 8) {
+    Py_ssize_t *sizes = NULL;
+    if (lb.len != n * 8 || rb.len != n * 8 || eb.len != n * 8) {
         PyErr_SetString(PyExc_ValueError, "arrays of different lengths");
         goto done;
     }
-    const int64_t *contexts = cb.buf, *orders = ob.buf;
-    const double *xs = xb.buf;
+    const int64_t *ids = ib.buf;
+    double *logprobs = lb.buf, *entropies = eb.buf;
     int64_t *ranks = rb.buf;
-    double *entropies = eb.buf;
-    for (Py_ssize_t j = 1; j < N; j++)
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t c = contexts[(j - 1) * n + i], o = orders[(j - 1) * n + i];
-            if (c < -1 || c >= t->contexts[j] || o < 0 || o >= n) {
-                PyErr_SetString(PyExc_ValueError, "a context outside the model, or a position outside the text");
-                goto done;
-            }
+    for (Py_ssize_t p = 0; p < n; p++)
+        if (ids[p] < 0 || ids[p] >= t->V) {
+            PyErr_SetString(PyExc_ValueError, "a word id outside the vocabulary");
+            goto done;
         }
-    /* x[j * n + i]: position i's threshold at level j; bo[j * n + i]: its length-j context's backoff */
-    work = PyMem_RawMalloc((size_t)(2 * N + 2) * (size_t)(n ? n : 1) * sizeof(double));
-    if (!work) { PyErr_NoMemory(); goto done; }
+    if (n == 0 || ids[0] != bos || (uint64_t)n >= ((uint64_t)1 << 32)) {
+        PyErr_SetString(PyExc_ValueError, "the stream must open with <s> (and hold under 2^32 tokens)");
+        goto done;
+    }
+    size_t cells = (size_t)n;
+    ending = PyMem_RawMalloc((size_t)N * cells * sizeof(int64_t));  /* ending[k * n + p] */
+    sorted = PyMem_RawMalloc((size_t)N * cells * sizeof(uint64_t));  /* level k's (context, position) keys */
+    spare = PyMem_RawMalloc(cells * sizeof(uint64_t));
+    work = PyMem_RawMalloc((size_t)(2 * N + 2) * cells * sizeof(double));
+    sizes = PyMem_RawCalloc((size_t)N, sizeof(Py_ssize_t));
+    if (!ending || !sorted || !spare || !work || !sizes) { PyErr_NoMemory(); goto done; }
     double *x = work, *bo = work + (size_t)N * n, *E0 = bo + (size_t)N * n, *E1 = E0 + n;
-    int failed = 0;
+    int failed = 0, pbits = bit_length((uint64_t)n);
+    uint64_t pmask = ((uint64_t)1 << pbits) - 1;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(t->lock, WAIT_LOCK);
     if (t->pool_used > t->pool_kept)
         forget(t, KEPT_FROM);
-    memcpy(x + (size_t)(N - 1) * n, xs, (size_t)n * sizeof(double));
-    for (int j = N - 1; j > 0; j--) {
-        const int64_t *row = contexts + (size_t)(j - 1) * n;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            double b = row[i] >= 0 ? value_at(&t->backoff[j - 1], row[i]) : 0.0;
-            bo[(size_t)j * n + i] = b;
-            x[(size_t)(j - 1) * n + i] = x[(size_t)j * n + i] - b;
+
+    /* 1. The n-grams ending at each position. */
+    memcpy(ending, ids, cells * sizeof(int64_t));
+    for (int k = 1; k < N && !failed; k++) {
+        const int64_t *shorter = ending + (size_t)(k - 1) * n;
+        int64_t *here = ending + (size_t)k * n;
+        uint64_t *keys = sorted + (size_t)k * n;
+        Py_ssize_t m = 0;
+        int64_t most = 0;
+        here[0] = -1;
+        for (Py_ssize_t p = 1; p < n; p++) {
+            here[p] = -1;
+            int64_t c = shorter[p - 1];
+            if (c >= 0) {
+                keys[m++] = (uint64_t)c << pbits | (uint64_t)p;
+                if (c > most) most = c;
+            }
         }
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        ranks[i] = 1 + count_greater_d(t->unigrams, t->nunigrams, x[i]);
-        E0[i] = t->U0;
-        E1[i] = t->U1;
-    }
-    for (int j = 1; j < N && !failed; j++) {
-        const int64_t *row = contexts + (size_t)(j - 1) * n, *order = orders + (size_t)(j - 1) * n;
-        const double *xj = x + (size_t)j * n, *xl = x + (size_t)(j - 1) * n, *bj = bo + (size_t)j * n;
+        radix_sort(keys, spare, m, pbits + bit_length((uint64_t)most));
+        sizes[k] = m;
         Py_ssize_t from = 0;
         int64_t last = -1;
-        const float *p = NULL;
+        const int32_t *words = NULL;
+        Py_ssize_t size = 0, lo = 0;
+        for (Py_ssize_t q = 0; q < m; q++) {
+            Py_ssize_t p = (Py_ssize_t)(keys[q] & pmask);
+            int64_t c = (int64_t)(keys[q] >> pbits);
+            if (c != last) {
+                int64_t lower[MAX_ORDER];
+                for (int l = 1; l < k; l++)
+                    lower[l] = ending[(size_t)(l - 1) * n + p - 1];
+                Entry *e = entry_of(t, k, c, lower, &from);
+                if (!e) { failed = 1; break; }
+                words = t->pool_words + e->start;
+                size = e->size;
+                lo = e->lo;
+                last = c;
+            }
+            Py_ssize_t at = search_i32(words, 0, size, (int32_t)ids[p], 0);
+            if (at < size && words[at] == ids[p])
+                here[p] = lo + at;
+        }
+    }
+
+    /* 2. Log-probabilities: the longest n-gram's, plus the backoffs of the longer contexts. */
+    const double LN10_ = 2.302585092994046;  /* (Python's math.log(10), as the model scales by) */
+    for (Py_ssize_t p = 0; p < n && !failed; p++) {
+        if (ids[p] == bos) {
+            logprobs[p] = NAN;
+            continue;
+        }
+        int best = 0;
+        for (int k = 1; k < N; k++)
+            if (ending[(size_t)k * n + p] >= 0) best = k;
+        double value = value_at(&t->logp[best], ending[(size_t)best * n + p]);
+        for (int k = best + 1; k < N; k++) {
+            int64_t c = ending[(size_t)(k - 1) * n + p - 1];
+            if (c >= 0) value += value_at(&t->backoff[k - 1], c);
+        }
+        logprobs[p] = value * LN10_;
+    }
+
+    /* 3. Ranks and entropies. */
+    for (Py_ssize_t p = 0; p < n && !failed; p++) {
+        x[(size_t)(N - 1) * n + p] = logprobs[p] / LN10_ + TIE;
+        for (int j = N - 1; j > 0; j--) {
+            int64_t c = p > 0 ? ending[(size_t)(j - 1) * n + p - 1] : -1;
+            double b = c >= 0 ? value_at(&t->backoff[j - 1], c) : 0.0;
+            bo[(size_t)j * n + p] = b;
+            x[(size_t)(j - 1) * n + p] = x[(size_t)j * n + p] - b;
+        }
+        ranks[p] = 1 + count_greater_d(t->unigrams, t->nunigrams, x[p]);
+        E0[p] = t->U0;
+        E1[p] = t->U1;
+    }
+    for (int j = 1; j < N && !failed; j++) {
+        const uint64_t *keys = sorted + (size_t)j * n;
+        Py_ssize_t m = sizes[j], from = 0;
+        const double *xj = x + (size_t)j * n, *xl = x + (size_t)(j - 1) * n, *bj = bo + (size_t)j * n;
+        int64_t last = -1;
+        const float *p_values = NULL;
         const double *low = NULL, *sums = NULL;
         int64_t size = 0;
         double b = 0.0, tb = 1.0;
-        for (Py_ssize_t k = 0; k < n; k++) {
-            Py_ssize_t i = order[k];
-            int64_t c = row[i];
-            if (k + AHEAD < n) {  /* (what positions further on will read, asked for now) */
-                Py_ssize_t ahead = order[k + AHEAD];
-                PREFETCH(&row[ahead]);
+        for (Py_ssize_t q = 0; q < m; q++) {
+            Py_ssize_t p = (Py_ssize_t)(keys[q] & pmask);
+            int64_t c = (int64_t)(keys[q] >> pbits);
+            if (q + AHEAD < m) {  /* (what positions further on will read, asked for now) */
+                Py_ssize_t ahead = (Py_ssize_t)(keys[q + AHEAD] & pmask);
+                PREFETCH(&ids[ahead]);
                 PREFETCH(&xj[ahead]);
                 PREFETCH(&xl[ahead]);
                 PREFETCH(&E0[ahead]);
                 PREFETCH(&E1[ahead]);
                 PREFETCH(&ranks[ahead]);
-                if (k + AHEAD / 2 < n && t->slot[j]) {
-                    int64_t soon = row[order[k + AHEAD / 2]];
-                    if (soon >= 0) PREFETCH(&t->slot[j][soon]);
-                }
             }
-            if (c < 0) continue;
+            if (ids[p] == bos) continue;
             if (c != last) {
                 int64_t lower[MAX_ORDER];
                 for (int l = 1; l < j; l++)
-                    lower[l] = contexts[(size_t)(l - 1) * n + i];
-                Entry *e = entry_of(t, j, c, lower, &from);
+                    lower[l] = ending[(size_t)(l - 1) * n + p - 1];
+                Entry *e = entry_of(t, j, c, lower, &from);  /* (kept from pass 1) */
                 if (!e) { failed = 1; break; }
-                p = t->pool_p + e->start;
+                p_values = t->pool_p + e->start;
                 low = t->pool_low + e->start;
                 size = e->size;
                 sums = e->sums;
-                b = bj[i];
+                b = bj[p];
                 tb = exp(b * LN10);
                 last = c;
             }
-            ranks[i] += count_greater_f(p, size, xj[i]) - count_greater_d(low, size, xl[i]);
-            double e0 = E0[i], e1 = E1[i];
-            E0[i] = sums[0] + tb * (e0 - sums[2]);
-            E1[i] = sums[1] + tb * (e1 + b * e0 - sums[3] - b * sums[2]);
+            ranks[p] += count_greater_f(p_values, size, xj[p]) - count_greater_d(low, size, xl[p]);
+            double e0 = E0[p], e1 = E1[p];
+            E0[p] = sums[0] + tb * (e0 - sums[2]);
+            E1[p] = sums[1] + tb * (e1 + b * e0 - sums[3] - b * sums[2]);
         }
     }
     const double LOG2_10 = 3.321928094887362;
-    for (Py_ssize_t i = 0; i < n; i++)
-        entropies[i] = -LOG2_10 * E1[i];
+    for (Py_ssize_t p = 0; p < n; p++) {
+        if (ids[p] == bos) {
+            ranks[p] = 0;
+            entropies[p] = NAN;
+        } else {
+            entropies[p] = -LOG2_10 * E1[p];
+        }
+    }
     PyThread_release_lock(t->lock);
     Py_END_ALLOW_THREADS
     if (failed) {
@@ -591,17 +700,20 @@ static PyObject *Tables_rank(Tables *t, PyObject *args)
     }
     result = Py_NewRef(Py_None);
 done:
+    PyMem_RawFree(ending);
+    PyMem_RawFree(sorted);
+    PyMem_RawFree(spare);
     PyMem_RawFree(work);
-    PyBuffer_Release(&cb);
-    PyBuffer_Release(&ob);
-    PyBuffer_Release(&xb);
+    PyMem_RawFree(sizes);
+    PyBuffer_Release(&ib);
+    PyBuffer_Release(&lb);
     PyBuffer_Release(&rb);
     PyBuffer_Release(&eb);
     return result;
 }
 
 static PyMethodDef Tables_methods[] = {
-    {"rank", (PyCFunction)Tables_rank, METH_VARARGS, "Write each position's rank and entropy in bits."},
+    {"stats", (PyCFunction)Tables_stats, METH_VARARGS, "Write each position's log-probability, rank and entropy in bits."},
     {NULL},
 };
 

@@ -387,8 +387,11 @@ class NgramModel(LanguageModel):
         return self._token_stats(ids)
 
     def _token_stats(self, ids: np.ndarray):
-        from plugins.ngram.stats import backoff_token_stats
+        from plugins.ngram.stats import backoff_token_stats, compiled_token_stats
 
+        compiled = compiled_token_stats(self, ids)
+        if compiled is not None:
+            return compiled
         ending = self._ending_at(ids)  # (what scoring and ranking both start from)
         logprob = self._score_ids(ids, ending)
         pos, rank, entropy = backoff_token_stats(self, ids, ending, logprob / LN10)

@@ -42,11 +42,6 @@ def unique_inverse(values: np.ndarray, first: bool = False):
     return ordered[at], inverse, counts
 
 
-def sorted_order(values: np.ndarray) -> np.ndarray:
-    """An order that sorts ``values`` (not stable), from one sort where it can (see below)."""
-    return _sorted_with_order(values, stable=False)[0]
-
-
 def _sorted_with_order(values: np.ndarray, stable: bool) -> tuple[np.ndarray, np.ndarray]:
     """(an order that sorts ``values``, stably where ``stable``; the sorted values). Where each
     value's position fits in the bits its value leaves free, both come from one ``np.sort`` of

@@ -24,7 +24,7 @@ import numpy as np
 from engine.distribution import TIE
 from engine.vocab import BOS_ID
 from plugins.ngram.packed import CodedValues, PackedKeys, Zeros
-from plugins.ngram.search import lookup, sorted_order, sorted_search, unique_inverse
+from plugins.ngram.search import lookup, sorted_search, unique_inverse
 
 try:
     from plugins.ngram._ranking import Tables
@@ -130,16 +130,6 @@ def backoff_token_stats(model, ids: np.ndarray, ending: list[np.ndarray], scored
     where it has enough continuations to be kept (``_Kept``)."""
     N = model.order
     pos = np.flatnonzero(ids != BOS_ID)
-    compiled = USE_COMPILED and _compiled(model)
-    if compiled:
-        contexts, orders = np.empty((N - 1, len(pos)), dtype=np.int64), np.empty((N - 1, len(pos)), dtype=np.int64)
-        for j in range(1, N):
-            contexts[j - 1] = ending[j - 1][pos - 1]
-            orders[j - 1] = sorted_order(contexts[j - 1] + 1)
-        rank, entropy = np.empty(len(pos), dtype=np.int64), np.empty(len(pos))
-        with compiled.borrowed() as tables:
-            tables.rank(contexts, orders, np.ascontiguousarray(scored_log10[pos] + TIE, dtype=np.float64), rank, entropy)
-        return pos, rank, entropy
     unigrams = unigram_summary(model)
     contexts = [ending[j - 1][pos - 1] for j in range(1, N)]  # contexts[j - 1]: of length j, -1 where unknown
     backoffs = [np.where(c >= 0, model.backoff[j][np.maximum(c, 0)].astype(np.float64), 0.0) for j, c in enumerate(contexts)]
@@ -298,6 +288,20 @@ def _lower_values(model, words: np.ndarray, lower: list[np.ndarray]) -> np.ndarr
 # -- the compiled path (_ranking.c) ----------------------------------------------------------
 VALUE_KINDS = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.uint8): 2, np.dtype(np.uint16): 3, np.dtype(np.uint32): 4}
 ZERO_KIND = 5
+
+
+def compiled_token_stats(model, ids: np.ndarray):
+    """(log-probability, rank, entropy in bits) at every position of ``ids`` (a stream opening
+    with <s>) from the C extension, as ``_ending_at``, ``_score_ids`` and
+    ``backoff_token_stats`` give them; None where it is not used."""
+    compiled = USE_COMPILED and _compiled(model)
+    if not compiled:
+        return None
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    logprob, rank, entropy = np.empty(len(ids)), np.empty(len(ids), dtype=np.int64), np.empty(len(ids))
+    with compiled.borrowed() as tables:
+        tables.stats(BOS_ID, ids, logprob, rank, entropy)
+    return logprob, rank, entropy
 
 
 class _CompiledTables:

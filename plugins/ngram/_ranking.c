@@ -151,6 +151,13 @@ static inline double value_at(const Values *v, Py_ssize_t i)
     }
 }
 
+static inline void prefetch_value(const Values *v, Py_ssize_t i)
+{
+    static const int sizes[] = {4, 8, 1, 2, 4, 0};
+    if (v->kind != VALUES_ZERO)
+        PREFETCH((const char *)v->data + (size_t)i * sizes[v->kind]);
+}
+
 /* How many of the n ascending values exceed x: a binary search without branches (the
    processor mispredicted half of a branching one's steps). */
 #define COUNT_GREATER(name, type)                                          \
@@ -263,10 +270,11 @@ static double deeper_value(const Tables *t, const int64_t *lower, int64_t w, int
     return value_at(&t->logp[0], w) + shift;
 }
 
-/* The entry of context c of length j (its shorter contexts lower[1..j-1], -1 where unknown),
-   worked out if not kept (its run of keys searched from *from, then moved past it: contexts
-   come in ascending order); NULL when memory runs out. */
-static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssize_t *from)
+/* The entry of context c of length j (its shorter contexts lower[1..j-1], -1 where unknown;
+   the entry of lower[j - 1], if the caller knows it, else -1), worked out if not kept (its run
+   of keys searched from *from, then moved past it: contexts come in ascending order); NULL
+   when memory runs out. */
+static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssize_t *from, int32_t suffix_entry)
 {
     if (!t->slot[j]) {
         t->slot[j] = calloc((size_t)t->contexts[j], sizeof(int32_t));
@@ -314,8 +322,10 @@ static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssi
     const float *suffix_values = NULL;
     Py_ssize_t suffix_size = 0, at_suffix = 0;
     double past_suffix = 0.0;  /* (a word missing there: the suffix's backoff, then deeper) */
-    if (t->floats && j >= 2 && lower[j - 1] >= 0 && t->slot[j - 1] && t->slot[j - 1][lower[j - 1]]) {
-        const Entry *suffix = &t->entries[t->slot[j - 1][lower[j - 1]] - 1];
+    if (suffix_entry < 0 && j >= 2 && lower[j - 1] >= 0 && t->slot[j - 1])
+        suffix_entry = t->slot[j - 1][lower[j - 1]] - 1;
+    if (t->floats && j >= 2 && lower[j - 1] >= 0 && suffix_entry >= 0) {
+        const Entry *suffix = &t->entries[suffix_entry];
         suffix_words = t->pool_words + suffix->start;
         suffix_values = t->pool_by_word + suffix->start;
         suffix_size = suffix->size;
@@ -534,6 +544,7 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
     PyObject *result = NULL;
     int64_t *ending = NULL;
     uint64_t *sorted = NULL, *spare = NULL;
+    int32_t *entry_at = NULL;  /* entry_at[k * n + p]: the entry of position p's context of length k */
     double *work = NULL;
     Py_ssize_t *sizes = NULL;
     if (lb.len != n * 8 || rb.len != n * 8 || eb.len != n * 8) {
@@ -558,7 +569,8 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
     spare = PyMem_RawMalloc(cells * sizeof(uint64_t));
     work = PyMem_RawMalloc((size_t)(2 * N + 2) * cells * sizeof(double));
     sizes = PyMem_RawCalloc((size_t)N, sizeof(Py_ssize_t));
-    if (!ending || !sorted || !spare || !work || !sizes) { PyErr_NoMemory(); goto done; }
+    entry_at = PyMem_RawMalloc((size_t)N * cells * sizeof(int32_t));
+    if (!ending || !sorted || !spare || !work || !sizes || !entry_at) { PyErr_NoMemory(); goto done; }
     double *x = work, *bo = work + (size_t)N * n, *E0 = bo + (size_t)N * n, *E1 = E0 + n;
     int failed = 0, pbits = bit_length((uint64_t)n);
     uint64_t pmask = ((uint64_t)1 << pbits) - 1;
@@ -588,22 +600,32 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
         sizes[k] = m;
         Py_ssize_t from = 0;
         int64_t last = -1;
+        int32_t index = -1, *entry_here = entry_at + (size_t)k * n;
+        const int32_t *entry_below = entry_at + (size_t)(k - 1) * n;
         const int32_t *words = NULL;
         Py_ssize_t size = 0, lo = 0;
+        if (!t->slot[k] && !(t->slot[k] = calloc((size_t)t->contexts[k], sizeof(int32_t)))) { failed = 1; break; }
         for (Py_ssize_t q = 0; q < m; q++) {
             Py_ssize_t p = (Py_ssize_t)(keys[q] & pmask);
             int64_t c = (int64_t)(keys[q] >> pbits);
+            if (q + AHEAD < m) {
+                PREFETCH(&t->slot[k][keys[q + AHEAD] >> pbits]);
+                PREFETCH(&ids[keys[q + AHEAD] & pmask]);
+                PREFETCH(&entry_below[keys[q + AHEAD] & pmask]);
+            }
             if (c != last) {
                 int64_t lower[MAX_ORDER];
                 for (int l = 1; l < k; l++)
                     lower[l] = ending[(size_t)(l - 1) * n + p - 1];
-                Entry *e = entry_of(t, k, c, lower, &from);
+                Entry *e = entry_of(t, k, c, lower, &from, k >= 2 ? entry_below[p] : -1);
                 if (!e) { failed = 1; break; }
+                index = (int32_t)(e - t->entries);
                 words = t->pool_words + e->start;
                 size = e->size;
                 lo = e->lo;
                 last = c;
             }
+            entry_here[p] = index;  /* (the entry of this position's context of length k) */
             Py_ssize_t at = search_i32(words, 0, size, (int32_t)ids[p], 0);
             if (at < size && words[at] == ids[p])
                 here[p] = lo + at;
@@ -613,6 +635,16 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
     /* 2. Log-probabilities: the longest n-gram's, plus the backoffs of the longer contexts. */
     const double LN10_ = 2.302585092994046;  /* (Python's math.log(10), as the model scales by) */
     for (Py_ssize_t p = 0; p < n && !failed; p++) {
+        if (p + AHEAD < n) {  /* (the value and backoffs the position further on will read) */
+            Py_ssize_t ahead = p + AHEAD;
+            int best = 0;
+            for (int k = 1; k < N; k++)
+                if (ending[(size_t)k * n + ahead] >= 0) best = k;
+            prefetch_value(&t->logp[best], ending[(size_t)best * n + ahead]);
+            for (int k = best + 1; k < N; k++)
+                if (ending[(size_t)(k - 1) * n + ahead - 1] >= 0)
+                    prefetch_value(&t->backoff[k - 1], ending[(size_t)(k - 1) * n + ahead - 1]);
+        }
         if (ids[p] == bos) {
             logprobs[p] = NAN;
             continue;
@@ -643,7 +675,8 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
     }
     for (int j = 1; j < N && !failed; j++) {
         const uint64_t *keys = sorted + (size_t)j * n;
-        Py_ssize_t m = sizes[j], from = 0;
+        const int32_t *entries_here = entry_at + (size_t)j * n;
+        Py_ssize_t m = sizes[j];
         const double *xj = x + (size_t)j * n, *xl = x + (size_t)(j - 1) * n, *bj = bo + (size_t)j * n;
         int64_t last = -1;
         const float *p_values = NULL;
@@ -661,14 +694,13 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
                 PREFETCH(&E0[ahead]);
                 PREFETCH(&E1[ahead]);
                 PREFETCH(&ranks[ahead]);
+                PREFETCH(&entries_here[ahead]);
+                if (q + AHEAD / 2 < m)
+                    PREFETCH(&t->entries[entries_here[keys[q + AHEAD / 2] & pmask]]);
             }
             if (ids[p] == bos) continue;
             if (c != last) {
-                int64_t lower[MAX_ORDER];
-                for (int l = 1; l < j; l++)
-                    lower[l] = ending[(size_t)(l - 1) * n + p - 1];
-                Entry *e = entry_of(t, j, c, lower, &from);  /* (kept from pass 1) */
-                if (!e) { failed = 1; break; }
+                const Entry *e = &t->entries[entries_here[p]];  /* (made in pass 1) */
                 p_values = t->pool_p + e->start;
                 low = t->pool_low + e->start;
                 size = e->size;
@@ -705,6 +737,7 @@ done:
     PyMem_RawFree(spare);
     PyMem_RawFree(work);
     PyMem_RawFree(sizes);
+    PyMem_RawFree(entry_at);
     PyBuffer_Release(&ib);
     PyBuffer_Release(&lb);
     PyBuffer_Release(&rb);

@@ -8,7 +8,7 @@ column of all rows at a time; the table is that matrix with the NULs taken out. 
 cannot lay out as the f-string would (a token longer than its slot or holding a NUL; a number
 not finite, huge, or within a hair of a tie in its fourth decimal) is formatted by Python.
 
-Where the C extension was built at install (``_table.c``, optional), it writes the rows of a
+Where the C extension was built at install (``_tsv.c``, optional), it writes the rows of a
 UTF-8 table instead, row by row, the same bytes.
 """
 
@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import codecs
 import functools
-import os
 
 import numpy as np
 
-try:
-    from engine import _table
-except ImportError:  # (built without a C compiler: numpy lays the rows out)
-    _table = None
+from engine.compiled import ALLOWED
 
-USE_COMPILED = _table is not None and not os.environ.get("FORETELL_NO_COMPILED")
+try:
+    from engine import _tsv
+except ImportError:  # (built without a C compiler: numpy lays the rows out)
+    _tsv = None
+
+USE_COMPILED = _tsv is not None and ALLOWED
 
 TOKEN_SLOT = 32  # bytes of the matrix for the token; a longer one's row is formatted by Python
 _ASCII_PROBE = "\t\n-.0123456789</s>nainf"
@@ -47,7 +48,7 @@ def score_rows(tokens: list[str], starts: np.ndarray, ends: np.ndarray, bits: np
     if USE_COMPILED and codecs.lookup(encoding).name == "utf-8":
         as_int64 = lambda values: np.ascontiguousarray(values, dtype=np.int64)
         as_float64 = lambda values: np.ascontiguousarray(values, dtype=np.float64)
-        return _table.rows(len(tokens), text.encode(encoding, errors), as_int64(starts), as_int64(ends), as_float64(bits),
+        return _tsv.rows(len(tokens), text.encode(encoding, errors), as_int64(starts), as_int64(ends), as_float64(bits),
                            as_int64(rank), as_float64(entropy), np.ascontiguousarray(oov, dtype=bool))
     if text.isascii():
         encoded = tokens  # (numpy writes ASCII text as bytes)

@@ -14,10 +14,10 @@ from engine.table import TOKEN_SLOT, ascii_compatible, score_rows
 def layout(request, monkeypatch):
     """Every test on both ways of laying the table out: numpy's, and the C extension's where it
     was built at install (CI requires it: FORETELL_REQUIRE_COMPILED)."""
-    if request.param == "compiled" and engine.table._table is None:
+    if request.param == "compiled" and engine.table._tsv is None:
         if os.environ.get("FORETELL_REQUIRE_COMPILED"):
-            pytest.fail("engine/_table.c was not built at install (a C compiler and Python's headers are needed)")
-        pytest.skip("engine/_table.c was not built at install")
+            pytest.fail("engine/_tsv.c was not built at install (a C compiler and Python's headers are needed)")
+        pytest.skip("engine/_tsv.c was not built at install")
     monkeypatch.setattr(engine.table, "USE_COMPILED", request.param == "compiled")
     return request.param
 

@@ -14,13 +14,13 @@ position by position, three to four times faster; without a compiler, numpy does
 from __future__ import annotations
 
 import math
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
+from engine.compiled import ALLOWED
 from engine.distribution import TIE
 from engine.vocab import BOS_ID
 from plugins.ngram.packed import CodedValues, PackedKeys, Zeros
@@ -31,7 +31,7 @@ try:
 except ImportError:  # (built without a C compiler: numpy ranks the same)
     Tables = None
 
-USE_COMPILED = Tables is not None and not os.environ.get("FORETELL_NO_COMPILED")
+USE_COMPILED = Tables is not None and ALLOWED
 POOL_VALUES = 1 << 21  # continuations' values the compiled cache keeps: 24 MB a thread
 
 LOG2_10 = math.log2(10)

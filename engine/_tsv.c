@@ -1,5 +1,8 @@
-/* `foretell score`'s table rows, compiled: what engine/table.py lays out with numpy, a row at
-   a time. Each row is exactly f"{token}\t{start}\t{end}\t{bits:.3f}\t{rank}\t{entropy:.3f}\t{oov}\n"
+/* `foretell score`'s tab-separated text, compiled: pretokenized lines read into columns (what
+   engine/tokenizer.py's pretokenized_columns and the vocabulary's lookup give), and the table's
+   rows written (what engine/table.py lays out with numpy, a row at a time).
+
+   Rows: Each row is exactly f"{token}\t{start}\t{end}\t{bits:.3f}\t{rank}\t{entropy:.3f}\t{oov}\n"
    (offsets below zero blank): a number with three decimals from its thousandths as an integer
    where that cannot round otherwise than Python does, else from snprintf, which rounds the
    exact binary value as Python's formatting does. */
@@ -136,16 +139,100 @@ done:
     return result;
 }
 
+static PyObject *columns(PyObject *self, PyObject *args)
+{
+    /* columns(block, offset, line_ids, unknown, end_token): the words of whole pretokenized
+       lines (runs of characters between spaces, tabs and line ends; the block holds no \r),
+       each line's end a token of its own: (tokens, with end_token for each line's end; their
+       character offsets from ``offset`` as int64 bytes, -1 for a line's end; their ids from
+       ``line_ids`` as int64 bytes, ``unknown`` where absent, line_ids["\n"] for a line's end).
+       A block not ending in a line end gets one, as pretokenized_columns reads it. */
+    PyObject *block, *line_ids, *end_token;
+    Py_ssize_t offset;
+    long long unknown;
+    if (!PyArg_ParseTuple(args, "UnO!LU", &block, &offset, &PyDict_Type, &line_ids, &unknown, &end_token))
+        return NULL;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(block);
+    int kind = PyUnicode_KIND(block);
+    const void *data = PyUnicode_DATA(block);
+    PyObject *newline = PyUnicode_FromOrdinal('\n'), *tokens = PyList_New(0), *result = NULL;
+    int64_t *starts = NULL, *ends = NULL, *ids = NULL;
+    Py_ssize_t count = 0, room = 0;
+    long long line_end_id = 0;
+    if (!newline || !tokens) goto done;
+    PyObject *found = PyDict_GetItemWithError(line_ids, newline);
+    if (!found) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "line_ids has no id for a line's end");
+        goto done;
+    }
+    line_end_id = PyLong_AsLongLong(found);
+    if (line_end_id == -1 && PyErr_Occurred()) goto done;
+    Py_ssize_t i = 0;
+    while (i <= length) {
+        Py_UCS4 ch = i < length ? PyUnicode_READ(kind, data, i) : '\n';
+        if (i == length && length > 0 && PyUnicode_READ(kind, data, length - 1) == '\n')
+            break;  /* (the block ended with its line end) */
+        if (count == room) {
+            room = room ? 2 * room : 4096;
+            int64_t *s = PyMem_Realloc(starts, (size_t)room * sizeof(int64_t)), *e = NULL, *d = NULL;
+            if (s) starts = s;
+            if (s) e = PyMem_Realloc(ends, (size_t)room * sizeof(int64_t));
+            if (e) ends = e;
+            if (e) d = PyMem_Realloc(ids, (size_t)room * sizeof(int64_t));
+            if (d) ids = d;
+            if (!s || !e || !d) { PyErr_NoMemory(); goto done; }
+        }
+        if (ch == '\n') {
+            if (PyList_Append(tokens, end_token) < 0) goto done;
+            starts[count] = ends[count] = -1;
+            ids[count++] = line_end_id;
+            i++;
+            continue;
+        }
+        if (ch == ' ' || ch == '\t') {
+            i++;
+            continue;
+        }
+        Py_ssize_t start = i;
+        while (i < length) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c == ' ' || c == '\t' || c == '\n') break;
+            i++;
+        }
+        PyObject *word = PyUnicode_Substring(block, start, i);
+        if (!word) goto done;
+        PyObject *id = PyDict_GetItemWithError(line_ids, word);
+        long long value = unknown;
+        if (id) value = PyLong_AsLongLong(id);
+        int failed = (!id && PyErr_Occurred()) || (value == -1 && PyErr_Occurred()) || PyList_Append(tokens, word) < 0;
+        Py_DECREF(word);
+        if (failed) goto done;
+        starts[count] = offset + start;
+        ends[count] = offset + i;
+        ids[count++] = value;
+    }
+    result = Py_BuildValue("(Oy#y#y#)", tokens, (const char *)starts, (Py_ssize_t)(count * 8), (const char *)ends,
+                           (Py_ssize_t)(count * 8), (const char *)ids, (Py_ssize_t)(count * 8));
+done:
+    Py_XDECREF(newline);
+    Py_XDECREF(tokens);
+    PyMem_Free(starts);
+    PyMem_Free(ends);
+    PyMem_Free(ids);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS, "score's table rows for one batch, as bytes."},
+    {"columns", columns, METH_VARARGS, "The words of whole pretokenized lines, their offsets and ids."},
     {NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_table", "foretell score's table rows, compiled.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_tsv", "foretell score's tab-separated text read and written, compiled.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__table(void)
+PyMODINIT_FUNC PyInit__tsv(void)
 {
     return PyModule_Create(&module);
 }

@@ -1,0 +1,7 @@
+"""The optional C extensions (see setup.py): built at install where a C compiler is present,
+each with a numpy or Python path that gives the same results. ``FORETELL_NO_COMPILED=1`` makes
+a process take those paths (the tests compare the two)."""
+
+import os
+
+ALLOWED = not os.environ.get("FORETELL_NO_COMPILED")

@@ -3,10 +3,13 @@ the id stream and the batches of the line-by-line path exactly: perplexity throu
 the same number, for stateful models too; and ``score`` gets the same tokens and offsets."""
 
 import io
+import os
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from engine import scoring
 from engine.corpus import iter_line_blocks
 from engine.scoring import encode_lines, encode_words, id_batches, pretokenized_batches, sentence_batches, token_batches
 from engine.tokenizer import iter_columns, split_lines, tokenize
@@ -44,16 +47,31 @@ def test_batches_of_blocks_equal_batches_of_sentences(parts, max_tokens, block_c
     assert got == want
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(pieces, max_size=60), st.integers(1, 12), st.integers(1, 30))
-def test_scored_columns_of_blocks_equal_those_read_line_by_line(parts, max_tokens, block_chars):
-    """What ``score --pretokenized`` reads in bulk: every batch's ids, tokens (``</s>`` at each
-    line's end) and character offsets into the whole text, batches crossing blocks either way."""
-    text = "".join(parts)
-    want = token_batches(VOCAB, iter_columns(split_lines(text), pretokenized=True), max_tokens)
-    got = pretokenized_batches(VOCAB, iter_line_blocks(io.StringIO(text), block_chars), max_tokens)
-    plain = lambda batches: [(ids.tolist(), tokens, starts.tolist(), ends.tolist()) for ids, (tokens, starts, ends) in batches]
-    assert plain(got) == plain(want)
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "compiled"])
+def test_scored_columns_of_blocks_equal_those_read_line_by_line(compiled):
+    """What ``score --pretokenized`` reads in bulk, split by Python or by the C extension
+    (engine/_tsv.c, where it was built): every batch's ids, tokens (``</s>`` at each line's
+    end) and character offsets into the whole text, batches crossing blocks either way."""
+    if compiled and scoring._tsv is None:
+        if os.environ.get("FORETELL_REQUIRE_COMPILED"):
+            pytest.fail("engine/_tsv.c was not built at install (a C compiler and Python's headers are needed)")
+        pytest.skip("engine/_tsv.c was not built at install")
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(pieces | st.sampled_from(["\u4e00\U0001f600", "\x00", " \t "]), max_size=60), st.integers(1, 12), st.integers(1, 30))
+    def check(parts, max_tokens, block_chars):
+        text = "".join(parts)
+        want = token_batches(VOCAB, iter_columns(split_lines(text), pretokenized=True), max_tokens)
+        got = pretokenized_batches(VOCAB, iter_line_blocks(io.StringIO(text), block_chars), max_tokens)
+        plain = lambda batches: [(ids.tolist(), tokens, starts.tolist(), ends.tolist()) for ids, (tokens, starts, ends) in batches]
+        assert plain(got) == plain(want)
+
+    used = scoring.USE_COMPILED
+    scoring.USE_COMPILED = compiled
+    try:
+        check()
+    finally:
+        scoring.USE_COMPILED = used
 
 
 def test_line_blocks_end_at_line_ends_and_keep_every_character():

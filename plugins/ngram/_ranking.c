@@ -440,7 +440,7 @@ static PyObject *Tables_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     Py_ssize_t order = PyList_GET_SIZE(logp);
     if (order < 2 || order > MAX_ORDER || PyList_GET_SIZE(keys) != order || PyList_GET_SIZE(backoff) != order
-        || PyList_GET_SIZE(contexts) != order || V < 1 || pool < V) {
+        || PyList_GET_SIZE(contexts) != order || V < 1 || V > INT32_MAX || pool < V) {
         PyErr_SetString(PyExc_ValueError, "inconsistent tables");
         return NULL;
     }
@@ -456,6 +456,11 @@ static PyObject *Tables_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
             return NULL;
         }
         t->contexts[k] = PyLong_AsSsize_t(PyList_GET_ITEM(contexts, k));
+        if (t->contexts[k] < 0 || t->contexts[k] > INT32_MAX) {  /* (a context's key holds it in 31 bits beside a position) */
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "too many contexts for the compiled tables");
+            Py_DECREF(t);
+            return NULL;
+        }
         if (k == 0) continue;
         PyObject *plain, *low, *blocks;
         if (!PyArg_ParseTuple(PyList_GET_ITEM(keys, k), "OOO", &plain, &low, &blocks)) { Py_DECREF(t); return NULL; }

@@ -332,7 +332,7 @@ def _compiled(model):
     if "compiled" not in model._ranking:
         try:
             model._ranking["compiled"] = _CompiledTables(model)
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, OverflowError):
             model._ranking["compiled"] = None
     return model._ranking["compiled"]
 

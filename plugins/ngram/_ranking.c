@@ -1,16 +1,19 @@
-/* Rank and entropy of every scored token of a backoff n-gram model, compiled.
+/* Log-probability, rank and entropy of every token of a backoff n-gram model, compiled.
 
-   The same computation as plugins/ngram/stats.py's backoff_token_stats, position by position
-   instead of vectorised, with the same floating-point operations in the same order (ranks are
-   equal; entropies equal but for the last bits numpy's vectorised power may round otherwise).
-   Each context's continuations are worked out once (their values sorted, their sums taken) and
-   kept until the pool they live in is full, when every kept context is forgotten at once.
-   The continuations' lower-order values come from walking the suffix context's run of keys
-   alongside them (both ascend by word), not from one search each.
+   What plugins/ngram/model.py's _ending_at and _score_ids and stats.py's backoff_token_stats
+   compute with numpy, with the same floating-point operations in the same order where they
+   decide a result (log-probabilities and ranks are equal; entropies agree to 1e-13, as
+   numpy's vectorised power rounds otherwise than exp). Level by level, the positions sorted
+   by their context, each context's continuations are worked out once: their lower-order
+   values read from the suffix context's entry (made a level below), their values sorted and
+   their sums taken; the n-gram ending at a position is then found among its context's
+   continuations, and its counts by searching their sorted values. Entries are kept from call
+   to call in a pool; once it holds more than its share, the contexts with few continuations
+   are forgotten (the frequent ones recur in every batch).
 
    A Tables object holds buffers of the model's arrays (numpy arrays or memory maps; read only)
-   and its cache; the interpreter is let go while it works, so two threads with a Tables each
-   run at once. */
+   and its cache. The interpreter is let go while it works; a lock keeps one thread in a
+   Tables at a time (stats.py lends each thread its own). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -53,7 +56,7 @@ typedef struct {
 #else
 #define PREFETCH(address) ((void)0)
 #endif
-#define LN10 2.302585092994045684
+#define LN10 2.302585092994046  /* Python's math.log(10), as the model scales by */
 #define KEPT_FROM 8  /* continuations a context needs to be kept from one call to the next, once the pool is full */
 
 typedef struct {
@@ -77,7 +80,7 @@ typedef struct {
     double *pool_low;  /* and their lower-order values, ascending */
     int32_t *pool_words;  /* and the continuations themselves, ascending */
     float *pool_by_word;  /* with their p in that order (where a longer context's continuations look them up) */
-    int floats;  /* whether every value of the model is a float32 (pool_by_word holds them exactly) */
+    int floats;  /* whether every log-probability of the model is a float32 (pool_by_word holds them exactly) */
     int64_t pool_used, pool_size;
     int64_t pool_kept;  /* at most this many values are kept from one call to the next */
     PyThread_type_lock lock;
@@ -638,7 +641,6 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
     }
 
     /* 2. Log-probabilities: the longest n-gram's, plus the backoffs of the longer contexts. */
-    const double LN10_ = 2.302585092994046;  /* (Python's math.log(10), as the model scales by) */
     for (Py_ssize_t p = 0; p < n && !failed; p++) {
         if (p + AHEAD < n) {  /* (the value and backoffs the position further on will read) */
             Py_ssize_t ahead = p + AHEAD;
@@ -662,12 +664,12 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
             int64_t c = ending[(size_t)(k - 1) * n + p - 1];
             if (c >= 0) value += value_at(&t->backoff[k - 1], c);
         }
-        logprobs[p] = value * LN10_;
+        logprobs[p] = value * LN10;
     }
 
     /* 3. Ranks and entropies. */
     for (Py_ssize_t p = 0; p < n && !failed; p++) {
-        x[(size_t)(N - 1) * n + p] = logprobs[p] / LN10_ + TIE;
+        x[(size_t)(N - 1) * n + p] = logprobs[p] / LN10 + TIE;
         for (int j = N - 1; j > 0; j--) {
             int64_t c = p > 0 ? ending[(size_t)(j - 1) * n + p - 1] : -1;
             double b = c >= 0 ? value_at(&t->backoff[j - 1], c) : 0.0;

@@ -274,15 +274,11 @@ static double deeper_value(const Tables *t, const int64_t *lower, int64_t w, int
 }
 
 /* The entry of context c of length j (its shorter contexts lower[1..j-1], -1 where unknown;
-   the entry of lower[j - 1], if the caller knows it, else -1), worked out if not kept (its run
-   of keys searched from *from, then moved past it: contexts come in ascending order); NULL
-   when memory runs out. */
+   the entry of lower[j - 1], -1 where there is none; the level's slots allocated), worked out
+   if not kept (its run of keys searched from *from, then moved past it: contexts come in
+   ascending order); NULL when memory runs out. */
 static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssize_t *from, int32_t suffix_entry)
 {
-    if (!t->slot[j]) {
-        t->slot[j] = calloc((size_t)t->contexts[j], sizeof(int32_t));
-        if (!t->slot[j]) return NULL;
-    }
     int32_t s = t->slot[j][c];
     if (s) return &t->entries[s - 1];
 
@@ -325,9 +321,7 @@ static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssi
     const float *suffix_values = NULL;
     Py_ssize_t suffix_size = 0, at_suffix = 0;
     double past_suffix = 0.0;  /* (a word missing there: the suffix's backoff, then deeper) */
-    if (suffix_entry < 0 && j >= 2 && lower[j - 1] >= 0 && t->slot[j - 1])
-        suffix_entry = t->slot[j - 1][lower[j - 1]] - 1;
-    if (t->floats && j >= 2 && lower[j - 1] >= 0 && suffix_entry >= 0) {
+    if (t->floats && suffix_entry >= 0) {
         const Entry *suffix = &t->entries[suffix_entry];
         suffix_words = t->pool_words + suffix->start;
         suffix_values = t->pool_by_word + suffix->start;
@@ -625,7 +619,7 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
                 int64_t lower[MAX_ORDER];
                 for (int l = 1; l < k; l++)
                     lower[l] = ending[(size_t)(l - 1) * n + p - 1];
-                Entry *e = entry_of(t, k, c, lower, &from, k >= 2 ? entry_below[p] : -1);
+                Entry *e = entry_of(t, k, c, lower, &from, k >= 2 && lower[k - 1] >= 0 ? entry_below[p] : -1);
                 if (!e) { failed = 1; break; }
                 index = (int32_t)(e - t->entries);
                 words = t->pool_words + e->start;

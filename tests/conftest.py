@@ -33,6 +33,15 @@ def isolated_home(tmp_path_factory, monkeypatch):
     reset_plugin_manager()
 
 
+def require_compiled(extension, source: str) -> None:
+    """Skip a test of a C extension that was not built at install (``extension`` None), or fail
+    it in CI (``FORETELL_REQUIRE_COMPILED``), where it must have been built."""
+    if extension is None:
+        if os.environ.get("FORETELL_REQUIRE_COMPILED"):
+            pytest.fail(f"{source} was not built at install (a C compiler and Python's headers are needed)")
+        pytest.skip(f"{source} was not built at install")
+
+
 @pytest.fixture(scope="session")
 def small_corpus():
     return corpus_from_text(SMALL_TEXT)

@@ -3,7 +3,6 @@ the id stream and the batches of the line-by-line path exactly: perplexity throu
 the same number, for stateful models too; and ``score`` gets the same tokens and offsets."""
 
 import io
-import os
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from engine.corpus import iter_line_blocks
 from engine.scoring import encode_lines, encode_words, id_batches, pretokenized_batches, sentence_batches, token_batches
 from engine.tokenizer import iter_columns, split_lines, tokenize
 from engine.vocab import Vocabulary
+from tests.conftest import require_compiled
 
 VOCAB = Vocabulary(["<unk>", "<s>", "</s>", "a", "b", "cat", "café", "x\xa0y"])
 pieces = st.sampled_from(["a", "b", "cat", "café", "dog", "x\xa0y", "<s>", "</s>", " ", "  ", "\t", "\n", "\n\n", "\r\n", "\r"])
@@ -52,10 +52,8 @@ def test_scored_columns_of_blocks_equal_those_read_line_by_line(compiled):
     """What ``score --pretokenized`` reads in bulk, split by Python or by the C extension
     (engine/_tsv.c, where it was built): every batch's ids, tokens (``</s>`` at each line's
     end) and character offsets into the whole text, batches crossing blocks either way."""
-    if compiled and scoring._tsv is None:
-        if os.environ.get("FORETELL_REQUIRE_COMPILED"):
-            pytest.fail("engine/_tsv.c was not built at install (a C compiler and Python's headers are needed)")
-        pytest.skip("engine/_tsv.c was not built at install")
+    if compiled:
+        require_compiled(scoring._tsv, "engine/_tsv.c")
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(pieces | st.sampled_from(["\u4e00\U0001f600", "\x00", " \t "]), max_size=60), st.integers(1, 12), st.integers(1, 30))

@@ -2,7 +2,6 @@
 backend gets the whole suite for free."""
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from engine.scoring import encode, perplexity, perplexity_of_scores, score_token
 from engine.store import ModelStore
 from engine.tokenizer import tokenize
 from engine.vocab import BOS_ID, UNK_ID
+from tests.conftest import require_compiled
 
 HELD_OUT = "The cat sat on the log. A fox met the dog on the warm mat. Zebras are unknown here."
 
@@ -308,10 +308,8 @@ def ranking(request, monkeypatch):
     was built at install (CI requires it: FORETELL_REQUIRE_COMPILED)."""
     import plugins.ngram.stats as stats
 
-    if request.param == "compiled" and stats.Tables is None:
-        if os.environ.get("FORETELL_REQUIRE_COMPILED"):
-            pytest.fail("plugins/ngram/_ranking.c was not built at install (a C compiler and Python's headers are needed)")
-        pytest.skip("plugins/ngram/_ranking.c was not built at install")
+    if request.param == "compiled":
+        require_compiled(stats.Tables, "plugins/ngram/_ranking.c")
     monkeypatch.setattr(stats, "USE_COMPILED", request.param == "compiled")
     return request.param
 
@@ -355,8 +353,7 @@ def test_ngram_compiled_ranking_equals_numpy_ranking(small_corpus, monkeypatch, 
     import plugins.ngram.stats as stats
     from engine.corpus import corpus_from_text
 
-    if stats.Tables is None:
-        pytest.skip("plugins/ngram/_ranking.c was not built at install")
+    require_compiled(stats.Tables, "plugins/ngram/_ranking.c")
     ngram = backends()["ngram"].cls
     corpus = small_corpus
     if variant == "wide":  # "the" and "a" followed by 600 words, some often (values that tie, and that do not)

@@ -1,23 +1,20 @@
 """``score``'s table is laid out by numpy or by C (engine.table); every row must be exactly what
 the f-string writes, whatever the token or the number."""
 
-import os
-
 import numpy as np
 import pytest
 
 import engine.table
 from engine.table import TOKEN_SLOT, ascii_compatible, score_rows
+from tests.conftest import require_compiled
 
 
 @pytest.fixture(autouse=True, params=["numpy", "compiled"])
 def layout(request, monkeypatch):
     """Every test on both ways of laying the table out: numpy's, and the C extension's where it
     was built at install (CI requires it: FORETELL_REQUIRE_COMPILED)."""
-    if request.param == "compiled" and engine.table._tsv is None:
-        if os.environ.get("FORETELL_REQUIRE_COMPILED"):
-            pytest.fail("engine/_tsv.c was not built at install (a C compiler and Python's headers are needed)")
-        pytest.skip("engine/_tsv.c was not built at install")
+    if request.param == "compiled":
+        require_compiled(engine.table._tsv, "engine/_tsv.c")
     monkeypatch.setattr(engine.table, "USE_COMPILED", request.param == "compiled")
     return request.param
 

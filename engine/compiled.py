@@ -5,3 +5,8 @@ a process take those paths (the tests compare the two)."""
 import os
 
 ALLOWED = not os.environ.get("FORETELL_NO_COMPILED")
+
+try:
+    from engine import _tsv as tsv  # score's text read and written (engine/_tsv.c)
+except ImportError:  # (built without a C compiler)
+    tsv = None

@@ -12,19 +12,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from engine.compiled import ALLOWED
+from engine.compiled import ALLOWED, tsv
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
 from engine.parallel import ordered_map
 from engine.tokenizer import SentenceColumns, Token, pretokenized_columns, pretokenized_words
 from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, sentences_of_lines
 
-try:
-    from engine import _tsv
-except ImportError:  # (built without a C compiler: Python splits the lines)
-    _tsv = None
-
-USE_COMPILED = _tsv is not None and ALLOWED
+USE_COMPILED = tsv is not None and ALLOWED  # (else Python splits pretokenized lines)
 BATCH_TOKENS = 100_000  # tokens scored at once: memory follows this, not the text
 
 
@@ -238,7 +233,7 @@ def pretokenized_batches(vocab: Vocabulary, blocks: Iterable[str], max_tokens: i
         offset = 0
         for block in blocks:
             if USE_COMPILED and "\r" not in block:  # (in C: the same columns and ids, in two thirds of the time)
-                tokens, *numbers = _tsv.columns(block, offset, vocab.line_ids, UNK_ID, EOS)
+                tokens, *numbers = tsv.columns(block, offset, vocab.line_ids, UNK_ID, EOS)
                 starts, ends, line_ids = (np.frombuffer(column, dtype=np.int64) for column in numbers)
                 ids = sentences_of_lines(line_ids)
             else:

@@ -19,14 +19,9 @@ import functools
 
 import numpy as np
 
-from engine.compiled import ALLOWED
+from engine.compiled import ALLOWED, tsv
 
-try:
-    from engine import _tsv
-except ImportError:  # (built without a C compiler: numpy lays the rows out)
-    _tsv = None
-
-USE_COMPILED = _tsv is not None and ALLOWED
+USE_COMPILED = tsv is not None and ALLOWED  # (else numpy lays the rows out)
 
 TOKEN_SLOT = 32  # bytes of the matrix for the token; a longer one's row is formatted by Python
 _ASCII_PROBE = "\t\n-.0123456789</s>nainf"
@@ -48,7 +43,7 @@ def score_rows(tokens: list[str], starts: np.ndarray, ends: np.ndarray, bits: np
     if USE_COMPILED and codecs.lookup(encoding).name == "utf-8":
         as_int64 = lambda values: np.ascontiguousarray(values, dtype=np.int64)
         as_float64 = lambda values: np.ascontiguousarray(values, dtype=np.float64)
-        return _tsv.rows(len(tokens), text.encode(encoding, errors), as_int64(starts), as_int64(ends), as_float64(bits),
+        return tsv.rows(len(tokens), text.encode(encoding, errors), as_int64(starts), as_int64(ends), as_float64(bits),
                            as_int64(rank), as_float64(entropy), np.ascontiguousarray(oov, dtype=bool))
     if text.isascii():
         encoded = tokens  # (numpy writes ASCII text as bytes)

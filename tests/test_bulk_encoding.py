@@ -53,7 +53,7 @@ def test_scored_columns_of_blocks_equal_those_read_line_by_line(compiled):
     (engine/_tsv.c, where it was built): every batch's ids, tokens (``</s>`` at each line's
     end) and character offsets into the whole text, batches crossing blocks either way."""
     if compiled:
-        require_compiled(scoring._tsv, "engine/_tsv.c")
+        require_compiled(scoring.tsv, "engine/_tsv.c")
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(pieces | st.sampled_from(["\u4e00\U0001f600", "\x00", " \t "]), max_size=60), st.integers(1, 12), st.integers(1, 30))

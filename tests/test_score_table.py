@@ -14,7 +14,7 @@ def layout(request, monkeypatch):
     """Every test on both ways of laying the table out: numpy's, and the C extension's where it
     was built at install (CI requires it: FORETELL_REQUIRE_COMPILED)."""
     if request.param == "compiled":
-        require_compiled(engine.table._tsv, "engine/_tsv.c")
+        require_compiled(engine.table.tsv, "engine/_tsv.c")
     monkeypatch.setattr(engine.table, "USE_COMPILED", request.param == "compiled")
     return request.param
 

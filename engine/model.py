@@ -103,6 +103,12 @@ class LanguageModel(ABC):
         backends override it with something faster when their structure allows."""
         return self._walk_stats(ids, self.initial_state())[:3]
 
+    def token_stats_in_parallel(self) -> bool:
+        """Whether ``token_stats`` of a long stream uses both cores itself, the interpreter let
+        go: a caller then runs it on a thread beside its own work, rather than on forked
+        processes (each of which would rank with a cache of its own)."""
+        return False
+
     def token_stats_from(self, ids: np.ndarray, state) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
         """``token_stats`` of whole sentences (``<s> ... </s>`` each) read on from ``state``, the
         state at the start of the first (as ``initial_state`` or ``advance`` past ``</s>`` give

@@ -76,6 +76,23 @@ def ordered_map(function: Callable, jobs: Iterable, shared: object = None, ahead
         _shared = None
 
 
+def thread_map(function: Callable, jobs: Iterable, shared: object = None, ahead: int = 2) -> Iterator:
+    """``function(shared, job)`` for each job, results in the jobs' order, on one other thread
+    while this one makes the next jobs and takes the last results: for work that lets go of
+    the interpreter and uses both cores itself. At most ``ahead`` results wait for the caller."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="foretell-ahead") as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(function, shared, job))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _run(task):
     global _in_worker
     _in_worker = True

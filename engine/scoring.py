@@ -15,7 +15,7 @@ import numpy as np
 from engine.compiled import ALLOWED, tsv
 from engine.distribution import LOG2E
 from engine.model import LanguageModel
-from engine.parallel import ordered_map
+from engine.parallel import ordered_map, thread_map
 from engine.tokenizer import SentenceColumns, Token, pretokenized_columns, pretokenized_words
 from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, sentences_of_lines
 
@@ -271,8 +271,9 @@ def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Col
     """Every token scored, a batch of sentences at a time (bounded memory for a stream of any
     length), from ``token_batches`` or ``pretokenized_batches``. A model with state starts each
     batch afresh, as ``perplexity`` does, so the two agree token for token. A text of several
-    batches is ranked on two forked processes while this one reads the next batches and the
-    caller writes the last (engine.parallel)."""
+    batches is ranked beside this thread, which reads the next batches while the caller writes
+    the last (engine.parallel): on one more thread where the model ranks on both cores itself,
+    else on two forked processes."""
     batches = iter(batches)
     head = collections.deque(islice(batches, 2))
     if len(head) > 1:  # (what a model builds on first use, such as the n-gram's unigram summary, built once before the fork)
@@ -285,7 +286,8 @@ def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Col
             waiting.append((ids, columns))
             yield ids
 
-    for logprob, rank, entropy in ordered_map(_token_stats, jobs(), model, ahead=1):
+    beside = thread_map if len(head) > 1 and model.token_stats_in_parallel() else ordered_map
+    for logprob, rank, entropy in beside(_token_stats, jobs(), model, ahead=1):
         ids, (tokens, starts, ends) = waiting.popleft()
         scored = ids != BOS_ID
         yield ScoredBatch(tokens, starts, ends, logprob[scored], rank[scored], entropy[scored], ids[scored] == UNK_ID)

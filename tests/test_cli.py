@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
-from tests.conftest import SMALL_TEXT
+from tests.conftest import SMALL_TEXT, require_compiled
 
 
 def run(*args, input=None, ok=True):
@@ -99,23 +99,33 @@ model = load_model(sys.argv[1])
 lines = ["The cat sat on the mat. The dog ran to the old warm log!", "A fox, a cat and a dog sat."] * 40
 whole = list(engine.scoring.stream_scores(model, iter_sentences(lines, False)))
 engine.scoring.BATCH_TOKENS = 50
-calls, ordered_map = [], engine.scoring.ordered_map
-engine.scoring.ordered_map = lambda *args, **kw: calls.append(engine.parallel.two_cores()) or ordered_map(*args, **kw)
+calls, ordered_map, thread_map = [], engine.scoring.ordered_map, engine.scoring.thread_map
+engine.scoring.ordered_map = lambda *args, **kw: calls.append("forked" if engine.parallel.two_cores() else "here") or ordered_map(*args, **kw)
+engine.scoring.thread_map = lambda *args, **kw: calls.append("thread") or thread_map(*args, **kw)
 assert list(engine.scoring.stream_scores(model, iter_sentences(lines, False))) == whole
 print(calls)
 """
 
 
-def test_a_text_of_many_batches_is_ranked_on_two_processes_exactly_as_in_one(trained):
-    """(In a fresh process: this one has torch loaded by other tests, and never forks then.)"""
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_text_of_many_batches_is_ranked_beside_the_reading_exactly_as_in_one_go(trained, compiled):
+    """On a thread where the n-gram model ranks on both cores itself (its C extension), else
+    on two forked processes. (In a fresh process: this one has torch loaded by other tests,
+    and never forks then.)"""
+    import os
     import subprocess
     import sys
 
+    import plugins.ngram.stats
     from engine.parallel import cores
 
-    done = subprocess.run([sys.executable, "-c", RANKED_IN_BATCHES, trained], capture_output=True, text=True)
+    if compiled:
+        require_compiled(plugins.ngram.stats.Tables, "plugins/ngram/_ranking.c")
+    environment = {**os.environ, "FORETELL_NO_COMPILED": "" if compiled else "1"}
+    done = subprocess.run([sys.executable, "-c", RANKED_IN_BATCHES, trained], capture_output=True, text=True, env=environment)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ("[True]" if cores() >= 2 else "[False]")
+    expected = "here" if cores() < 2 else "thread" if compiled else "forked"
+    assert done.stdout.strip() == f"[{expected!r}]"
 
 
 def test_score_colours_by_rank_on_request(trained):

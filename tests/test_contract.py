@@ -347,7 +347,8 @@ def test_ngram_compiled_ranking_equals_numpy_ranking(small_corpus, monkeypatch, 
     """The C extension ranks exactly as numpy does (entropies within a rounding of 10^x) on
     the arrays a model can hold: fitted in memory, read back packed from the store, pruned,
     8-bit, of a higher order, with contexts of hundreds of continuations (sorted otherwise than
-    a few); first from contexts worked out afresh, then from kept ones."""
+    a few); first from contexts worked out afresh, then from kept ones; on one thread and on
+    two."""
     import random
 
     import plugins.ngram.stats as stats
@@ -372,14 +373,15 @@ def test_ngram_compiled_ranking_equals_numpy_ranking(small_corpus, monkeypatch, 
     if variant == "wide":
         text += " ".join(f"The w{i} w{i * 7 % 600}. A w{i * 3 % 600} w{i}." for i in range(0, 600, 7))
     ids = encode(model, tokenize(text))
-    monkeypatch.setattr(stats, "USE_COMPILED", False)
-    expected = model._token_stats(ids)
-    monkeypatch.setattr(stats, "USE_COMPILED", True)
-    for _ in range(2):
-        got = model._token_stats(ids)
-        assert np.array_equal(got[0], expected[0], equal_nan=True)
-        assert np.array_equal(got[1], expected[1])
-        assert np.allclose(got[2], expected[2], rtol=1e-13, atol=0, equal_nan=True)
+    expected = model._token_stats(ids)  # (numpy's)
+    for threads, chunk in [(1, 2048), (2, 2048), (2, 7)]:  # (two threads taking a few positions at a time: both work contexts out)
+        tables = stats._make_tables(model)
+        for _ in range(2):
+            got = np.empty(len(ids)), np.empty(len(ids), dtype=np.int64), np.empty(len(ids))
+            tables.stats(BOS_ID, ids, *got, threads, chunk)
+            assert np.array_equal(got[0], expected[0], equal_nan=True)
+            assert np.array_equal(got[1], expected[1])
+            assert np.allclose(got[2], expected[2], rtol=1e-13, atol=0, equal_nan=True)
 
 
 

@@ -40,7 +40,7 @@ typedef struct {
 } Keys;
 
 typedef struct {
-    int64_t start;  /* where its values begin in the pools */
+    int64_t start;  /* where its values begin in its pool */
     int64_t size;
     Py_ssize_t lo, hi;  /* its run of keys (its continuations) */
     int64_t context;
@@ -48,7 +48,21 @@ typedef struct {
     double sums[4];  /* sum of 10^p, 10^p p, 10^low, 10^low low */
 } Entry;
 
+/* Contexts worked out: each entry's values at [start, start + size) of the arrays. */
+typedef struct {
+    Entry *entries;
+    Py_ssize_t nentries, entries_cap;
+    float *p;  /* each entry's continuations' p, ascending */
+    double *low;  /* and their lower-order values, ascending */
+    int32_t *words;  /* and the continuations themselves, ascending */
+    float *by_word;  /* with their p in that order (where a longer context's continuations look them up) */
+    int64_t used, size;
+} Pool;
+
 #define MAX_ORDER 16
+#define THREADS 2  /* at most: the caller and one helper */
+#define CHUNK 2048  /* positions of a level a thread takes at a time in pass 1 (then on to whole contexts) */
+#define SPLIT 4096  /* positions a thread takes at a time in passes 2 and 3 */
 #define TIE 1e-9  /* log10 units: values closer than this count as tied (engine/distribution.py) */
 #define AHEAD 32  /* positions ahead whose memory is asked for */
 #ifdef __GNUC__
@@ -58,6 +72,17 @@ typedef struct {
 #endif
 #define LN10 2.302585092994046  /* Python's math.log(10), as the model scales by */
 #define KEPT_FROM 8  /* continuations a context needs to be kept from one call to the next, once the pool is full */
+
+/* A call's arrays, kept from call to call (grown, never shrunk): memory handed back and taken
+   again at every call cost a process's threads their TLBs, flushed on every core. */
+typedef struct {
+    Py_ssize_t cells;  /* positions they have room for */
+    int64_t *ending;  /* ending[k * n + p]: the n-gram of length k + 1 ending at p, -1 if none */
+    uint64_t *sorted;  /* level k's (context, position) keys */
+    uint64_t *spare;
+    int32_t *entry_at;  /* entry_at[k * n + p]: the entry of position p's context of length k */
+    double *work;
+} Scratch;
 
 typedef struct {
     PyObject_HEAD
@@ -72,17 +97,13 @@ typedef struct {
     Py_ssize_t nunigrams;
     double U0, U1;
     /* the cache */
-    int32_t *slot[MAX_ORDER];  /* slot[j][c]: 1 + the entry of context c of length j, 0 if none */
+    int32_t *slot[MAX_ORDER];  /* slot[j][c]: 1 + the entry of context c of length j in kept, 0 if none */
     Py_ssize_t contexts[MAX_ORDER];
-    Entry *entries;
-    Py_ssize_t nentries, entries_cap;
-    float *pool_p;  /* each entry's continuations' p, ascending */
-    double *pool_low;  /* and their lower-order values, ascending */
-    int32_t *pool_words;  /* and the continuations themselves, ascending */
-    float *pool_by_word;  /* with their p in that order (where a longer context's continuations look them up) */
-    int floats;  /* whether every log-probability of the model is a float32 (pool_by_word holds them exactly) */
-    int64_t pool_used, pool_size;
+    Pool kept;  /* the contexts kept */
+    Pool staged[THREADS];  /* each thread's contexts worked out at the level in hand, moved to kept when it is done */
+    int floats;  /* whether every log-probability of the model is a float32 (by_word holds them exactly) */
     int64_t pool_kept;  /* at most this many values are kept from one call to the next */
+    Scratch scratch;
     PyThread_type_lock lock;
 } Tables;
 
@@ -213,40 +234,137 @@ COUNT_GREATER(count_greater_d, double)
 SORT(sort_f, float)
 SORT(sort_d, double)
 
+static void scratch_free(Scratch *s)
+{
+    free(s->ending);
+    free(s->sorted);
+    free(s->spare);
+    free(s->entry_at);
+    free(s->work);
+    memset(s, 0, sizeof *s);
+}
+
+/* Room for a call of n positions with a model of order N; -1 when memory runs out. */
+static int scratch_reserve(Scratch *s, Py_ssize_t n, int N)
+{
+    if (s->cells >= n)
+        return 0;
+    scratch_free(s);
+    size_t cells = (size_t)n;
+    s->ending = malloc((size_t)N * cells * sizeof(int64_t));
+    s->sorted = malloc((size_t)N * cells * sizeof(uint64_t));
+    s->spare = malloc(cells * sizeof(uint64_t));
+    s->entry_at = malloc((size_t)N * cells * sizeof(int32_t));
+    s->work = malloc((size_t)(2 * N + 2) * cells * sizeof(double));
+    if (!s->ending || !s->sorted || !s->spare || !s->entry_at || !s->work) {
+        scratch_free(s);
+        return -1;
+    }
+    s->cells = n;
+    return 0;
+}
+
+/* Room in ``pool`` for ``values`` more values and ``entries`` more entries; -1 when memory
+   runs out. */
+static int pool_reserve(Pool *pool, int64_t values, Py_ssize_t entries)
+{
+    if (pool->used + values > pool->size) {
+        int64_t size = 2 * pool->size > pool->used + values ? 2 * pool->size : pool->used + values;
+        if (size < 4096) size = 4096;
+        float *p = realloc(pool->p, (size_t)size * sizeof(float));
+        if (p) pool->p = p;
+        double *low = realloc(pool->low, (size_t)size * sizeof(double));
+        if (low) pool->low = low;
+        int32_t *words = realloc(pool->words, (size_t)size * sizeof(int32_t));
+        if (words) pool->words = words;
+        float *by_word = realloc(pool->by_word, (size_t)size * sizeof(float));
+        if (by_word) pool->by_word = by_word;
+        if (!p || !low || !words || !by_word) return -1;
+        pool->size = size;
+    }
+    if (pool->nentries + entries > pool->entries_cap) {
+        Py_ssize_t cap = 2 * pool->entries_cap > pool->nentries + entries ? 2 * pool->entries_cap : pool->nentries + entries;
+        if (cap < 4096) cap = 4096;
+        Entry *grown = realloc(pool->entries, (size_t)cap * sizeof(Entry));
+        if (!grown) return -1;
+        pool->entries = grown;
+        pool->entries_cap = cap;
+    }
+    return 0;
+}
+
+static void pool_free(Pool *pool)
+{
+    free(pool->entries);
+    free(pool->p);
+    free(pool->low);
+    free(pool->words);
+    free(pool->by_word);
+}
+
 /* Forget the contexts with fewer than ``min_size`` continuations, and any past half of what
    is kept from call to call: the frequent contexts, which have the most continuations and
-   recur in every batch, stay. Their values move down the pools. */
+   recur in every batch, stay. Their values move down the pool. */
 static void forget(Tables *t, int64_t min_size)
 {
+    Pool *pool = &t->kept;
     Py_ssize_t kept = 0;
     int64_t used = 0;
-    for (Py_ssize_t k = 0; k < t->nentries; k++) {
-        Entry e = t->entries[k];
+    for (Py_ssize_t k = 0; k < pool->nentries; k++) {
+        Entry e = pool->entries[k];
         int32_t *slot = &t->slot[e.level][e.context];
         if (e.size < min_size || used + e.size > t->pool_kept) {
             *slot = 0;
             continue;
         }
-        memmove(t->pool_p + used, t->pool_p + e.start, (size_t)e.size * sizeof(float));
-        memmove(t->pool_low + used, t->pool_low + e.start, (size_t)e.size * sizeof(double));
-        memmove(t->pool_words + used, t->pool_words + e.start, (size_t)e.size * sizeof(int32_t));
-        memmove(t->pool_by_word + used, t->pool_by_word + e.start, (size_t)e.size * sizeof(float));
-        e.start = used;
+        if (e.start != used) {  /* (the frequent contexts, kept early on, stay where they are) */
+            memmove(pool->p + used, pool->p + e.start, (size_t)e.size * sizeof(float));
+            memmove(pool->low + used, pool->low + e.start, (size_t)e.size * sizeof(double));
+            memmove(pool->words + used, pool->words + e.start, (size_t)e.size * sizeof(int32_t));
+            memmove(pool->by_word + used, pool->by_word + e.start, (size_t)e.size * sizeof(float));
+            e.start = used;
+        }
         used += e.size;
-        t->entries[kept++] = e;
+        pool->entries[kept++] = e;
         *slot = (int32_t)kept;
     }
-    t->nentries = kept;
-    t->pool_used = used;
+    pool->nentries = kept;
+    pool->used = used;
 }
 
-/* The run of keys of context c of length i (its continuations): its entry's, where it has one. */
+/* The contexts each thread worked out at a level moved to the kept pool, thread by thread
+   (first[s]: where thread s's went among the kept entries); -1 when memory runs out. */
+static int keep_staged(Tables *t, int threads, int32_t *first)
+{
+    Pool *to = &t->kept;
+    for (int s = 0; s < threads; s++) {
+        Pool *from = &t->staged[s];
+        if (pool_reserve(to, from->used, from->nentries) < 0) return -1;
+        first[s] = (int32_t)to->nentries;
+        memcpy(to->p + to->used, from->p, (size_t)from->used * sizeof(float));
+        memcpy(to->low + to->used, from->low, (size_t)from->used * sizeof(double));
+        memcpy(to->words + to->used, from->words, (size_t)from->used * sizeof(int32_t));
+        memcpy(to->by_word + to->used, from->by_word, (size_t)from->used * sizeof(float));
+        for (Py_ssize_t i = 0; i < from->nentries; i++) {
+            Entry e = from->entries[i];
+            e.start += to->used;
+            to->entries[to->nentries++] = e;
+            t->slot[e.level][e.context] = (int32_t)to->nentries;
+        }
+        to->used += from->used;
+        from->used = 0;
+        from->nentries = 0;
+    }
+    return 0;
+}
+
+/* The run of keys of context c of length i (its continuations): its kept entry's, where it has one. */
 static void run_of(const Tables *t, int i, int64_t c, Py_ssize_t *lo, Py_ssize_t *hi)
 {
     int32_t s = t->slot[i] ? t->slot[i][c] : 0;
     if (s) {
-        *lo = t->entries[s - 1].lo;
-        *hi = t->entries[s - 1].hi;
+        *lo = t->kept.entries[s - 1].lo;
+        *hi = t->kept.entries[s - 1].hi;
         return;
     }
     uint64_t base = (uint64_t)c * (uint64_t)t->V;
@@ -273,58 +391,35 @@ static double deeper_value(const Tables *t, const int64_t *lower, int64_t w, int
     return value_at(&t->logp[0], w) + shift;
 }
 
-/* The entry of context c of length j (its shorter contexts lower[1..j-1], -1 where unknown;
-   the entry of lower[j - 1], -1 where there is none; the level's slots allocated), worked out
-   if not kept (its run of keys searched from *from, then moved past it: contexts come in
-   ascending order); NULL when memory runs out. */
-static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssize_t *from, int32_t suffix_entry)
+/* Context c of length j worked out into ``pool`` (its shorter contexts lower[1..j-1], -1 where
+   unknown; ``suffix`` the kept entry of lower[j - 1], NULL where there is none): its run of
+   keys searched from *from, then moved past it (a thread's contexts come in ascending order).
+   Reads only what the levels below kept, so threads work out contexts side by side; NULL when
+   memory runs out. */
+static Entry *work_out(const Tables *t, Pool *pool, int j, int64_t c, const int64_t *lower, Py_ssize_t *from, const Entry *suffix)
 {
-    int32_t s = t->slot[j][c];
-    if (s) return &t->entries[s - 1];
-
     const Keys *keys = &t->keys[j];
     uint64_t base = (uint64_t)c * (uint64_t)t->V;
     Py_ssize_t lo = lower_bound(keys, base, *from, keys->n, 1);
     Py_ssize_t hi = lower_bound(keys, base + (uint64_t)t->V, lo, keys->n, 1);
     *from = hi;
     int64_t n = hi - lo;
-    if (t->nentries >= INT32_MAX - 1)
-        forget(t, INT64_MAX);
-    if (t->pool_used + n > t->pool_size) {  /* (grown within a call: forgetting there undid the work of the levels below) */
-        int64_t size = 2 * t->pool_size > t->pool_used + n ? 2 * t->pool_size : t->pool_used + n;
-        float *p = realloc(t->pool_p, (size_t)size * sizeof(float));
-        if (p) t->pool_p = p;
-        double *low = realloc(t->pool_low, (size_t)size * sizeof(double));
-        if (low) t->pool_low = low;
-        int32_t *words = realloc(t->pool_words, (size_t)size * sizeof(int32_t));
-        if (words) t->pool_words = words;
-        float *by_word = realloc(t->pool_by_word, (size_t)size * sizeof(float));
-        if (by_word) t->pool_by_word = by_word;
-        if (!p || !low || !words || !by_word) return NULL;
-        t->pool_size = size;
-    }
-    if (t->nentries == t->entries_cap) {
-        Py_ssize_t cap = t->entries_cap ? 2 * t->entries_cap : 4096;
-        Entry *grown = realloc(t->entries, (size_t)cap * sizeof(Entry));
-        if (!grown) return NULL;
-        t->entries = grown;
-        t->entries_cap = cap;
-    }
-    float *p = t->pool_p + t->pool_used, *by_word = t->pool_by_word + t->pool_used;
-    double *low = t->pool_low + t->pool_used;
-    int32_t *words = t->pool_words + t->pool_used;
+    if (pool_reserve(pool, n, 1) < 0)
+        return NULL;
+    float *p = pool->p + pool->used, *by_word = pool->by_word + pool->used;
+    double *low = pool->low + pool->used;
+    int32_t *words = pool->words + pool->used;
 
     /* D_{j-1} of each continuation: its value in the suffix context (the context a word
-       shorter), whose entry the level below made, its words in order beside their values;
+       shorter), whose entry the level below kept, its words in order beside their values;
        failing that, deeper, through the model's keys. */
     const int32_t *suffix_words = NULL;
     const float *suffix_values = NULL;
     Py_ssize_t suffix_size = 0, at_suffix = 0;
     double past_suffix = 0.0;  /* (a word missing there: the suffix's backoff, then deeper) */
-    if (t->floats && suffix_entry >= 0) {
-        const Entry *suffix = &t->entries[suffix_entry];
-        suffix_words = t->pool_words + suffix->start;
-        suffix_values = t->pool_by_word + suffix->start;
+    if (t->floats && suffix) {
+        suffix_words = t->kept.words + suffix->start;
+        suffix_values = t->kept.by_word + suffix->start;
         suffix_size = suffix->size;
         past_suffix = 0.0 + value_at(&t->backoff[j - 2], lower[j - 1]);
     }
@@ -356,16 +451,15 @@ static Entry *entry_of(Tables *t, int j, int64_t c, const int64_t *lower, Py_ssi
     }
     sort_f(p, n);
     sort_d(low, n);
-    Entry *e = &t->entries[t->nentries++];
-    e->start = t->pool_used;
+    Entry *e = &pool->entries[pool->nentries++];
+    e->start = pool->used;
     e->size = n;
     e->lo = lo;
     e->hi = hi;
     e->context = c;
     e->level = j;
     e->sums[0] = s0; e->sums[1] = s1; e->sums[2] = s2; e->sums[3] = s3;
-    t->pool_used += n;
-    t->slot[j][c] = (int32_t)t->nentries;
+    pool->used += n;
     return e;
 }
 
@@ -376,11 +470,10 @@ static void Tables_dealloc(Tables *t)
     PyMem_Free(t->buffers);
     for (int j = 0; j < MAX_ORDER; j++)
         free(t->slot[j]);
-    free(t->entries);
-    free(t->pool_p);
-    free(t->pool_low);
-    free(t->pool_words);
-    free(t->pool_by_word);
+    pool_free(&t->kept);
+    for (int s = 0; s < THREADS; s++)
+        pool_free(&t->staged[s]);
+    scratch_free(&t->scratch);
     if (t->lock) PyThread_free_lock(t->lock);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
@@ -473,13 +566,9 @@ static PyObject *Tables_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (!(t->unigrams = hold(t, unigrams, 8, &t->nunigrams))) { Py_DECREF(t); return NULL; }
     t->U0 = U0;
     t->U1 = U1;
-    t->pool_kept = t->pool_size = pool;
-    t->pool_p = malloc((size_t)pool * sizeof(float));
-    t->pool_low = malloc((size_t)pool * sizeof(double));
-    t->pool_words = malloc((size_t)pool * sizeof(int32_t));
-    t->pool_by_word = malloc((size_t)pool * sizeof(float));
+    t->pool_kept = pool;
     t->lock = PyThread_allocate_lock();
-    if (!t->pool_p || !t->pool_low || !t->pool_words || !t->pool_by_word || !t->lock) { Py_DECREF(t); return PyErr_NoMemory(); }
+    if (pool_reserve(&t->kept, pool, 0) < 0 || !t->lock) { Py_DECREF(t); return PyErr_NoMemory(); }
     t->floats = 1;
     for (Py_ssize_t k = 0; k < order; k++) {
         const Values *v = &t->logp[k];
@@ -524,119 +613,203 @@ static int bit_length(uint64_t v)
     return bits;
 }
 
-static PyObject *Tables_stats(Tables *t, PyObject *args)
-{
-    /* stats(bos, ids, logprob, rank, entropy): ids (int64, a stream opening with <s>, whose id
-       is bos); writes each position's natural-log probability, rank (int64) and entropy in
-       bits, NaN / 0 / NaN at <s>. As the model's _ending_at, _score_ids and
-       backoff_token_stats compute them, in three passes:
-       1. level by level, the n-gram ending at each position, from its context's entry (the
-          positions sorted by their context, each context's continuations worked out once:
-          the n-gram is the context's run of keys at the word's place among them);
-       2. each position's log-probability, from the longest n-gram and the backoffs above it;
-       3. level by level again, each position's counts in its context's sorted values (the
-          entries stay kept from pass 1; each context's positions together keep its values in
-          the processor's cache). */
-    long long bos;
-    Py_buffer ib, lb, rb, eb;
-    if (!PyArg_ParseTuple(args, "Ly*w*w*w*", &bos, &ib, &lb, &rb, &eb))
-        return NULL;
-    Py_ssize_t n = ib.len / 8;
-    int N = t->order;
-    PyObject *result = NULL;
-    int64_t *ending = NULL;
-    uint64_t *sorted = NULL, *spare = NULL;
-    int32_t *entry_at = NULL;  /* entry_at[k * n + p]: the entry of position p's context of length k */
-    double *work = NULL;
-    Py_ssize_t *sizes = NULL;
-    if (lb.len != n * 8 || rb.len != n * 8 || eb.len != n * 8) {
-        PyErr_SetString(PyExc_ValueError, "arrays of different lengths");
-        goto done;
-    }
-    const int64_t *ids = ib.buf;
-    double *logprobs = lb.buf, *entropies = eb.buf;
-    int64_t *ranks = rb.buf;
-    for (Py_ssize_t p = 0; p < n; p++)
-        if (ids[p] < 0 || ids[p] >= t->V) {
-            PyErr_SetString(PyExc_ValueError, "a word id outside the vocabulary");
-            goto done;
-        }
-    if (n == 0 || ids[0] != bos || (uint64_t)n >= ((uint64_t)1 << 32)) {
-        PyErr_SetString(PyExc_ValueError, "the stream must open with <s> (and hold under 2^32 tokens)");
-        goto done;
-    }
-    size_t cells = (size_t)n;
-    ending = PyMem_RawMalloc((size_t)N * cells * sizeof(int64_t));  /* ending[k * n + p] */
-    sorted = PyMem_RawMalloc((size_t)N * cells * sizeof(uint64_t));  /* level k's (context, position) keys */
-    spare = PyMem_RawMalloc(cells * sizeof(uint64_t));
-    work = PyMem_RawMalloc((size_t)(2 * N + 2) * cells * sizeof(double));
-    sizes = PyMem_RawCalloc((size_t)N, sizeof(Py_ssize_t));
-    entry_at = PyMem_RawMalloc((size_t)N * cells * sizeof(int32_t));
-    if (!ending || !sorted || !spare || !work || !sizes || !entry_at) { PyErr_NoMemory(); goto done; }
-    double *x = work, *bo = work + (size_t)N * n, *E0 = bo + (size_t)N * n, *E1 = E0 + n;
-    int failed = 0, pbits = bit_length((uint64_t)n);
-    uint64_t pmask = ((uint64_t)1 << pbits) - 1;
-    Py_BEGIN_ALLOW_THREADS
-    PyThread_acquire_lock(t->lock, WAIT_LOCK);
-    if (t->pool_used > t->pool_kept)
-        forget(t, KEPT_FROM);
+/* Two threads share a call where the platform has POSIX threads: pass 1 takes a level's
+   positions a chunk of whole contexts at a time, each thread working its new contexts out into
+   a pool of its own (the levels below, kept, are only read), moved to the kept pool when the
+   level is done; passes 2 and 3 split the positions. One cache of contexts serves both, where
+   two processes (or two Tables) each worked the frequent ones out again. */
+#if defined(__GNUC__) && (defined(__unix__) || defined(__APPLE__))
+#include <pthread.h>
+#define HAVE_THREADS 1
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define TAKE_NEXT(x) __atomic_fetch_add(&(x), 1, __ATOMIC_RELAXED)
+#else
+#define HAVE_THREADS 0
+#define LOAD(x) (x)
+#define STORE(x, v) ((x) = (v))
+#define TAKE_NEXT(x) ((x)++)
+#endif
 
-    /* 1. The n-grams ending at each position. */
-    memcpy(ending, ids, cells * sizeof(int64_t));
-    for (int k = 1; k < N && !failed; k++) {
-        const int64_t *shorter = ending + (size_t)(k - 1) * n;
-        int64_t *here = ending + (size_t)k * n;
-        uint64_t *keys = sorted + (size_t)k * n;
-        Py_ssize_t m = 0;
-        int64_t most = 0;
-        here[0] = -1;
-        for (Py_ssize_t p = 1; p < n; p++) {
-            here[p] = -1;
-            int64_t c = shorter[p - 1];
-            if (c >= 0) {
-                keys[m++] = (uint64_t)c << pbits | (uint64_t)p;
-                if (c > most) most = c;
-            }
+typedef struct {
+#if HAVE_THREADS
+    pthread_mutex_t lock;
+    pthread_cond_t turn;
+#endif
+    int parties, waiting;
+    unsigned generation;
+} Barrier;
+
+/* Wait until every thread of the call is here (and sees what the others wrote before). */
+static void barrier_wait(Barrier *b)
+{
+#if HAVE_THREADS
+    if (b->parties < 2) return;
+    pthread_mutex_lock(&b->lock);
+    unsigned generation = b->generation;
+    if (++b->waiting == b->parties) {
+        b->waiting = 0;
+        b->generation++;
+        pthread_cond_broadcast(&b->turn);
+    } else {
+        while (generation == b->generation)
+            pthread_cond_wait(&b->turn, &b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+#else
+    (void)b;
+#endif
+}
+
+typedef struct {
+    Tables *t;
+    const int64_t *ids;
+    Py_ssize_t n;
+    int N, threads, pbits;
+    int64_t bos;
+    uint64_t pmask;
+    double *logprobs, *entropies, *x, *bo, *E0, *E1;
+    int64_t *ranks, *ending;
+    uint64_t *sorted, *spare;
+    int32_t *entry_at;  /* a kept entry's index, or -1 - (i * THREADS + s): thread s's i-th of that level */
+    Py_ssize_t sizes[MAX_ORDER];  /* level k's positions with a context */
+    int32_t first[MAX_ORDER][THREADS];  /* where each thread's contexts of level k went among the kept */
+    Py_ssize_t chunk;  /* positions a thread takes at a time in pass 1 (CHUNK; a few in tests) */
+    long taken[MAX_ORDER + 1 + MAX_ORDER];  /* chunks taken: pass 2's at 0, pass 1's of level k at k, pass 3's at MAX_ORDER + k */
+    int failed;  /* memory ran out */
+    Barrier barrier;
+} Call;
+
+/* The entry of position p's context of length k (once its level is kept). */
+static inline const Entry *entry_of(const Call *call, int k, Py_ssize_t p)
+{
+    int32_t i = call->entry_at[(size_t)k * call->n + p];
+    if (i < 0) {
+        int32_t s = -1 - i;
+        i = call->first[k][s % THREADS] + s / THREADS;
+    }
+    return &call->t->kept.entries[i];
+}
+
+/* Level k's positions with a context, sorted by it (one thread; the others wait). */
+static void level_sorted(Call *call, int k)
+{
+    Tables *t = call->t;
+    Py_ssize_t n = call->n, m = 0;
+    const int64_t *shorter = call->ending + (size_t)(k - 1) * n;
+    int64_t *here = call->ending + (size_t)k * n, most = 0;
+    uint64_t *keys = call->sorted + (size_t)k * n;
+    here[0] = -1;
+    for (Py_ssize_t p = 1; p < n; p++) {
+        here[p] = -1;
+        int64_t c = shorter[p - 1];
+        if (c >= 0) {
+            keys[m++] = (uint64_t)c << call->pbits | (uint64_t)p;
+            if (c > most) most = c;
         }
-        radix_sort(keys, spare, m, pbits + bit_length((uint64_t)most));
-        sizes[k] = m;
-        Py_ssize_t from = 0;
+    }
+    radix_sort(keys, call->spare, m, call->pbits + bit_length((uint64_t)most));
+    call->sizes[k] = m;
+    if (!t->slot[k] && !(t->slot[k] = calloc((size_t)t->contexts[k], sizeof(int32_t))))
+        call->failed = 1;
+}
+
+/* The next chunk [*from, *to) of ``total`` things (``chunk`` a chunk) from the count of
+   those taken; 0 when none are left. Threads take chunks until none are left, so one the
+   system keeps waiting holds up the other little. */
+static int take_chunk(long *taken, Py_ssize_t total, Py_ssize_t chunk, Py_ssize_t *from, Py_ssize_t *to)
+{
+    long i = TAKE_NEXT(*taken);
+    if ((size_t)i * (size_t)chunk >= (size_t)total) return 0;
+    *from = (Py_ssize_t)i * chunk;
+    *to = total - *from > chunk ? *from + chunk : total;
+    return 1;
+}
+
+/* The first of level k's sorted positions from q on that opens a context. */
+static Py_ssize_t context_start(const Call *call, int k, Py_ssize_t q)
+{
+    const uint64_t *keys = call->sorted + (size_t)k * call->n;
+    Py_ssize_t m = call->sizes[k];
+    if (q >= m) return m;
+    while (q > 0 && q < m && keys[q] >> call->pbits == keys[q - 1] >> call->pbits)
+        q++;
+    return q;
+}
+
+/* Pass 1 at level k, a chunk at a time: each position's context's entry (kept, or worked out
+   into this thread's pool) and the n-gram ending there (the context's run of keys at the
+   word's place among its continuations). */
+static void level_entries(Call *call, int k, int thread)
+{
+    Tables *t = call->t;
+    Pool *staged = &t->staged[thread];
+    Py_ssize_t n = call->n, m = call->sizes[k];
+    const uint64_t *keys = call->sorted + (size_t)k * n;
+    const int64_t *ids = call->ids;
+    int64_t *here = call->ending + (size_t)k * n;
+    int32_t *entry_here = call->entry_at + (size_t)k * n;
+    const int32_t *entry_below = call->entry_at + (size_t)(k - 1) * n;
+    const int32_t *slot = t->slot[k];
+    Py_ssize_t q, to;
+    while (!LOAD(call->failed) && take_chunk(&call->taken[k], m, call->chunk, &q, &to)) {
+        q = context_start(call, k, q);  /* (a context's positions stay together) */
+        to = context_start(call, k, to);
+        Py_ssize_t from = 0, size = 0, lo = 0;
         int64_t last = -1;
-        int32_t index = -1, *entry_here = entry_at + (size_t)k * n;
-        const int32_t *entry_below = entry_at + (size_t)(k - 1) * n;
+        int32_t index = -1;
         const int32_t *words = NULL;
-        Py_ssize_t size = 0, lo = 0;
-        if (!t->slot[k] && !(t->slot[k] = calloc((size_t)t->contexts[k], sizeof(int32_t)))) { failed = 1; break; }
-        for (Py_ssize_t q = 0; q < m; q++) {
-            Py_ssize_t p = (Py_ssize_t)(keys[q] & pmask);
-            int64_t c = (int64_t)(keys[q] >> pbits);
-            if (q + AHEAD < m) {
-                PREFETCH(&t->slot[k][keys[q + AHEAD] >> pbits]);
-                PREFETCH(&ids[keys[q + AHEAD] & pmask]);
-                PREFETCH(&entry_below[keys[q + AHEAD] & pmask]);
+        for (; q < to; q++) {
+            Py_ssize_t p = (Py_ssize_t)(keys[q] & call->pmask);
+            int64_t c = (int64_t)(keys[q] >> call->pbits);
+            if (q + AHEAD < to) {
+                PREFETCH(&slot[keys[q + AHEAD] >> call->pbits]);
+                PREFETCH(&ids[keys[q + AHEAD] & call->pmask]);
+                PREFETCH(&entry_below[keys[q + AHEAD] & call->pmask]);
             }
             if (c != last) {
-                int64_t lower[MAX_ORDER];
-                for (int l = 1; l < k; l++)
-                    lower[l] = ending[(size_t)(l - 1) * n + p - 1];
-                Entry *e = entry_of(t, k, c, lower, &from, k >= 2 && lower[k - 1] >= 0 ? entry_below[p] : -1);
-                if (!e) { failed = 1; break; }
-                index = (int32_t)(e - t->entries);
-                words = t->pool_words + e->start;
+                const Entry *e;
+                if (slot[c]) {
+                    index = slot[c] - 1;
+                    e = &t->kept.entries[index];
+                    words = t->kept.words + e->start;
+                } else {
+                    int64_t lower[MAX_ORDER];
+                    for (int l = 1; l < k; l++)
+                        lower[l] = call->ending[(size_t)(l - 1) * n + p - 1];
+                    const Entry *suffix = k >= 2 && lower[k - 1] >= 0 ? entry_of(call, k - 1, p) : NULL;
+                    Entry *made = work_out(t, staged, k, c, lower, &from, suffix);
+                    if (!made) {
+                        STORE(call->failed, 1);
+                        return;
+                    }
+                    index = (int32_t)(-1 - ((made - staged->entries) * THREADS + thread));
+                    e = made;
+                    words = staged->words + made->start;
+                }
                 size = e->size;
                 lo = e->lo;
                 last = c;
             }
-            entry_here[p] = index;  /* (the entry of this position's context of length k) */
+            entry_here[p] = index;
             Py_ssize_t at = search_i32(words, 0, size, (int32_t)ids[p], 0);
             if (at < size && words[at] == ids[p])
                 here[p] = lo + at;
         }
     }
+}
 
-    /* 2. Log-probabilities: the longest n-gram's, plus the backoffs of the longer contexts. */
-    for (Py_ssize_t p = 0; p < n && !failed; p++) {
-        if (p + AHEAD < n) {  /* (the value and backoffs the position further on will read) */
+/* Pass 2 for positions [from, to): each log-probability, from the longest n-gram and the
+   backoffs above it; and pass 3's start: the thresholds each level counts against, and the
+   unigram distribution's counts and sums. */
+static void positions_scored(Call *call, Py_ssize_t from, Py_ssize_t to)
+{
+    const Tables *t = call->t;
+    Py_ssize_t n = call->n;
+    int N = call->N;
+    const int64_t *ids = call->ids, *ending = call->ending;
+    for (Py_ssize_t p = from; p < to; p++) {
+        if (p + AHEAD < to) {  /* (the value and backoffs the position further on will read) */
             Py_ssize_t ahead = p + AHEAD;
             int best = 0;
             for (int k = 1; k < N; k++)
@@ -646,8 +819,8 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
                 if (ending[(size_t)(k - 1) * n + ahead - 1] >= 0)
                     prefetch_value(&t->backoff[k - 1], ending[(size_t)(k - 1) * n + ahead - 1]);
         }
-        if (ids[p] == bos) {
-            logprobs[p] = NAN;
+        if (ids[p] == call->bos) {
+            call->logprobs[p] = NAN;
             continue;
         }
         int best = 0;
@@ -658,72 +831,210 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
             int64_t c = ending[(size_t)(k - 1) * n + p - 1];
             if (c >= 0) value += value_at(&t->backoff[k - 1], c);
         }
-        logprobs[p] = value * LN10;
+        call->logprobs[p] = value * LN10;
     }
-
-    /* 3. Ranks and entropies. */
-    for (Py_ssize_t p = 0; p < n && !failed; p++) {
-        x[(size_t)(N - 1) * n + p] = logprobs[p] / LN10 + TIE;
+    double *x = call->x, *bo = call->bo;
+    for (Py_ssize_t p = from; p < to; p++) {
+        x[(size_t)(N - 1) * n + p] = call->logprobs[p] / LN10 + TIE;
         for (int j = N - 1; j > 0; j--) {
             int64_t c = p > 0 ? ending[(size_t)(j - 1) * n + p - 1] : -1;
             double b = c >= 0 ? value_at(&t->backoff[j - 1], c) : 0.0;
             bo[(size_t)j * n + p] = b;
             x[(size_t)(j - 1) * n + p] = x[(size_t)j * n + p] - b;
         }
-        ranks[p] = 1 + count_greater_d(t->unigrams, t->nunigrams, x[p]);
-        E0[p] = t->U0;
-        E1[p] = t->U1;
+        call->ranks[p] = 1 + count_greater_d(t->unigrams, t->nunigrams, x[p]);
+        call->E0[p] = t->U0;
+        call->E1[p] = t->U1;
     }
-    for (int j = 1; j < N && !failed; j++) {
-        const uint64_t *keys = sorted + (size_t)j * n;
-        const int32_t *entries_here = entry_at + (size_t)j * n;
-        Py_ssize_t m = sizes[j];
-        const double *xj = x + (size_t)j * n, *xl = x + (size_t)(j - 1) * n, *bj = bo + (size_t)j * n;
-        int64_t last = -1;
-        const float *p_values = NULL;
-        const double *low = NULL, *sums = NULL;
-        int64_t size = 0;
-        double b = 0.0, tb = 1.0;
-        for (Py_ssize_t q = 0; q < m; q++) {
-            Py_ssize_t p = (Py_ssize_t)(keys[q] & pmask);
-            int64_t c = (int64_t)(keys[q] >> pbits);
-            if (q + AHEAD < m) {  /* (what positions further on will read, asked for now) */
-                Py_ssize_t ahead = (Py_ssize_t)(keys[q + AHEAD] & pmask);
-                PREFETCH(&ids[ahead]);
-                PREFETCH(&xj[ahead]);
-                PREFETCH(&xl[ahead]);
-                PREFETCH(&E0[ahead]);
-                PREFETCH(&E1[ahead]);
-                PREFETCH(&ranks[ahead]);
-                PREFETCH(&entries_here[ahead]);
-                if (q + AHEAD / 2 < m)
-                    PREFETCH(&t->entries[entries_here[keys[q + AHEAD / 2] & pmask]]);
-            }
-            if (ids[p] == bos) continue;
-            if (c != last) {
-                const Entry *e = &t->entries[entries_here[p]];  /* (made in pass 1) */
-                p_values = t->pool_p + e->start;
-                low = t->pool_low + e->start;
-                size = e->size;
-                sums = e->sums;
-                b = bj[p];
-                tb = exp(b * LN10);
-                last = c;
-            }
-            ranks[p] += count_greater_f(p_values, size, xj[p]) - count_greater_d(low, size, xl[p]);
-            double e0 = E0[p], e1 = E1[p];
-            E0[p] = sums[0] + tb * (e0 - sums[2]);
-            E1[p] = sums[1] + tb * (e1 + b * e0 - sums[3] - b * sums[2]);
+}
+
+/* Pass 3 at level j for its sorted positions [from, to): each position's counts in its
+   context's sorted values, and its entropy sums (a context's positions together keep its
+   values in the processor's cache). */
+static void level_counts(Call *call, int j, Py_ssize_t from, Py_ssize_t to)
+{
+    Py_ssize_t n = call->n;
+    const Pool *kept = &call->t->kept;
+    const uint64_t *keys = call->sorted + (size_t)j * n;
+    const int64_t *ids = call->ids;
+    const double *xj = call->x + (size_t)j * n, *xl = call->x + (size_t)(j - 1) * n, *bj = call->bo + (size_t)j * n;
+    double *E0 = call->E0, *E1 = call->E1;
+    int64_t *ranks = call->ranks, last = -1, size = 0;
+    const int32_t *entries_here = call->entry_at + (size_t)j * n;
+    const float *p_values = NULL;
+    const double *low = NULL, *sums = NULL;
+    double b = 0.0, tb = 1.0;
+    for (Py_ssize_t q = from; q < to; q++) {
+        Py_ssize_t p = (Py_ssize_t)(keys[q] & call->pmask);
+        int64_t c = (int64_t)(keys[q] >> call->pbits);
+        if (q + AHEAD < to) {  /* (what positions further on will read, asked for now) */
+            Py_ssize_t ahead = (Py_ssize_t)(keys[q + AHEAD] & call->pmask);
+            PREFETCH(&ids[ahead]);
+            PREFETCH(&xj[ahead]);
+            PREFETCH(&xl[ahead]);
+            PREFETCH(&E0[ahead]);
+            PREFETCH(&E1[ahead]);
+            PREFETCH(&ranks[ahead]);
+            PREFETCH(&entries_here[ahead]);
+            if (q + AHEAD / 2 < to)
+                PREFETCH(entry_of(call, j, (Py_ssize_t)(keys[q + AHEAD / 2] & call->pmask)));
         }
+        if (ids[p] == call->bos) continue;
+        if (c != last) {
+            const Entry *e = entry_of(call, j, p);  /* (made in pass 1) */
+            p_values = kept->p + e->start;
+            low = kept->low + e->start;
+            size = e->size;
+            sums = e->sums;
+            b = bj[p];
+            tb = exp(b * LN10);
+            last = c;
+        }
+        ranks[p] += count_greater_f(p_values, size, xj[p]) - count_greater_d(low, size, xl[p]);
+        double e0 = E0[p], e1 = E1[p];
+        E0[p] = sums[0] + tb * (e0 - sums[2]);
+        E1[p] = sums[1] + tb * (e1 + b * e0 - sums[3] - b * sums[2]);
     }
+}
+
+/* A thread's part of the call (thread 0 also does what one thread does alone). */
+static void call_part(Call *call, int thread)
+{
+    for (int k = 1; k < call->N; k++) {
+        if (thread == 0 && !call->failed)
+            level_sorted(call, k);
+        barrier_wait(&call->barrier);
+        if (!call->failed)
+            level_entries(call, k, thread);
+        barrier_wait(&call->barrier);
+        if (thread == 0 && !call->failed && keep_staged(call->t, call->threads, call->first[k]) < 0)
+            call->failed = 1;
+        barrier_wait(&call->barrier);
+    }
+    Py_ssize_t from, to;
+    while (!call->failed && take_chunk(&call->taken[0], call->n, SPLIT, &from, &to))
+        positions_scored(call, from, to);
+    for (int j = 1; j < call->N; j++) {
+        barrier_wait(&call->barrier);
+        while (!call->failed && take_chunk(&call->taken[MAX_ORDER + j], call->sizes[j], SPLIT, &from, &to))
+            level_counts(call, j, from, to);
+    }
+    barrier_wait(&call->barrier);
+    from = call->n * thread / call->threads;
+    to = call->n * (thread + 1) / call->threads;
     const double LOG2_10 = 3.321928094887362;
-    for (Py_ssize_t p = 0; p < n; p++) {
-        if (ids[p] == bos) {
-            ranks[p] = 0;
-            entropies[p] = NAN;
+    for (Py_ssize_t p = from; p < to && !call->failed; p++) {
+        if (call->ids[p] == call->bos) {
+            call->ranks[p] = 0;
+            call->entropies[p] = NAN;
         } else {
-            entropies[p] = -LOG2_10 * E1[p];
+            call->entropies[p] = -LOG2_10 * call->E1[p];
         }
+    }
+}
+
+#if HAVE_THREADS
+static void *helper_part(void *call)
+{
+    call_part(call, 1);
+    return NULL;
+}
+#endif
+
+/* The call on ``threads`` threads (one where a second cannot start). */
+static void call_run(Call *call, int threads)
+{
+    call->threads = 1;
+    call->barrier.parties = 1;
+#if HAVE_THREADS
+    pthread_t helper;
+    int helped = 0;
+    if (threads >= 2 && pthread_mutex_init(&call->barrier.lock, NULL) == 0) {
+        if (pthread_cond_init(&call->barrier.turn, NULL) == 0) {
+            call->threads = call->barrier.parties = 2;
+            helped = pthread_create(&helper, NULL, helper_part, call) == 0;
+            if (!helped) {
+                call->threads = call->barrier.parties = 1;
+                pthread_cond_destroy(&call->barrier.turn);
+            }
+        }
+        if (!helped) pthread_mutex_destroy(&call->barrier.lock);
+    }
+    call_part(call, 0);
+    if (helped) {
+        pthread_join(helper, NULL);
+        pthread_cond_destroy(&call->barrier.turn);
+        pthread_mutex_destroy(&call->barrier.lock);
+    }
+#else
+    (void)threads;
+    call_part(call, 0);
+#endif
+}
+
+static PyObject *Tables_stats(Tables *t, PyObject *args)
+{
+    /* stats(bos, ids, logprob, rank, entropy, threads=1, chunk=CHUNK): ids (int64, a stream
+       opening with <s>, whose id is bos); writes each position's natural-log probability, rank
+       (int64) and entropy in bits, NaN / 0 / NaN at <s>; on two threads where asked and the
+       platform has them. As the model's _ending_at, _score_ids and backoff_token_stats compute them, in
+       three passes:
+       1. level by level, the n-gram ending at each position, from its context's entry (the
+          positions sorted by their context, each context's continuations worked out once:
+          the n-gram is the context's run of keys at the word's place among them);
+       2. each position's log-probability, from the longest n-gram and the backoffs above it;
+       3. level by level again, each position's counts in its context's sorted values (the
+          entries stay kept from pass 1; each context's positions together keep its values in
+          the processor's cache). */
+    long long bos;
+    int threads = 1;
+    Py_ssize_t chunk = CHUNK;
+    Py_buffer ib, lb, rb, eb;
+    if (!PyArg_ParseTuple(args, "Ly*w*w*w*|in", &bos, &ib, &lb, &rb, &eb, &threads, &chunk))
+        return NULL;
+    Py_ssize_t n = ib.len / 8;
+    int N = t->order;
+    PyObject *result = NULL;
+    if (lb.len != n * 8 || rb.len != n * 8 || eb.len != n * 8 || chunk < 1) {
+        PyErr_SetString(PyExc_ValueError, "arrays of different lengths, or a chunk of no positions");
+        goto done;
+    }
+    const int64_t *ids = ib.buf;
+    for (Py_ssize_t p = 0; p < n; p++)
+        if (ids[p] < 0 || ids[p] >= t->V) {
+            PyErr_SetString(PyExc_ValueError, "a word id outside the vocabulary");
+            goto done;
+        }
+    if (n == 0 || ids[0] != bos || (uint64_t)n * (uint64_t)N >= INT32_MAX / (2 * THREADS)) {
+        PyErr_SetString(PyExc_ValueError, "the stream must open with <s> (and be shorter than 2^28 / order tokens)");
+        goto done;
+    }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(t->lock, WAIT_LOCK);
+    if (scratch_reserve(&t->scratch, n, N) < 0) {
+        failed = 1;
+    } else {
+        if (t->kept.used > t->pool_kept)
+            forget(t, KEPT_FROM);
+        if (t->kept.nentries >= INT32_MAX / 2)  /* (entries are numbered in 31 bits) */
+            forget(t, INT64_MAX);
+        for (int s = 0; s < THREADS; s++)  /* (what a call that ran out of memory left) */
+            t->staged[s].used = t->staged[s].nentries = 0;
+        Scratch *s = &t->scratch;
+        Call call = {
+            .t = t, .ids = ids, .n = n, .N = N, .bos = bos, .pbits = bit_length((uint64_t)n), .chunk = chunk,
+            .logprobs = lb.buf, .entropies = eb.buf, .ranks = rb.buf, .ending = s->ending, .sorted = s->sorted,
+            .spare = s->spare, .entry_at = s->entry_at,
+        };
+        call.pmask = ((uint64_t)1 << call.pbits) - 1;
+        call.x = s->work;
+        call.bo = s->work + (size_t)N * n;
+        call.E0 = call.bo + (size_t)N * n;
+        call.E1 = call.E0 + n;
+        memcpy(call.ending, ids, (size_t)n * sizeof(int64_t));
+        call_run(&call, threads);
+        failed = call.failed;
     }
     PyThread_release_lock(t->lock);
     Py_END_ALLOW_THREADS
@@ -733,12 +1044,6 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
     }
     result = Py_NewRef(Py_None);
 done:
-    PyMem_RawFree(ending);
-    PyMem_RawFree(sorted);
-    PyMem_RawFree(spare);
-    PyMem_RawFree(work);
-    PyMem_RawFree(sizes);
-    PyMem_RawFree(entry_at);
     PyBuffer_Release(&ib);
     PyBuffer_Release(&lb);
     PyBuffer_Release(&rb);

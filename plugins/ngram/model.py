@@ -379,6 +379,11 @@ class NgramModel(LanguageModel):
         ids = np.asarray(ids, dtype=np.int64)
         if self.logp is None or self.order < 2 or len(ids) == 0 or ids[0] != BOS_ID:
             return super().token_stats(ids)  # add-k, unigram models, streams not opening a sentence
+        from plugins.ngram.stats import compiled_token_stats
+
+        compiled = compiled_token_stats(self, ids, threads=2 if len(ids) >= 2 * THREAD_PIECE and spare_core() else 1)
+        if compiled is not None:  # (on both cores, one cache of contexts)
+            return compiled
         if len(ids) >= 2 * THREAD_PIECE and spare_core():  # whole sentences a piece: the expansion below grows with them
             pieces = sentence_pieces(ids, min(STATS_CHUNK, (len(ids) + 1) // 2))
             if len(pieces) > 1:  # (one sentence longer than a piece is ranked whole)
@@ -386,12 +391,15 @@ class NgramModel(LanguageModel):
                 return tuple(np.concatenate(column) for column in zip(*stats))
         return self._token_stats(ids)
 
-    def _token_stats(self, ids: np.ndarray):
-        from plugins.ngram.stats import backoff_token_stats, compiled_token_stats
+    def token_stats_in_parallel(self) -> bool:
+        from plugins.ngram.stats import compiled_ranking
 
-        compiled = compiled_token_stats(self, ids)
-        if compiled is not None:
-            return compiled
+        return self.logp is not None and self.order >= 2 and spare_core() and compiled_ranking(self)
+
+    def _token_stats(self, ids: np.ndarray):
+        """``token_stats`` with numpy, on this thread."""
+        from plugins.ngram.stats import backoff_token_stats
+
         ending = self._ending_at(ids)  # (what scoring and ranking both start from)
         logprob = self._score_ids(ids, ending)
         pos, rank, entropy = backoff_token_stats(self, ids, ending, logprob / LN10)

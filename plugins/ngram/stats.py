@@ -291,18 +291,24 @@ VALUE_KINDS = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.uin
 ZERO_KIND = 5
 
 
-def compiled_token_stats(model, ids: np.ndarray):
+def compiled_token_stats(model, ids: np.ndarray, threads: int = 1):
     """(log-probability, rank, entropy in bits) at every position of ``ids`` (a stream opening
     with <s>) from the C extension, as ``_ending_at``, ``_score_ids`` and
-    ``backoff_token_stats`` give them; None where it is not used."""
+    ``backoff_token_stats`` give them, on ``threads`` threads (1 or 2); None where it is not
+    used."""
     compiled = USE_COMPILED and _compiled(model)
     if not compiled:
         return None
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     logprob, rank, entropy = np.empty(len(ids)), np.empty(len(ids), dtype=np.int64), np.empty(len(ids))
     with compiled.borrowed() as tables:
-        tables.stats(BOS_ID, ids, logprob, rank, entropy)
+        tables.stats(BOS_ID, ids, logprob, rank, entropy, threads)
     return logprob, rank, entropy
+
+
+def compiled_ranking(model) -> bool:
+    """Whether the C extension ranks ``model``'s tokens."""
+    return bool(USE_COMPILED and _compiled(model))
 
 
 class _CompiledTables:

@@ -1,6 +1,8 @@
 /* `foretell score`'s tab-separated text, compiled: pretokenized lines read into columns (what
-   engine/tokenizer.py's pretokenized_columns and the vocabulary's lookup give), and the table's
-   rows written (what engine/table.py lays out with numpy, a row at a time).
+   engine/tokenizer.py's pretokenized_columns and the vocabulary's lookup give, the tokens kept
+   as one UTF-8 text: engine/token_lines.py), words looked up in a hash table over their UTF-8
+   bytes (``Words``), and the table's rows written (what engine/table.py lays out with numpy, a
+   row at a time).
 
    Rows: Each row is exactly f"{token}\t{start}\t{end}\t{bits:.3f}\t{rank}\t{entropy:.3f}\t{oov}\n"
    (offsets below zero blank): a number with three decimals from its thousandths as an integer
@@ -139,92 +141,253 @@ done:
     return result;
 }
 
-static PyObject *columns(PyObject *self, PyObject *args)
+/* The vocabulary as a hash table over its words' UTF-8 bytes (open addressing, at most half
+   full): pretokenized text is looked up without a string object a word, where making, hashing
+   and freeing a million of them was a quarter of `score`'s reading. */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer data;  /* the bytes the words are in */
+    int64_t *starts, *ends;  /* word i: data[starts[i], ends[i]) */
+    uint64_t *slots;  /* the hash's top 32 bits above 1 + the word's id; 0 where empty */
+    uint64_t mask;
+    Py_ssize_t count;
+} Words;
+
+static inline uint64_t hash_bytes(const unsigned char *s, Py_ssize_t n)
 {
-    /* columns(block, offset, line_ids, unknown, end_token): the words of whole pretokenized
-       lines (runs of characters between spaces, tabs and line ends; the block holds no \r),
-       each line's end a token of its own: (tokens, with end_token for each line's end; their
-       character offsets from ``offset`` as int64 bytes, -1 for a line's end; their ids from
-       ``line_ids`` as int64 bytes, ``unknown`` where absent, line_ids["\n"] for a line's end).
-       A block not ending in a line end gets one, as pretokenized_columns reads it. */
-    PyObject *block, *line_ids, *end_token;
-    Py_ssize_t offset;
-    long long unknown;
-    if (!PyArg_ParseTuple(args, "UnO!LU", &block, &offset, &PyDict_Type, &line_ids, &unknown, &end_token))
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)n;  /* FNV-1a, then mixed (its low bits alone are weak) */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return h ^ (h >> 32);
+}
+
+/* The id of the word of n bytes at s, -1 if none; *slot: where it is or would go. */
+static int64_t words_find(const Words *w, const unsigned char *s, Py_ssize_t n, uint64_t *slot)
+{
+    uint64_t h = hash_bytes(s, n), tag = h >> 32;
+    const unsigned char *data = w->data.buf;
+    for (uint64_t i = h & w->mask;; i = (i + 1) & w->mask) {
+        uint64_t e = w->slots[i];
+        *slot = i;
+        if (!e) return -1;
+        if (e >> 32 == tag) {
+            int64_t id = (int64_t)(e & 0xffffffffULL) - 1;
+            if (w->ends[id] - w->starts[id] == n && memcmp(data + w->starts[id], s, (size_t)n) == 0)
+                return id;
+        }
+    }
+}
+
+static void Words_dealloc(Words *w)
+{
+    if (w->data.obj) PyBuffer_Release(&w->data);
+    PyMem_Free(w->starts);
+    PyMem_Free(w->ends);
+    PyMem_Free(w->slots);
+    Py_TYPE(w)->tp_free((PyObject *)w);
+}
+
+static PyObject *Words_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    /* Words(data, starts, ends): word i is data[starts[i]:ends[i]] (int64 arrays); a ValueError
+       names the first word that repeats one before it. */
+    PyObject *starts_object, *ends_object;
+    Words *w = (Words *)type->tp_alloc(type, 0);
+    if (!w) return NULL;
+    Py_buffer starts, ends;
+    if (!PyArg_ParseTuple(args, "y*OO", &w->data, &starts_object, &ends_object)) {
+        Py_DECREF(w);
         return NULL;
-    Py_ssize_t length = PyUnicode_GET_LENGTH(block);
-    int kind = PyUnicode_KIND(block);
-    const void *data = PyUnicode_DATA(block);
-    PyObject *newline = PyUnicode_FromOrdinal('\n'), *tokens = PyList_New(0), *result = NULL;
-    int64_t *starts = NULL, *ends = NULL, *ids = NULL;
-    Py_ssize_t count = 0, room = 0;
-    long long line_end_id = 0;
-    if (!newline || !tokens) goto done;
-    PyObject *found = PyDict_GetItemWithError(line_ids, newline);
-    if (!found) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "line_ids has no id for a line's end");
+    }
+    if (PyObject_GetBuffer(starts_object, &starts, PyBUF_C_CONTIGUOUS) < 0) { Py_DECREF(w); return NULL; }
+    if (PyObject_GetBuffer(ends_object, &ends, PyBUF_C_CONTIGUOUS) < 0) { PyBuffer_Release(&starts); Py_DECREF(w); return NULL; }
+    Py_ssize_t count = starts.len / 8;
+    PyObject *result = NULL;
+    if (starts.len != ends.len || starts.len % 8 || count >= INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "starts and ends: int64 arrays of one length");
         goto done;
     }
-    line_end_id = PyLong_AsLongLong(found);
-    if (line_end_id == -1 && PyErr_Occurred()) goto done;
-    Py_ssize_t i = 0;
-    while (i <= length) {
-        Py_UCS4 ch = i < length ? PyUnicode_READ(kind, data, i) : '\n';
-        if (i == length && length > 0 && PyUnicode_READ(kind, data, length - 1) == '\n')
-            break;  /* (the block ended with its line end) */
-        if (count == room) {
-            room = room ? 2 * room : 4096;
-            int64_t *s = PyMem_Realloc(starts, (size_t)room * sizeof(int64_t)), *e = NULL, *d = NULL;
-            if (s) starts = s;
-            if (s) e = PyMem_Realloc(ends, (size_t)room * sizeof(int64_t));
-            if (e) ends = e;
-            if (e) d = PyMem_Realloc(ids, (size_t)room * sizeof(int64_t));
-            if (d) ids = d;
-            if (!s || !e || !d) { PyErr_NoMemory(); goto done; }
+    uint64_t size = 16;
+    while (size < 2 * (uint64_t)count) size <<= 1;
+    w->starts = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(int64_t));
+    w->ends = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(int64_t));
+    w->slots = PyMem_Calloc((size_t)size, sizeof(uint64_t));
+    if (!w->starts || !w->ends || !w->slots) { PyErr_NoMemory(); goto done; }
+    memcpy(w->starts, starts.buf, (size_t)starts.len);
+    memcpy(w->ends, ends.buf, (size_t)ends.len);
+    w->mask = size - 1;
+    w->count = count;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int64_t start = w->starts[i], end = w->ends[i];
+        if (start < 0 || end < start || end > w->data.len) {
+            PyErr_Format(PyExc_ValueError, "word %zd lies outside the data", i);
+            goto done;
         }
-        if (ch == '\n') {
-            if (PyList_Append(tokens, end_token) < 0) goto done;
-            starts[count] = ends[count] = -1;
-            ids[count++] = line_end_id;
-            i++;
-            continue;
+        uint64_t slot;
+        const unsigned char *s = (const unsigned char *)w->data.buf + start;
+        if (words_find(w, s, (Py_ssize_t)(end - start), &slot) >= 0) {
+            PyErr_Format(PyExc_ValueError, "word %zd repeats one before it", i);
+            goto done;
         }
-        if (ch == ' ' || ch == '\t') {
-            i++;
-            continue;
-        }
-        Py_ssize_t start = i;
-        while (i < length) {
-            Py_UCS4 c = PyUnicode_READ(kind, data, i);
-            if (c == ' ' || c == '\t' || c == '\n') break;
-            i++;
-        }
-        PyObject *word = PyUnicode_Substring(block, start, i);
-        if (!word) goto done;
-        PyObject *id = PyDict_GetItemWithError(line_ids, word);
-        long long value = unknown;
-        if (id) value = PyLong_AsLongLong(id);
-        int failed = (!id && PyErr_Occurred()) || (value == -1 && PyErr_Occurred()) || PyList_Append(tokens, word) < 0;
-        Py_DECREF(word);
-        if (failed) goto done;
-        starts[count] = offset + start;
-        ends[count] = offset + i;
-        ids[count++] = value;
+        w->slots[slot] = (hash_bytes(s, (Py_ssize_t)(end - start)) >> 32) << 32 | (uint64_t)(i + 1);
     }
-    result = Py_BuildValue("(Oy#y#y#)", tokens, (const char *)starts, (Py_ssize_t)(count * 8), (const char *)ends,
-                           (Py_ssize_t)(count * 8), (const char *)ids, (Py_ssize_t)(count * 8));
+    result = (PyObject *)w;
 done:
-    Py_XDECREF(newline);
-    Py_XDECREF(tokens);
-    PyMem_Free(starts);
-    PyMem_Free(ends);
-    PyMem_Free(ids);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&ends);
+    if (!result) Py_DECREF(w);
+    return result;
+}
+
+static PyObject *Words_get(Words *w, PyObject *args)
+{
+    /* get(word: bytes) -> its id, or None */
+    Py_buffer word;
+    if (!PyArg_ParseTuple(args, "y*", &word)) return NULL;
+    uint64_t slot;
+    int64_t id = words_find(w, word.buf, word.len, &slot);
+    PyBuffer_Release(&word);
+    if (id < 0) Py_RETURN_NONE;
+    return PyLong_FromLongLong(id);
+}
+
+static PyMethodDef Words_methods[] = {
+    {"get", (PyCFunction)Words_get, METH_VARARGS, "A word's id (its UTF-8 bytes given), or None."},
+    {NULL},
+};
+
+static PyTypeObject WordsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "engine._tsv.Words",
+    .tp_basicsize = sizeof(Words),
+    .tp_dealloc = (destructor)Words_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A vocabulary's words, looked up by their UTF-8 bytes.",
+    .tp_methods = Words_methods,
+    .tp_new = Words_new,
+};
+
+/* A buffer that grows. */
+typedef struct {
+    char *data;
+    size_t used, size;
+} Bytes;
+
+static int bytes_put(Bytes *b, const void *s, size_t n)
+{
+    if (b->used + n > b->size) {
+        size_t size = 2 * b->size > b->used + n ? 2 * b->size : b->used + n + 4096;
+        char *grown = PyMem_Realloc(b->data, size);
+        if (!grown) { PyErr_NoMemory(); return -1; }
+        b->data = grown;
+        b->size = size;
+    }
+    memcpy(b->data + b->used, s, n);
+    b->used += n;
+    return 0;
+}
+
+/* A row of columns' output: the token's bytes (after a b"\n" unless it is the first), where
+   they end, its character offsets and its id. */
+typedef struct {
+    Bytes text;
+    int64_t *numbers[4];  /* row ends, starts, ends, ids */
+    Py_ssize_t count, room;
+} Rows;
+
+static int rows_put(Rows *r, const void *token, size_t length, int64_t start, int64_t end, int64_t id)
+{
+    if (r->count == r->room) {
+        Py_ssize_t room = r->room ? 2 * r->room : 4096;
+        for (int c = 0; c < 4; c++) {
+            int64_t *grown = PyMem_Realloc(r->numbers[c], (size_t)room * sizeof(int64_t));
+            if (!grown) { PyErr_NoMemory(); return -1; }
+            r->numbers[c] = grown;
+        }
+        r->room = room;
+    }
+    if ((r->count && bytes_put(&r->text, "\n", 1) < 0) || bytes_put(&r->text, token, length) < 0)
+        return -1;
+    r->numbers[0][r->count] = (int64_t)r->text.used;
+    r->numbers[1][r->count] = start;
+    r->numbers[2][r->count] = end;
+    r->numbers[3][r->count++] = id;
+    return 0;
+}
+
+static PyObject *columns(PyObject *self, PyObject *args)
+{
+    /* columns(block, offset, words, unknown, line_end, end_token): the words of whole
+       pretokenized lines (runs of characters between spaces, tabs and line ends; the block
+       holds no \r), each line's end a token of its own, as (their UTF-8 bytes joined by b"\n",
+       with end_token for each line's end; where each ends in those bytes; their character
+       offsets from ``offset``, -1 for a line's end; their ids in ``words``, ``unknown`` where
+       absent, ``line_end`` for a line's end), the last four as int64 bytes. A block not ending
+       in a line end gets one, as pretokenized_columns reads it. None where the block has no
+       UTF-8 form (a lone surrogate). */
+    PyObject *block;
+    Words *words;
+    Py_ssize_t offset, end_length;
+    long long unknown, line_end;
+    const char *end_token;
+    if (!PyArg_ParseTuple(args, "UnO!LLy#", &block, &offset, &WordsType, &words, &unknown, &line_end, &end_token, &end_length))
+        return NULL;
+    Py_ssize_t size;
+    const unsigned char *s = (const unsigned char *)PyUnicode_AsUTF8AndSize(block, &size);
+    if (!s) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int ascii = PyUnicode_IS_ASCII(block);
+    Rows rows = {{NULL, 0, 0}, {NULL, NULL, NULL, NULL}, 0, 0};
+    PyObject *result = NULL;
+    Py_ssize_t i = 0, chars = 0;  /* where the reading is, in bytes and in characters */
+    int at_line_start = 1;
+    for (;;) {
+        int line_end_here = i < size ? s[i] == '\n' : !at_line_start || size == 0;
+        if (i >= size && !line_end_here) break;
+        if (line_end_here) {
+            if (rows_put(&rows, end_token, (size_t)end_length, -1, -1, line_end) < 0) goto done;
+            at_line_start = 1;
+            if (i >= size) break;
+            i++;
+            chars++;
+            continue;
+        }
+        at_line_start = 0;
+        if (s[i] == ' ' || s[i] == '\t') {
+            i++;
+            chars++;
+            continue;
+        }
+        Py_ssize_t start = i, start_chars = chars;
+        while (i < size && s[i] != ' ' && s[i] != '\t' && s[i] != '\n') {
+            if (ascii || (s[i] & 0xC0) != 0x80) chars++;  /* (a character's first byte) */
+            i++;
+        }
+        uint64_t slot;
+        int64_t id = words_find(words, s + start, i - start, &slot);
+        if (rows_put(&rows, s + start, (size_t)(i - start), offset + start_chars, offset + chars, id < 0 ? unknown : id) < 0)
+            goto done;
+    }
+    Py_ssize_t bytes = rows.count * 8;
+    result = Py_BuildValue("(y#y#y#y#y#)", rows.text.data ? rows.text.data : "", (Py_ssize_t)rows.text.used,
+                           rows.numbers[0] ? (char *)rows.numbers[0] : "", bytes, rows.numbers[1] ? (char *)rows.numbers[1] : "", bytes,
+                           rows.numbers[2] ? (char *)rows.numbers[2] : "", bytes, rows.numbers[3] ? (char *)rows.numbers[3] : "", bytes);
+done:
+    PyMem_Free(rows.text.data);
+    for (int c = 0; c < 4; c++)
+        PyMem_Free(rows.numbers[c]);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS, "score's table rows for one batch, as bytes."},
-    {"columns", columns, METH_VARARGS, "The words of whole pretokenized lines, their offsets and ids."},
+    {"columns", columns, METH_VARARGS, "The words of whole pretokenized lines as UTF-8 text, with their offsets and ids."},
     {NULL},
 };
 
@@ -234,5 +397,14 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__tsv(void)
 {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&WordsType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&WordsType);
+    if (PyModule_AddObject(m, "Words", (PyObject *)&WordsType) < 0) {
+        Py_DECREF(&WordsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

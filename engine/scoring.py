@@ -8,7 +8,7 @@ import collections
 import math
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -17,7 +17,8 @@ from engine.distribution import LOG2E
 from engine.model import LanguageModel
 from engine.parallel import ordered_map, thread_map
 from engine.tokenizer import SentenceColumns, Token, pretokenized_columns, pretokenized_words
-from engine.vocab import BOS_ID, EOS, EOS_ID, UNK_ID, Vocabulary, sentences_of_lines
+from engine.token_lines import TokenLines, joined_tokens
+from engine.vocab import BOS_ID, EOS, EOS_ID, NEWLINE, UNK_ID, Vocabulary, sentences_of_lines
 
 USE_COMPILED = tsv is not None and ALLOWED  # (else Python splits pretokenized lines)
 BATCH_TOKENS = 100_000  # tokens scored at once: memory follows this, not the text
@@ -186,7 +187,7 @@ def score_tokens(model: LanguageModel, sentences: Iterable[list[Token]]) -> list
 class ScoredBatch:
     """A batch of sentences scored: one entry per token and per ``</s>`` (whose offsets are -1)."""
 
-    tokens: list[str]
+    tokens: Sequence[str]  # (a list, or TokenLines)
     starts: np.ndarray
     ends: np.ndarray
     logprob: np.ndarray
@@ -202,7 +203,7 @@ class ScoredBatch:
         return -self.logprob * LOG2E
 
 
-Columns = tuple[list[str], np.ndarray, np.ndarray]  # a batch's tokens (``</s>`` included), starts and ends
+Columns = tuple[Sequence[str], np.ndarray, np.ndarray]  # a batch's tokens (``</s>`` included; a list, or TokenLines), starts and ends
 
 
 def token_batches(vocab: Vocabulary, sentences: Iterable[SentenceColumns], max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Columns]]:
@@ -232,9 +233,13 @@ def pretokenized_batches(vocab: Vocabulary, blocks: Iterable[str], max_tokens: i
     def encoded():
         offset = 0
         for block in blocks:
-            if USE_COMPILED and "\r" not in block:  # (in C: the same columns and ids, in two thirds of the time)
-                tokens, *numbers = tsv.columns(block, offset, vocab.line_ids, UNK_ID, EOS)
-                starts, ends, line_ids = (np.frombuffer(column, dtype=np.int64) for column in numbers)
+            read = None
+            if USE_COMPILED and "\r" not in block and vocab.utf8_words is not None:  # (in C: the same columns and ids, no string a token)
+                read = tsv.columns(block, offset, vocab.utf8_words, UNK_ID, NEWLINE, EOS.encode())
+            if read is not None:
+                text, *numbers = read
+                token_ends, starts, ends, line_ids = (np.frombuffer(column, dtype=np.int64) for column in numbers)
+                tokens = TokenLines(text, token_ends)
                 ids = sentences_of_lines(line_ids)
             else:
                 words, starts, ends = pretokenized_columns(block, offset)
@@ -264,7 +269,7 @@ def _take_columns(pending: collections.deque, rows: int) -> Columns:
             rows = 0
     if len(parts) == 1:
         return parts[0]
-    return list(chain.from_iterable(p[0] for p in parts)), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    return joined_tokens([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
 
 def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Columns]]) -> Iterator[ScoredBatch]:
@@ -275,10 +280,13 @@ def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Col
     the last (engine.parallel): on one more thread where the model ranks on both cores itself,
     else on two forked processes."""
     batches = iter(batches)
-    head = collections.deque(islice(batches, 2))
-    if len(head) > 1:  # (what a model builds on first use, such as the n-gram's unigram summary, built once before the fork)
-        ids = head[0][0]
-        model.token_stats(ids[: np.flatnonzero(ids == EOS_ID)[0] + 1])
+    head: collections.deque = collections.deque()
+    beside = thread_map if model.token_stats_in_parallel() else ordered_map
+    if beside is ordered_map:  # (forks where there are two batches: what a model builds on first use, such as the n-gram's unigram summary, built once before)
+        head.extend(islice(batches, 2))
+        if len(head) > 1:
+            ids = head[0][0]
+            model.token_stats(ids[: np.flatnonzero(ids == EOS_ID)[0] + 1])
     waiting: collections.deque = collections.deque()  # (read and sent to be ranked: at most two batches)
 
     def jobs():
@@ -286,7 +294,6 @@ def scored_batches(model: LanguageModel, batches: Iterable[tuple[np.ndarray, Col
             waiting.append((ids, columns))
             yield ids
 
-    beside = thread_map if len(head) > 1 and model.token_stats_in_parallel() else ordered_map
     for logprob, rank, entropy in beside(_token_stats, jobs(), model, ahead=1):
         ids, (tokens, starts, ends) = waiting.popleft()
         scored = ids != BOS_ID

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import codecs
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
 from engine.compiled import ALLOWED, tsv
+from engine.token_lines import TokenLines
 
 USE_COMPILED = tsv is not None and ALLOWED  # (else numpy lays the rows out)
 
@@ -36,15 +38,18 @@ def ascii_compatible(encoding: str) -> bool:
         return False
 
 
-def score_rows(tokens: list[str], starts: np.ndarray, ends: np.ndarray, bits: np.ndarray, rank: np.ndarray,
+def score_rows(tokens: Sequence[str], starts: np.ndarray, ends: np.ndarray, bits: np.ndarray, rank: np.ndarray,
                entropy: np.ndarray, oov: np.ndarray, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """The table's rows for one batch (each ending in a line end), encoded."""
-    text = "\n".join(tokens)  # (no token holds a line end)
+    """The table's rows for one batch (each ending in a line end), encoded; ``tokens`` a list
+    or TokenLines."""
     if USE_COMPILED and codecs.lookup(encoding).name == "utf-8":
         as_int64 = lambda values: np.ascontiguousarray(values, dtype=np.int64)
         as_float64 = lambda values: np.ascontiguousarray(values, dtype=np.float64)
-        return tsv.rows(len(tokens), text.encode(encoding, errors), as_int64(starts), as_int64(ends), as_float64(bits),
-                           as_int64(rank), as_float64(entropy), np.ascontiguousarray(oov, dtype=bool))
+        text = tokens.text if isinstance(tokens, TokenLines) else "\n".join(tokens).encode(encoding, errors)  # (no token holds a line end)
+        return tsv.rows(len(tokens), text, as_int64(starts), as_int64(ends), as_float64(bits),
+                        as_int64(rank), as_float64(entropy), np.ascontiguousarray(oov, dtype=bool))
+    tokens = list(tokens)
+    text = "\n".join(tokens)
     if text.isascii():
         encoded = tokens  # (numpy writes ASCII text as bytes)
     elif codecs.lookup(encoding).name == "utf-8":  # encoded at once: the same bytes, 5 times faster

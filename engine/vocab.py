@@ -91,6 +91,27 @@ class Vocabulary:
         """``ids`` with "\\n" as NEWLINE: lines split in bulk keep their ends in the same lookup."""
         return self.ids | {"\n": NEWLINE}
 
+    @functools.cached_property
+    def utf8_words(self):
+        """The words as a C hash table over their UTF-8 bytes (engine/_tsv.c's ``Words``), for
+        the compiled reader of pretokenized text: built from the file's bytes, with no string a
+        word and no ``ids``; None without the extension."""
+        from engine.compiled import ALLOWED, tsv
+
+        if tsv is None or not ALLOWED:
+            return None
+        if self._file is not None and "tokens" not in self.__dict__:
+            data, starts, ends = self._file.utf8_spans()
+        else:
+            encoded = [token.encode("utf-8", "surrogatepass") for token in self.tokens]
+            ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+            data, starts = b"".join(encoded), ends - np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        try:
+            return tsv.Words(data, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64))
+        except ValueError as e:
+            where = f"{self._folder_name}: {VOCAB_FILE}" if self._folder_name else "the vocabulary"
+            raise ModelFormatError(f"{where} has duplicate tokens; not one foretell wrote") from e
+
     def __len__(self) -> int:
         return self._size
 
@@ -190,6 +211,19 @@ class TokenFile:
 
     def __iter__(self):
         return iter(self.strings())
+
+    def utf8_spans(self) -> tuple[bytes, np.ndarray, np.ndarray]:
+        """Bytes and where in them each token's UTF-8 lies: the file's own, and after them the
+        few tokens written with an escape, decoded."""
+        if not self._escaped:
+            return self._data, self._starts, self._ends
+        starts, ends, pieces, at = self._starts.copy(), self._ends.copy(), [self._data], len(self._data)
+        for i in sorted(self._escaped):
+            piece = self[i].encode("utf-8", "surrogatepass")
+            starts[i], ends[i] = at, at + len(piece)
+            pieces.append(piece)
+            at += len(piece)
+        return b"".join(pieces), starts, ends
 
     def strings(self) -> list[str]:
         return json.loads(self._data)

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lsp_typing import ensure_model, split_files  # noqa: E402
 
 PEAK = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)"
-# The largest of the processes it forked too (score ranks a long text on two): ru_maxrss, in KB.
+# The largest of the processes it forked too (score ranks a long text on two where the model does not
+# rank on both cores itself; none otherwise): ru_maxrss, in KB.
 FORKED_PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)"
 FORETELL = "import sys\nfrom engine.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n" + PEAK + "\n" + FORKED_PEAK
 KENLM = ("import sys, kenlm\nm = kenlm.Model(sys.argv[1])\nt = 0.0\nfor line in sys.stdin.buffer:\n"
@@ -62,7 +63,8 @@ def main() -> None:
         print(f"kenlm (query's code, ARPA loaded)   {peer_s:7.1f} s  peak {peer_mb:6.0f} MB")
         for form in ([], ["--json"]):
             seconds, (mb, forked_mb) = measured(FORETELL, ["score", "--no-color", *form, "-"], text, env, peaks=2)
-            print(f"foretell score {' '.join(form) or '(plain)':<8}            {seconds:7.1f} s  peak {mb:6.0f} MB, each ranking process {forked_mb:6.0f} MB"
+            forked = f", each ranking process {forked_mb:6.0f} MB" if forked_mb else " (ranked on threads, no other process)"
+            print(f"foretell score {' '.join(form) or '(plain)':<8}            {seconds:7.1f} s  peak {mb:6.0f} MB{forked}"
                   f"  | time {seconds / peer_s:.1f}x, memory {mb / peer_mb:.2f}x kenlm's")
 
 

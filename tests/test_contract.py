@@ -288,15 +288,17 @@ def test_every_ability_a_model_claims_works(model, tmp_path):
         check(model, tmp_path)
 
 
-def test_ngram_ranks_in_pieces_equal_ranks_at_once(small_corpus, monkeypatch):
-    """The n-gram ranks long streams a few sentences at a time (bounded memory): the pieces
-    give what one pass gives, with sentences longer than a piece ranked whole."""
+def test_ngram_ranks_in_pieces_equal_ranks_at_once(small_corpus, monkeypatch, ranking):
+    """The n-gram ranks long streams a few sentences at a time (bounded memory), on two
+    threads where a core is spare: the pieces give what one pass gives, with sentences longer
+    than a piece ranked whole."""
     import plugins.ngram.model as ngram
 
     model = backends()["ngram"].cls.fit(small_corpus, backends()["ngram"].cls.Options(order=3))
     ids = encode(model, tokenize(HELD_OUT * 3 + " and the cat" * 20 + ". " + HELD_OUT))
     whole = model.token_stats(ids)
     monkeypatch.setattr(ngram, "STATS_CHUNK", 7)
+    monkeypatch.setattr(ngram, "THREAD_PIECE", 4)
     pieces = model.token_stats(ids)
     for a, b in zip(whole, pieces):
         assert np.array_equal(a, b, equal_nan=True)

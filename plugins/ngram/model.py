@@ -27,8 +27,8 @@ LN10 = math.log(10.0)
 # an 11M-n-gram model ranks 116,000 positions a second (8,192: 46,000) and holds about 60 MB
 # more while it does.
 STATS_CHUNK = 131072
-# Streams at least twice this long are scored in two pieces on two threads (the lookups are
-# numpy searches, which let go of the interpreter): an editor's small steps stay on one.
+# Streams at least twice this long are scored on two threads (the C extension's call on two, or
+# numpy's searches, which let go of the interpreter, on two pieces): an editor's small steps stay on one.
 THREAD_PIECE = 16384
 SMOOTHINGS = ("kneser-ney", "add-k", "stupid-backoff", "arpa")
 
@@ -379,17 +379,16 @@ class NgramModel(LanguageModel):
         ids = np.asarray(ids, dtype=np.int64)
         if self.logp is None or self.order < 2 or len(ids) == 0 or ids[0] != BOS_ID:
             return super().token_stats(ids)  # add-k, unigram models, streams not opening a sentence
-        from plugins.ngram.stats import compiled_token_stats
+        from plugins.ngram.stats import compiled_ranking, compiled_token_stats
 
-        compiled = compiled_token_stats(self, ids, threads=2 if len(ids) >= 2 * THREAD_PIECE and spare_core() else 1)
-        if compiled is not None:  # (on both cores, one cache of contexts)
-            return compiled
-        if len(ids) >= 2 * THREAD_PIECE and spare_core():  # whole sentences a piece: the expansion below grows with them
-            pieces = sentence_pieces(ids, min(STATS_CHUNK, (len(ids) + 1) // 2))
-            if len(pieces) > 1:  # (one sentence longer than a piece is ranked whole)
-                stats = map_on_two_threads(self._token_stats, pieces)
-                return tuple(np.concatenate(column) for column in zip(*stats))
-        return self._token_stats(ids)
+        two = len(ids) >= 2 * THREAD_PIECE and spare_core()
+        if compiled_ranking(self):  # (a piece at a time on both cores, one cache of contexts: memory follows a piece)
+            stats = [compiled_token_stats(self, piece, threads=2 if two else 1) for piece in sentence_pieces(ids, STATS_CHUNK)]
+        elif two:  # whole sentences a piece (one longer than a piece is ranked whole): the expansion below grows with them
+            stats = map_on_two_threads(self._token_stats, sentence_pieces(ids, min(STATS_CHUNK, (len(ids) + 1) // 2)))
+        else:
+            return self._token_stats(ids)
+        return stats[0] if len(stats) == 1 else tuple(np.concatenate(column) for column in zip(*stats))
 
     def token_stats_in_parallel(self) -> bool:
         from plugins.ngram.stats import compiled_ranking

@@ -104,8 +104,9 @@ class Vocabulary:
             data, starts, ends = self._file.utf8_spans()
         else:
             encoded = [token.encode("utf-8", "surrogatepass") for token in self.tokens]
-            ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
-            data, starts = b"".join(encoded), ends - np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            data, ends = b"".join(encoded), np.cumsum(lengths)
+            starts = ends - lengths
         try:
             return tsv.Words(data, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64))
         except ValueError as e:

@@ -12,8 +12,9 @@
    are forgotten (the frequent ones recur in every batch).
 
    A Tables object holds buffers of the model's arrays (numpy arrays or memory maps; read only)
-   and its cache. The interpreter is let go while it works; a lock keeps one thread in a
-   Tables at a time (stats.py lends each thread its own). */
+   and its cache. The interpreter is let go while it works; a lock keeps one call in a Tables
+   at a time (stats.py lends each thread its own), and a call may run on two threads that
+   share the cache (call_run). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -711,7 +712,7 @@ static void level_sorted(Call *call, int k)
     radix_sort(keys, call->spare, m, call->pbits + bit_length((uint64_t)most));
     call->sizes[k] = m;
     if (!t->slot[k] && !(t->slot[k] = calloc((size_t)t->contexts[k], sizeof(int32_t))))
-        call->failed = 1;
+        STORE(call->failed, 1);
 }
 
 /* The next chunk [*from, *to) of ``total`` things (``chunk`` a chunk) from the count of
@@ -901,29 +902,29 @@ static void level_counts(Call *call, int j, Py_ssize_t from, Py_ssize_t to)
 static void call_part(Call *call, int thread)
 {
     for (int k = 1; k < call->N; k++) {
-        if (thread == 0 && !call->failed)
+        if (thread == 0 && !LOAD(call->failed))
             level_sorted(call, k);
         barrier_wait(&call->barrier);
-        if (!call->failed)
+        if (!LOAD(call->failed))
             level_entries(call, k, thread);
         barrier_wait(&call->barrier);
-        if (thread == 0 && !call->failed && keep_staged(call->t, call->threads, call->first[k]) < 0)
-            call->failed = 1;
+        if (thread == 0 && !LOAD(call->failed) && keep_staged(call->t, call->threads, call->first[k]) < 0)
+            STORE(call->failed, 1);
         barrier_wait(&call->barrier);
     }
     Py_ssize_t from, to;
-    while (!call->failed && take_chunk(&call->taken[0], call->n, SPLIT, &from, &to))
+    while (!LOAD(call->failed) && take_chunk(&call->taken[0], call->n, SPLIT, &from, &to))
         positions_scored(call, from, to);
     for (int j = 1; j < call->N; j++) {
         barrier_wait(&call->barrier);
-        while (!call->failed && take_chunk(&call->taken[MAX_ORDER + j], call->sizes[j], SPLIT, &from, &to))
+        while (!LOAD(call->failed) && take_chunk(&call->taken[MAX_ORDER + j], call->sizes[j], SPLIT, &from, &to))
             level_counts(call, j, from, to);
     }
     barrier_wait(&call->barrier);
     from = call->n * thread / call->threads;
     to = call->n * (thread + 1) / call->threads;
     const double LOG2_10 = 3.321928094887362;
-    for (Py_ssize_t p = from; p < to && !call->failed; p++) {
+    for (Py_ssize_t p = from; p < to && !LOAD(call->failed); p++) {
         if (call->ids[p] == call->bos) {
             call->ranks[p] = 0;
             call->entropies[p] = NAN;
@@ -1006,7 +1007,7 @@ static PyObject *Tables_stats(Tables *t, PyObject *args)
             goto done;
         }
     if (n == 0 || ids[0] != bos || (uint64_t)n * (uint64_t)N >= INT32_MAX / (2 * THREADS)) {
-        PyErr_SetString(PyExc_ValueError, "the stream must open with <s> (and be shorter than 2^28 / order tokens)");
+        PyErr_SetString(PyExc_ValueError, "the stream must open with <s> (and hold fewer than 2^29 / order tokens)");
         goto done;
     }
     int failed = 0;

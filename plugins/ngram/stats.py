@@ -8,8 +8,8 @@ for later batches when it has many), and the unigram distribution's. Everything 
 over positions; the result equals building each distribution (a test checks it).
 
 Where the C extension was built at install (``_ranking.c``, optional), it does this work and
-the scoring before it (``compiled_token_stats``), context by context, in about 40 % of the time;
-without a compiler, numpy does it.
+the scoring before it (``compiled_token_stats``), context by context, in about 40 % of the time,
+on one thread or on two sharing one cache; without a compiler, numpy does it.
 """
 
 from __future__ import annotations

@@ -150,7 +150,6 @@ typedef struct {
     int64_t *starts, *ends;  /* word i: data[starts[i], ends[i]) */
     uint64_t *slots;  /* the hash's top 32 bits above 1 + the word's id; 0 where empty */
     uint64_t mask;
-    Py_ssize_t count;
 } Words;
 
 static inline uint64_t hash_bytes(const unsigned char *s, Py_ssize_t n)
@@ -165,10 +164,11 @@ static inline uint64_t hash_bytes(const unsigned char *s, Py_ssize_t n)
     return h ^ (h >> 32);
 }
 
-/* The id of the word of n bytes at s, -1 if none; *slot: where it is or would go. */
-static int64_t words_find(const Words *w, const unsigned char *s, Py_ssize_t n, uint64_t *slot)
+/* The id of the word of n bytes at s (whose hash_bytes is h), -1 if none; *slot: where it is
+   or would go. */
+static int64_t words_find(const Words *w, const unsigned char *s, Py_ssize_t n, uint64_t h, uint64_t *slot)
 {
-    uint64_t h = hash_bytes(s, n), tag = h >> 32;
+    uint64_t tag = h >> 32;
     const unsigned char *data = w->data.buf;
     for (uint64_t i = h & w->mask;; i = (i + 1) & w->mask) {
         uint64_t e = w->slots[i];
@@ -220,7 +220,6 @@ static PyObject *Words_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     memcpy(w->starts, starts.buf, (size_t)starts.len);
     memcpy(w->ends, ends.buf, (size_t)ends.len);
     w->mask = size - 1;
-    w->count = count;
     for (Py_ssize_t i = 0; i < count; i++) {
         int64_t start = w->starts[i], end = w->ends[i];
         if (start < 0 || end < start || end > w->data.len) {
@@ -229,11 +228,12 @@ static PyObject *Words_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         }
         uint64_t slot;
         const unsigned char *s = (const unsigned char *)w->data.buf + start;
-        if (words_find(w, s, (Py_ssize_t)(end - start), &slot) >= 0) {
+        uint64_t h = hash_bytes(s, (Py_ssize_t)(end - start));
+        if (words_find(w, s, (Py_ssize_t)(end - start), h, &slot) >= 0) {
             PyErr_Format(PyExc_ValueError, "word %zd repeats one before it", i);
             goto done;
         }
-        w->slots[slot] = (hash_bytes(s, (Py_ssize_t)(end - start)) >> 32) << 32 | (uint64_t)(i + 1);
+        w->slots[slot] = (h >> 32) << 32 | (uint64_t)(i + 1);
     }
     result = (PyObject *)w;
 done:
@@ -249,7 +249,7 @@ static PyObject *Words_get(Words *w, PyObject *args)
     Py_buffer word;
     if (!PyArg_ParseTuple(args, "y*", &word)) return NULL;
     uint64_t slot;
-    int64_t id = words_find(w, word.buf, word.len, &slot);
+    int64_t id = words_find(w, word.buf, word.len, hash_bytes(word.buf, word.len), &slot);
     PyBuffer_Release(&word);
     if (id < 0) Py_RETURN_NONE;
     return PyLong_FromLongLong(id);
@@ -370,7 +370,7 @@ static PyObject *columns(PyObject *self, PyObject *args)
             i++;
         }
         uint64_t slot;
-        int64_t id = words_find(words, s + start, i - start, &slot);
+        int64_t id = words_find(words, s + start, i - start, hash_bytes(s + start, i - start), &slot);
         if (rows_put(&rows, s + start, (size_t)(i - start), offset + start_chars, offset + chars, id < 0 ? unknown : id) < 0)
             goto done;
     }

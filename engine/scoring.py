@@ -230,12 +230,14 @@ def pretokenized_batches(vocab: Vocabulary, blocks: Iterable[str], max_tokens: i
     spent most of its time in this process making and reading those objects."""
     pending: collections.deque = collections.deque()  # columns read, not yet handed out
 
+    words_table = vocab.utf8_words if USE_COMPILED else None  # (in C: the same columns and ids, no string a token)
+
     def encoded():
         offset = 0
         for block in blocks:
             read = None
-            if USE_COMPILED and "\r" not in block and vocab.utf8_words is not None:  # (in C: the same columns and ids, no string a token)
-                read = tsv.columns(block, offset, vocab.utf8_words, UNK_ID, NEWLINE, EOS.encode())
+            if words_table is not None and "\r" not in block:
+                read = tsv.columns(block, offset, words_table, UNK_ID, NEWLINE, EOS.encode())
             if read is not None:
                 text, *numbers = read
                 token_ends, starts, ends, line_ids = (np.frombuffer(column, dtype=np.int64) for column in numbers)

@@ -48,7 +48,8 @@ def score_rows(tokens: Sequence[str], starts: np.ndarray, ends: np.ndarray, bits
         text = tokens.text if isinstance(tokens, TokenLines) else "\n".join(tokens).encode(encoding, errors)  # (no token holds a line end)
         return tsv.rows(len(tokens), text, as_int64(starts), as_int64(ends), as_float64(bits),
                         as_int64(rank), as_float64(entropy), np.ascontiguousarray(oov, dtype=bool))
-    tokens = list(tokens)
+    if isinstance(tokens, TokenLines):
+        tokens = list(tokens)
     text = "\n".join(tokens)
     if text.isascii():
         encoded = tokens  # (numpy writes ASCII text as bytes)

@@ -71,8 +71,7 @@ class Vocabulary:
     def ids(self) -> dict[str, int]:
         ids = dict(zip(self.tokens, range(len(self.tokens))))  # (built in C)
         if len(ids) != len(self.tokens):
-            where = f"{self._folder_name}: {VOCAB_FILE}" if self._folder_name else "the vocabulary"
-            raise ModelFormatError(f"{where} has duplicate tokens; not one foretell wrote")
+            raise self._duplicate_tokens()
         return ids
 
     @functools.cached_property
@@ -110,8 +109,10 @@ class Vocabulary:
         try:
             return tsv.Words(data, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64))
         except ValueError as e:
-            where = f"{self._folder_name}: {VOCAB_FILE}" if self._folder_name else "the vocabulary"
-            raise ModelFormatError(f"{where} has duplicate tokens; not one foretell wrote") from e
+            raise self._duplicate_tokens() from e
+
+    def _duplicate_tokens(self) -> ModelFormatError:
+        return duplicate_tokens(f"{self._folder_name}: {VOCAB_FILE}" if self._folder_name else "the vocabulary")
 
     def __len__(self) -> int:
         return self._size
@@ -158,7 +159,7 @@ class Vocabulary:
         if not checked:
             tokens = list(tokens)  # (every word made once, for this check and the vocabulary both)
             if len(set(tokens)) != len(tokens):
-                raise ModelFormatError(f"{folder.name}: {VOCAB_FILE} has duplicate tokens; not one foretell wrote")
+                raise duplicate_tokens(f"{folder.name}: {VOCAB_FILE}")
         return cls(tokens, _read_orders(folder), folder.name, checked)
 
 
@@ -228,6 +229,11 @@ class TokenFile:
 
     def strings(self) -> list[str]:
         return json.loads(self._data)
+
+
+def duplicate_tokens(where: str) -> ModelFormatError:
+    """The error for a vocabulary (``where``) that holds a token twice."""
+    return ModelFormatError(f"{where} has duplicate tokens; not one foretell wrote")
 
 
 def _run_before(data: bytes, at: int) -> int:

@@ -294,14 +294,11 @@ ZERO_KIND = 5
 def compiled_token_stats(model, ids: np.ndarray, threads: int = 1):
     """(log-probability, rank, entropy in bits) at every position of ``ids`` (a stream opening
     with <s>) from the C extension, as ``_ending_at``, ``_score_ids`` and
-    ``backoff_token_stats`` give them, on ``threads`` threads (1 or 2); None where it is not
-    used."""
-    compiled = USE_COMPILED and _compiled(model)
-    if not compiled:
-        return None
+    ``backoff_token_stats`` give them, on ``threads`` threads (1 or 2); for a model that
+    ``compiled_ranking`` says the extension ranks."""
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     logprob, rank, entropy = np.empty(len(ids)), np.empty(len(ids), dtype=np.int64), np.empty(len(ids))
-    with compiled.borrowed() as tables:
+    with _compiled(model).borrowed() as tables:
         tables.stats(BOS_ID, ids, logprob, rank, entropy, threads)
     return logprob, rank, entropy
 
